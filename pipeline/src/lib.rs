@@ -1,0 +1,23 @@
+//! faverecs pipeline: the batch stages as a library.
+//!
+//! # Layout
+//!
+//! - [`config`] — layered settings (defaults, TOML file, environment), validated.
+//! - [`store`] — the object store and Parquet I/O; nothing else touches storage.
+//! - [`model`] — the table contract: every table's schema and location.
+//! - [`frame`] — Arrow ↔ Polars conversion for the table work.
+//! - [`import`] — CSV/Parquet files into the raw tables.
+//! - [`demo`] — the deterministic synthetic community.
+//! - [`score`] — Polars preparation and the Rayon Flexplore kernel; writes a run.
+//! - [`runs`] — manifests, the `CURRENT` pointer, publish and rollback.
+//!
+//! Data flows one way: raw tables → `score` → a run → `publish` → `serve`.
+
+pub mod config;
+pub mod demo;
+pub mod frame;
+pub mod import;
+pub mod model;
+pub mod runs;
+pub mod score;
+pub mod store;

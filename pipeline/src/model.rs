@@ -1,0 +1,324 @@
+//! The table contract: every Parquet table's name, location and Arrow schema.
+//!
+//! This module is the only place a schema is written down. Writers build batches
+//! against these schemas, readers check what they read against them, and
+//! `docs/data-model.md` documents the same columns. `serve` depends on this module,
+//! never on scoring internals.
+//!
+//! Layout in storage:
+//!
+//! ```text
+//! raw/<table>/data.parquet            raw tables (favorites, photos, contacts, tracked_users, dismissals)
+//! runs/<run_id>/<table>/part-*.parquet  a run's output tables
+//! runs/<run_id>/manifest.json         the run's manifest
+//! CURRENT                             the published run pointer
+//! ```
+
+use std::sync::{Arc, LazyLock};
+
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use object_store::path::Path;
+
+/// Every table in the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    /// Who favourited which photo, and when.
+    Favorites,
+    /// Photo metadata: owner, title, thumbnail parts.
+    Photos,
+    /// Who follows whom.
+    Contacts,
+    /// The users the pipeline produces recommendations for.
+    TrackedUsers,
+    /// Photos and people a user asked never to be shown again.
+    Dismissals,
+    /// Output: per-user photo recommendations.
+    PhotoRecs,
+    /// Output: per-user photographer recommendations.
+    PhotographerRecs,
+}
+
+/// Column names shared by several tables.
+pub mod col {
+    /// A Flickr user NSID (the person a row is about).
+    pub const USER_ID: &str = "user_id";
+    /// A Flickr photo id (decimal digits).
+    pub const PHOTO_ID: &str = "photo_id";
+    /// NSID of the photo's owner.
+    pub const OWNER_ID: &str = "owner_id";
+    /// When the user favourited the photo.
+    pub const DATE_FAVED: &str = "date_faved";
+    /// The owner's display name.
+    pub const OWNER_NAME: &str = "owner_name";
+    /// Photo title.
+    pub const TITLE: &str = "title";
+    /// Flickr image server, part of the thumbnail URL.
+    pub const SERVER: &str = "server";
+    /// Flickr image secret, part of the thumbnail URL.
+    pub const SECRET: &str = "secret";
+    /// Space-separated tags.
+    pub const TAGS: &str = "tags";
+    /// When the photo was uploaded.
+    pub const DATE_UPLOAD: &str = "date_upload";
+    /// NSID of a followed person.
+    pub const CONTACT_ID: &str = "contact_id";
+    /// Flickr username, when known.
+    pub const USERNAME: &str = "username";
+    /// When the user became tracked.
+    pub const ADDED_AT: &str = "added_at";
+    /// NSID of a dismissed person.
+    pub const DISMISSED_USER_ID: &str = "dismissed_user_id";
+    /// 1-based position in a user's list.
+    pub const RANK: &str = "rank";
+    /// Recommendation score.
+    pub const SCORE: &str = "score";
+    /// How many scoring neighbors favourited the photo.
+    pub const NEIGHBOR_COUNT: &str = "neighbor_count";
+    /// The neighbors who contributed most to a photo rec, best first.
+    pub const TOP_NEIGHBORS: &str = "top_neighbors";
+    /// The recommended photographer's NSID.
+    pub const PHOTOGRAPHER_ID: &str = "photographer_id";
+    /// |F(u) ∩ F(n)|.
+    pub const COMMON_FAVORITES: &str = "common_favorites";
+    /// |F(n)|.
+    pub const TOTAL_FAVORITES: &str = "total_favorites";
+}
+
+/// The Arrow type of every timestamp column: microseconds, UTC. Parquet stores it as
+/// `TIMESTAMP(MICROS, isAdjustedToUTC=true)`, which DuckDB, Polars and Athena read
+/// as a timestamp with time zone.
+pub fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+fn utf8(name: &str, nullable: bool) -> Field {
+    Field::new(name, DataType::Utf8, nullable)
+}
+
+fn schema(fields: Vec<Field>) -> SchemaRef {
+    Arc::new(Schema::new(fields))
+}
+
+static FAVORITES: LazyLock<SchemaRef> = LazyLock::new(|| {
+    schema(vec![
+        utf8(col::USER_ID, false),
+        utf8(col::PHOTO_ID, false),
+        utf8(col::OWNER_ID, true),
+        Field::new(col::DATE_FAVED, timestamp_type(), true),
+    ])
+});
+
+static PHOTOS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    schema(vec![
+        utf8(col::PHOTO_ID, false),
+        utf8(col::OWNER_ID, false),
+        utf8(col::OWNER_NAME, true),
+        utf8(col::TITLE, true),
+        utf8(col::SERVER, true),
+        utf8(col::SECRET, true),
+        utf8(col::TAGS, true),
+        Field::new(col::DATE_UPLOAD, timestamp_type(), true),
+    ])
+});
+
+static CONTACTS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    schema(vec![
+        utf8(col::USER_ID, false),
+        utf8(col::CONTACT_ID, false),
+    ])
+});
+
+static TRACKED_USERS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    schema(vec![
+        utf8(col::USER_ID, false),
+        utf8(col::USERNAME, true),
+        Field::new(col::ADDED_AT, timestamp_type(), true),
+    ])
+});
+
+static DISMISSALS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    schema(vec![
+        utf8(col::USER_ID, false),
+        utf8(col::PHOTO_ID, true),
+        utf8(col::DISMISSED_USER_ID, true),
+    ])
+});
+
+static PHOTO_RECS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    schema(vec![
+        utf8(col::USER_ID, false),
+        Field::new(col::RANK, DataType::Int32, false),
+        utf8(col::PHOTO_ID, false),
+        utf8(col::OWNER_ID, true),
+        Field::new(col::SCORE, DataType::Float64, false),
+        Field::new(col::NEIGHBOR_COUNT, DataType::Int32, false),
+        Field::new(
+            col::TOP_NEIGHBORS,
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, false))),
+            false,
+        ),
+    ])
+});
+
+static PHOTOGRAPHER_RECS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    schema(vec![
+        utf8(col::USER_ID, false),
+        Field::new(col::RANK, DataType::Int32, false),
+        utf8(col::PHOTOGRAPHER_ID, false),
+        Field::new(col::SCORE, DataType::Float64, false),
+        Field::new(col::COMMON_FAVORITES, DataType::Int64, false),
+        Field::new(col::TOTAL_FAVORITES, DataType::Int64, false),
+    ])
+});
+
+impl Table {
+    /// Every raw table, in the order the docs list them.
+    pub const RAW: [Table; 5] = [
+        Table::Favorites,
+        Table::Photos,
+        Table::Contacts,
+        Table::TrackedUsers,
+        Table::Dismissals,
+    ];
+
+    /// The tables a score run writes. `photos` is included: a run carries the
+    /// metadata of every photo it recommends, so it is self-contained.
+    pub const RUN: [Table; 3] = [Table::PhotoRecs, Table::PhotographerRecs, Table::Photos];
+
+    /// The table's name, used as its folder name and in SQL.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Favorites => "favorites",
+            Table::Photos => "photos",
+            Table::Contacts => "contacts",
+            Table::TrackedUsers => "tracked_users",
+            Table::Dismissals => "dismissals",
+            Table::PhotoRecs => "photo_recs",
+            Table::PhotographerRecs => "photographer_recs",
+        }
+    }
+
+    /// The table's Arrow schema.
+    pub fn schema(self) -> SchemaRef {
+        match self {
+            Table::Favorites => FAVORITES.clone(),
+            Table::Photos => PHOTOS.clone(),
+            Table::Contacts => CONTACTS.clone(),
+            Table::TrackedUsers => TRACKED_USERS.clone(),
+            Table::Dismissals => DISMISSALS.clone(),
+            Table::PhotoRecs => PHOTO_RECS.clone(),
+            Table::PhotographerRecs => PHOTOGRAPHER_RECS.clone(),
+        }
+    }
+
+    /// The columns that identify a row: rows agreeing on these are duplicates.
+    pub fn key(self) -> &'static [&'static str] {
+        match self {
+            Table::Favorites => &[col::USER_ID, col::PHOTO_ID],
+            Table::Photos => &[col::PHOTO_ID],
+            Table::Contacts => &[col::USER_ID, col::CONTACT_ID],
+            Table::TrackedUsers => &[col::USER_ID],
+            Table::Dismissals => &[col::USER_ID, col::PHOTO_ID, col::DISMISSED_USER_ID],
+            Table::PhotoRecs => &[col::USER_ID, col::RANK],
+            Table::PhotographerRecs => &[col::USER_ID, col::RANK],
+        }
+    }
+
+    /// Where a raw table's single snapshot file lives.
+    pub fn raw_path(self) -> Path {
+        Path::from(format!("raw/{}/data.parquet", self.name()))
+    }
+}
+
+/// The folder of all runs.
+pub const RUNS_DIR: &str = "runs";
+
+/// The published-run pointer.
+pub const CURRENT: &str = "CURRENT";
+
+/// The folder of one run.
+pub fn run_dir(run_id: &str) -> Path {
+    Path::from(format!("{RUNS_DIR}/{run_id}"))
+}
+
+/// The folder of one table inside a run.
+pub fn run_table_dir(run_id: &str, table: Table) -> Path {
+    Path::from(format!("{RUNS_DIR}/{run_id}/{}", table.name()))
+}
+
+/// A run's manifest file.
+pub fn manifest_path(run_id: &str) -> Path {
+    Path::from(format!("{RUNS_DIR}/{run_id}/manifest.json"))
+}
+
+/// True when `id` looks like a Flickr NSID: digits, `@N`, two digits
+/// (`38134034@N04`). Checked on import and on every request.
+pub fn is_nsid(id: &str) -> bool {
+    let Some((num, tail)) = id.split_once("@N") else {
+        return false;
+    };
+    !num.is_empty()
+        && num.len() <= 20
+        && num.bytes().all(|b| b.is_ascii_digit())
+        && tail.len() == 2
+        && tail.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// True when `id` looks like a Flickr photo id: 1 to 20 decimal digits.
+pub fn is_photo_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A run id is generated by `score` as `YYYYMMDDTHHMMSSZ-xxxxxx`; anything read back
+/// from storage or a flag is checked against this shape before it is used in a path.
+pub fn is_run_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nsid_and_photo_id_shapes() {
+        assert!(is_nsid("38134034@N04"));
+        assert!(!is_nsid("38134034@N4"));
+        assert!(!is_nsid("@N04"));
+        assert!(!is_nsid("../etc/passwd"));
+        assert!(!is_nsid("abc@N04"));
+        assert!(is_photo_id("51737769056"));
+        assert!(!is_photo_id("5173x"));
+        assert!(!is_photo_id(""));
+        assert!(!is_photo_id("123456789012345678901"));
+        assert!(is_run_id("20261123T013705Z-ab12cd"));
+        assert!(!is_run_id("../x"));
+    }
+
+    #[test]
+    fn every_table_has_a_distinct_name_and_its_key_columns_exist() {
+        let all = [
+            Table::Favorites,
+            Table::Photos,
+            Table::Contacts,
+            Table::TrackedUsers,
+            Table::Dismissals,
+            Table::PhotoRecs,
+            Table::PhotographerRecs,
+        ];
+        let names: std::collections::HashSet<_> = all.iter().map(|t| t.name()).collect();
+        assert_eq!(names.len(), all.len());
+        for t in all {
+            for k in t.key() {
+                assert!(
+                    t.schema().field_with_name(k).is_ok(),
+                    "{} lacks {k}",
+                    t.name()
+                );
+            }
+        }
+    }
+}

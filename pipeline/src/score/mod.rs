@@ -1,0 +1,391 @@
+//! Score: raw tables in, a new run out.
+//!
+//! Stages, each timed in the manifest:
+//!
+//! 1. `load` — read the raw tables from storage;
+//! 2. `prepare` — Polars table work into an integer graph ([`prepare`]);
+//! 3. `flexplore` — the Rayon kernel ([`flexplore`]);
+//! 4. `write` — the output tables, built straight into Arrow from the kernel's
+//!    integer results (they are already in final row order, so a Polars frame in
+//!    between would only add a copy), then the manifest.
+
+pub mod flexplore;
+pub mod prepare;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_array::builder::{ListBuilder, StringBuilder};
+use arrow_array::{ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field};
+use chrono::Utc;
+
+use crate::config::Settings;
+use crate::frame::FrameError;
+use crate::model::{Table, run_table_dir};
+use crate::runs::{Manifest, RunStatus, StageTiming, new_run_id, write_manifest};
+use crate::store::{Storage, StoreError};
+
+pub use flexplore::{Params, UserRecs};
+pub use prepare::{Graph, Inputs, PrepareStats};
+
+/// Why scoring could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ScoreError {
+    /// There are no favourites at all.
+    #[error(
+        "the favorites table is empty or missing; import some with `faverecs import favorites FILE` (or run the extractor) first"
+    )]
+    NoFavorites,
+    /// No favourite has a known photo owner.
+    #[error(
+        "no favourite has an owner_id: Flexplore finds neighbors through photo owners, so it cannot run. Import favorites with an owner_id column, or a photos table with owner_id for the favourited photos"
+    )]
+    NoOwners,
+    /// Nobody to score.
+    #[error("{}", if *all_users { "no user has a favourite to score" } else { "there are no tracked users to score; add some with `faverecs import tracked FILE`, or pass --all-users to score every favoriter" })]
+    NoTargets {
+        /// Whether `--all-users` was given.
+        all_users: bool,
+    },
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Polars or Arrow failed.
+    #[error("preparing tables: {0}")]
+    Frame(#[from] FrameError),
+    /// The thread pool could not be built.
+    #[error("cannot start {threads} scoring threads: {reason}")]
+    Threads {
+        /// Threads asked for.
+        threads: usize,
+        /// Why not.
+        reason: String,
+    },
+}
+
+impl From<polars::prelude::PolarsError> for ScoreError {
+    fn from(e: polars::prelude::PolarsError) -> Self {
+        ScoreError::Frame(FrameError::Polars(e))
+    }
+}
+
+impl From<arrow_schema::ArrowError> for ScoreError {
+    fn from(e: arrow_schema::ArrowError) -> Self {
+        ScoreError::Frame(FrameError::Arrow(e))
+    }
+}
+
+/// Options of one score run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScoreOptions {
+    /// Score every favoriter instead of the tracked users.
+    pub all_users: bool,
+}
+
+impl Params {
+    /// The kernel parameters from settings.
+    pub fn from_settings(settings: &Settings) -> Self {
+        Params {
+            photo_recs: settings.score.photo_recs_per_user,
+            photographer_recs: settings.score.photographer_recs_per_user,
+            top_neighbors: settings.score.top_neighbors_per_rec,
+        }
+    }
+}
+
+/// Loads the raw tables.
+pub async fn load_inputs(storage: &Storage) -> Result<Inputs, ScoreError> {
+    Ok(Inputs {
+        favorites: storage
+            .read_raw(Table::Favorites)
+            .await?
+            .ok_or(ScoreError::NoFavorites)?,
+        photos: storage.read_raw(Table::Photos).await?.unwrap_or_default(),
+        contacts: storage.read_raw(Table::Contacts).await?.unwrap_or_default(),
+        tracked_users: storage
+            .read_raw(Table::TrackedUsers)
+            .await?
+            .unwrap_or_default(),
+        dismissals: storage
+            .read_raw(Table::Dismissals)
+            .await?
+            .unwrap_or_default(),
+    })
+}
+
+/// Runs the kernel on a pool of `threads` workers (0 = one per core).
+pub fn score_with_threads(
+    graph: &Graph,
+    params: Params,
+    threads: usize,
+) -> Result<Vec<UserRecs>, ScoreError> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| ScoreError::Threads {
+            threads,
+            reason: e.to_string(),
+        })?;
+    Ok(pool.install(|| flexplore::score_all(graph, params)))
+}
+
+/// Prepares and scores in memory: raw batches in, output batches out. This is the
+/// whole computation without storage, used by the stage and by the tests.
+pub fn compute(
+    inputs: &Inputs,
+    options: ScoreOptions,
+    params: Params,
+    threads: usize,
+) -> Result<(RecordBatch, RecordBatch, PrepareStats), ScoreError> {
+    let (graph, stats) = prepare::prepare(inputs, options.all_users)?;
+    let recs = score_with_threads(&graph, params, threads)?;
+    Ok((
+        photo_recs_batch(&graph, &recs)?,
+        photographer_recs_batch(&graph, &recs)?,
+        stats,
+    ))
+}
+
+/// Builds the `photo_recs` table, rows ordered by user then rank.
+pub fn photo_recs_batch(graph: &Graph, recs: &[UserRecs]) -> Result<RecordBatch, ScoreError> {
+    let n: usize = recs.iter().map(|r| r.photos.len()).sum();
+    let mut user = StringBuilder::with_capacity(n, n * 14);
+    let mut rank = Vec::with_capacity(n);
+    let mut photo = StringBuilder::with_capacity(n, n * 11);
+    let mut owner = StringBuilder::with_capacity(n, n * 14);
+    let mut score = Vec::with_capacity(n);
+    let mut count = Vec::with_capacity(n);
+    let item = Arc::new(Field::new("item", DataType::Utf8, false));
+    let mut top = ListBuilder::new(StringBuilder::new()).with_field(item);
+    for r in recs {
+        for (i, p) in r.photos.iter().enumerate() {
+            user.append_value(&graph.user_ids[r.user as usize]);
+            rank.push(i as i32 + 1);
+            photo.append_value(&graph.photo_ids[p.photo as usize]);
+            match graph.owner[p.photo as usize] {
+                prepare::NO_OWNER => owner.append_null(),
+                o => owner.append_value(&graph.user_ids[o as usize]),
+            }
+            score.push(p.score);
+            count.push(p.neighbor_count as i32);
+            for &v in &p.top_neighbors {
+                top.values().append_value(&graph.user_ids[v as usize]);
+            }
+            top.append(true);
+        }
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(user.finish()),
+        Arc::new(Int32Array::from(rank)),
+        Arc::new(photo.finish()),
+        Arc::new(owner.finish()),
+        Arc::new(Float64Array::from(score)),
+        Arc::new(Int32Array::from(count)),
+        Arc::new(top.finish()),
+    ];
+    Ok(RecordBatch::try_new(Table::PhotoRecs.schema(), columns)?)
+}
+
+/// Builds the `photographer_recs` table, rows ordered by user then rank.
+pub fn photographer_recs_batch(
+    graph: &Graph,
+    recs: &[UserRecs],
+) -> Result<RecordBatch, ScoreError> {
+    let rows = recs.iter().flat_map(|r| {
+        r.photographers
+            .iter()
+            .enumerate()
+            .map(move |(i, p)| (r.user, i, p))
+    });
+    let (mut user, mut rank, mut who, mut score, mut common, mut total) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    for (u, i, p) in rows {
+        user.push(graph.user_ids[u as usize].as_str());
+        rank.push(i as i32 + 1);
+        who.push(graph.user_ids[p.photographer as usize].as_str());
+        score.push(p.score);
+        common.push(i64::from(p.common));
+        total.push(i64::from(p.total));
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(user)),
+        Arc::new(Int32Array::from(rank)),
+        Arc::new(StringArray::from(who)),
+        Arc::new(Float64Array::from(score)),
+        Arc::new(Int64Array::from(common)),
+        Arc::new(Int64Array::from(total)),
+    ];
+    Ok(RecordBatch::try_new(
+        Table::PhotographerRecs.schema(),
+        columns,
+    )?)
+}
+
+/// The metadata rows of the photos a run recommends, so a run is self-contained.
+fn recommended_photos(
+    inputs: &Inputs,
+    photo_recs: &RecordBatch,
+) -> Result<Vec<RecordBatch>, ScoreError> {
+    let ids = photo_recs
+        .column(2)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .map(|a| a.iter().flatten().collect::<HashSet<&str>>())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for batch in &inputs.photos {
+        let Some(photo_ids) = batch.column(0).as_any().downcast_ref::<StringArray>() else {
+            continue;
+        };
+        let mask: arrow_array::BooleanArray = photo_ids
+            .iter()
+            .map(|p| Some(p.is_some_and(|p| ids.contains(p))))
+            .collect();
+        out.push(arrow_select::filter::filter_record_batch(batch, &mask)?);
+    }
+    Ok(out)
+}
+
+/// Scores, writes a new run and returns its manifest. The run is not published.
+pub async fn run_score(
+    storage: &Storage,
+    settings: &Settings,
+    options: ScoreOptions,
+) -> Result<Manifest, ScoreError> {
+    let started = Utc::now();
+    let mut manifest = Manifest {
+        run_id: new_run_id(started),
+        status: RunStatus::Running,
+        faverecs_version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at: started,
+        finished_at: None,
+        all_users: options.all_users,
+        rows_in: BTreeMap::new(),
+        rows_out: BTreeMap::new(),
+        stages: Vec::new(),
+        tables: BTreeMap::new(),
+        config: settings.clone(),
+        error: None,
+    };
+    write_manifest(storage, &manifest).await?;
+    tracing::info!(run_id = %manifest.run_id, storage = storage.url(), "score run started");
+    let result = score_into(storage, settings, options, &mut manifest).await;
+    manifest.finished_at = Some(Utc::now());
+    match &result {
+        Ok(()) => manifest.status = RunStatus::Succeeded,
+        Err(e) => {
+            manifest.status = RunStatus::Failed;
+            manifest.error = Some(e.to_string());
+        }
+    }
+    write_manifest(storage, &manifest).await?;
+    result.map(|()| manifest)
+}
+
+async fn score_into(
+    storage: &Storage,
+    settings: &Settings,
+    options: ScoreOptions,
+    manifest: &mut Manifest,
+) -> Result<(), ScoreError> {
+    let mut clock = Instant::now();
+    let mut lap = |manifest: &mut Manifest, stage: &str| {
+        let seconds = clock.elapsed().as_secs_f64();
+        clock = Instant::now();
+        tracing::info!(stage, seconds, "stage done");
+        manifest.stages.push(StageTiming {
+            stage: stage.to_string(),
+            seconds,
+        });
+    };
+    let inputs = load_inputs(storage).await?;
+    for (name, batches) in [
+        (Table::Favorites, &inputs.favorites),
+        (Table::Photos, &inputs.photos),
+        (Table::Contacts, &inputs.contacts),
+        (Table::TrackedUsers, &inputs.tracked_users),
+        (Table::Dismissals, &inputs.dismissals),
+    ] {
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        manifest
+            .rows_in
+            .insert(name.name().to_string(), rows as u64);
+    }
+    lap(manifest, "load");
+
+    let params = Params::from_settings(settings);
+    let threads = settings.score.threads;
+    let inputs = Arc::new(inputs);
+    let work = inputs.clone();
+    // CPU-bound: keep it off the async workers.
+    let (graph, stats, recs) = tokio::task::spawn_blocking(move || -> Result<_, ScoreError> {
+        let (graph, stats) = prepare::prepare(&work, options.all_users)?;
+        let t = Instant::now();
+        let recs = score_with_threads(&graph, params, threads)?;
+        Ok((graph, stats, (recs, t.elapsed().as_secs_f64())))
+    })
+    .await
+    .map_err(|e| ScoreError::Threads {
+        threads,
+        reason: e.to_string(),
+    })??;
+    let (recs, kernel_seconds) = recs;
+    manifest
+        .rows_in
+        .insert("favorites_deduplicated".into(), stats.favorites);
+    manifest.rows_in.insert(
+        "favorites_without_owner".into(),
+        stats.favorites_without_owner,
+    );
+    manifest.rows_in.insert("users".into(), stats.users);
+    manifest.rows_in.insert("targets".into(), stats.targets);
+    if stats.favorites_without_owner > 0 {
+        tracing::warn!(
+            count = stats.favorites_without_owner,
+            "favourites without a known owner: they count in F(u) but find no neighbor"
+        );
+    }
+    lap(manifest, "prepare_and_flexplore");
+    // Split the combined lap so the manifest shows the kernel on its own.
+    if let Some(last) = manifest.stages.pop() {
+        manifest.stages.push(StageTiming {
+            stage: "prepare".into(),
+            seconds: (last.seconds - kernel_seconds).max(0.0),
+        });
+        manifest.stages.push(StageTiming {
+            stage: "flexplore".into(),
+            seconds: kernel_seconds,
+        });
+    }
+
+    let photo_recs = photo_recs_batch(&graph, &recs)?;
+    let photographer_recs = photographer_recs_batch(&graph, &recs)?;
+    let photos = recommended_photos(&inputs, &photo_recs)?;
+    for (table, batches) in [
+        (Table::PhotoRecs, vec![photo_recs]),
+        (Table::PhotographerRecs, vec![photographer_recs]),
+        (Table::Photos, photos),
+    ] {
+        let file = "part-00000.parquet";
+        let path = run_table_dir(&manifest.run_id, table).clone().join(file);
+        let rows = storage.write_parquet(&path, table, &batches).await?;
+        manifest.rows_out.insert(table.name().to_string(), rows);
+        manifest.tables.insert(
+            table.name().to_string(),
+            vec![format!("{}/{file}", table.name())],
+        );
+    }
+    lap(manifest, "write");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,462 @@
+//! Object storage and Parquet I/O.
+//!
+//! Every byte the pipeline reads or writes goes through one `Arc<dyn ObjectStore>`,
+//! built from `storage.url`, so the same code path runs on a local directory and on
+//! S3. Parquet is written with the `parquet` crate's async writer straight into the
+//! store (zstd, page statistics) and read back with its async reader. Reads are
+//! checked against the table contract in [`crate::model`].
+//!
+//! Atomicity: a single `put` (or a completed multipart upload) is atomic on S3, and
+//! `LocalFileSystem` writes to a temporary file then renames it. Each raw table is
+//! one object and the publish pointer is one object, which is what makes imports and
+//! publishes all-or-nothing.
+
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::SchemaRef;
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::TryStreamExt;
+use futures::future::BoxFuture;
+use object_store::aws::AmazonS3Builder;
+use object_store::buffered::BufWriter;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::prefix::PrefixStore;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use parquet::arrow::AsyncArrowWriter;
+use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+use crate::config::{StorageSettings, StorageUrl};
+use crate::model::Table;
+
+/// A storage failure, with the object it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be opened from the settings.
+    #[error("cannot open storage {url}: {reason}")]
+    Open {
+        /// The storage URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The object does not exist.
+    #[error("{path} not found in storage")]
+    NotFound {
+        /// The object path.
+        path: String,
+    },
+    /// The object store failed (network, permissions, disk).
+    #[error("storage error on {path}: {source}")]
+    Object {
+        /// The object path.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: object_store::Error,
+    },
+    /// A Parquet file could not be written or decoded.
+    #[error("parquet error on {path}: {source} (the file may be truncated or not Parquet)")]
+    Parquet {
+        /// The object path.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    /// A Parquet file does not match the table contract.
+    #[error("{path}: {problem} (table {table}; see docs/data-model.md for its schema)")]
+    Schema {
+        /// The object path.
+        path: String,
+        /// The table it should hold.
+        table: &'static str,
+        /// What does not match.
+        problem: String,
+    },
+    /// A JSON object could not be encoded or decoded.
+    #[error("{path}: invalid JSON: {source}")]
+    Json {
+        /// The object path.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl StoreError {
+    fn object(path: &Path, source: object_store::Error) -> Self {
+        match source {
+            object_store::Error::NotFound { .. } => StoreError::NotFound {
+                path: path.to_string(),
+            },
+            source => StoreError::Object {
+                path: path.to_string(),
+                source,
+            },
+        }
+    }
+}
+
+/// The pipeline's handle on its object store.
+#[derive(Clone, Debug)]
+pub struct Storage {
+    /// Shared by every stage and by the Parquet reader and writer.
+    store: Arc<dyn ObjectStore>,
+    /// Human-readable location, for logs and errors.
+    url: String,
+}
+
+impl Storage {
+    /// Opens the store described by the settings. A local directory is created if it
+    /// does not exist; S3 takes credentials and region from the `AWS_*` environment.
+    pub fn open(settings: &StorageSettings) -> Result<Self, StoreError> {
+        let url = settings.url.to_string();
+        let fail = |reason: String| StoreError::Open {
+            url: url.clone(),
+            reason,
+        };
+        let store: Arc<dyn ObjectStore> = match &settings.url {
+            StorageUrl::Local { path } => {
+                // Creating the root is the one file-system call outside object_store:
+                // LocalFileSystem refuses a prefix that does not exist.
+                std::fs::create_dir_all(path)
+                    .map_err(|e| fail(format!("cannot create directory: {e}")))?;
+                let fs = LocalFileSystem::new_with_prefix(path)
+                    .map_err(|e| fail(e.to_string()))?
+                    .with_automatic_cleanup(true);
+                Arc::new(fs)
+            }
+            StorageUrl::S3 { bucket, prefix } => {
+                let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+                if let Some(endpoint) = &settings.endpoint {
+                    builder = builder.with_endpoint(endpoint);
+                    if endpoint.starts_with("http://") {
+                        builder = builder.with_allow_http(true);
+                    }
+                }
+                let s3 = builder.build().map_err(|e| {
+                    fail(format!(
+                        "{e} (set AWS_REGION and credentials, or AWS_ENDPOINT_URL for a local S3 server)"
+                    ))
+                })?;
+                if prefix.is_empty() {
+                    Arc::new(s3)
+                } else {
+                    Arc::new(PrefixStore::new(s3, prefix.as_str()))
+                }
+            }
+        };
+        Ok(Self { store, url })
+    }
+
+    /// Wraps an existing store (for example `InMemory` in tests).
+    pub fn from_store(store: Arc<dyn ObjectStore>, url: impl Into<String>) -> Self {
+        Self {
+            store,
+            url: url.into(),
+        }
+    }
+
+    /// The underlying object store.
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// Where this storage is, for messages.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Writes `batches` (all of `table`'s schema) as one Parquet object.
+    /// Returns the number of rows written.
+    pub async fn write_parquet(
+        &self,
+        path: &Path,
+        table: Table,
+        batches: &[RecordBatch],
+    ) -> Result<u64, StoreError> {
+        let schema = table.schema();
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .build();
+        let perr = |source| StoreError::Parquet {
+            path: path.to_string(),
+            source,
+        };
+        // BufWriter switches to a multipart upload for large files; either way the
+        // object only appears when the writer is closed.
+        let sink = BufWriter::new(self.store.clone(), path.clone());
+        let mut writer =
+            AsyncArrowWriter::try_new(sink, schema.clone(), Some(props)).map_err(perr)?;
+        let mut rows = 0u64;
+        for batch in batches {
+            check_batch_schema(batch, &schema, table, path)?;
+            rows += batch.num_rows() as u64;
+            writer.write(batch).await.map_err(perr)?;
+        }
+        writer.close().await.map_err(perr)?;
+        Ok(rows)
+    }
+
+    /// Reads one Parquet object and projects it onto `table`'s schema. Extra columns
+    /// are ignored (forward compatibility); a missing or mistyped contract column is
+    /// a [`StoreError::Schema`].
+    pub async fn read_parquet(
+        &self,
+        path: &Path,
+        table: Table,
+    ) -> Result<Vec<RecordBatch>, StoreError> {
+        let perr = |source| StoreError::Parquet {
+            path: path.to_string(),
+            source,
+        };
+        let meta = self
+            .store
+            .head(path)
+            .await
+            .map_err(|e| StoreError::object(path, e))?;
+        let reader = ObjectReader {
+            store: self.store.clone(),
+            path: path.clone(),
+            size: meta.size,
+        };
+        let builder = ParquetRecordBatchStreamBuilder::new(reader)
+            .await
+            .map_err(perr)?;
+        let stream = builder.with_batch_size(64 * 1024).build().map_err(perr)?;
+        let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(perr)?;
+        let target = table.schema();
+        batches
+            .iter()
+            .map(|b| project(b, &target, table, path))
+            .collect()
+    }
+
+    /// Reads a raw table, or `None` if it has never been written.
+    pub async fn read_raw(&self, table: Table) -> Result<Option<Vec<RecordBatch>>, StoreError> {
+        match self.read_parquet(&table.raw_path(), table).await {
+            Ok(b) => Ok(Some(b)),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads every `.parquet` object under `dir`, in name order.
+    pub async fn read_table_dir(
+        &self,
+        dir: &Path,
+        table: Table,
+    ) -> Result<Vec<RecordBatch>, StoreError> {
+        let mut files = self.list_files(dir).await?;
+        files.retain(|p| p.as_ref().ends_with(".parquet"));
+        files.sort();
+        let mut out = Vec::new();
+        for f in files {
+            out.extend(self.read_parquet(&f, table).await?);
+        }
+        Ok(out)
+    }
+
+    /// Lists every object under `dir`, recursively.
+    pub async fn list_files(&self, dir: &Path) -> Result<Vec<Path>, StoreError> {
+        let listed: Vec<_> = self
+            .store
+            .list(Some(dir))
+            .try_collect()
+            .await
+            .map_err(|e| StoreError::object(dir, e))?;
+        Ok(listed.into_iter().map(|m| m.location).collect())
+    }
+
+    /// Lists the immediate sub-folders of `dir` (their last path segment).
+    pub async fn list_dirs(&self, dir: &Path) -> Result<Vec<String>, StoreError> {
+        let listed = self
+            .store
+            .list_with_delimiter(Some(dir))
+            .await
+            .map_err(|e| StoreError::object(dir, e))?;
+        Ok(listed
+            .common_prefixes
+            .into_iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect())
+    }
+
+    /// Reads a whole object.
+    pub async fn get_bytes(&self, path: &Path) -> Result<Bytes, StoreError> {
+        let got = self
+            .store
+            .get(path)
+            .await
+            .map_err(|e| StoreError::object(path, e))?;
+        got.bytes().await.map_err(|e| StoreError::object(path, e))
+    }
+
+    /// Writes a whole object in one atomic put.
+    pub async fn put_bytes(&self, path: &Path, bytes: Bytes) -> Result<(), StoreError> {
+        self.store
+            .put(path, PutPayload::from_bytes(bytes))
+            .await
+            .map_err(|e| StoreError::object(path, e))?;
+        Ok(())
+    }
+
+    /// Reads and decodes a JSON object.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &Path,
+    ) -> Result<T, StoreError> {
+        let bytes = self.get_bytes(path).await?;
+        serde_json::from_slice(&bytes).map_err(|source| StoreError::Json {
+            path: path.to_string(),
+            source,
+        })
+    }
+
+    /// Encodes and writes a JSON object (pretty-printed: people read manifests).
+    pub async fn put_json<T: serde::Serialize>(
+        &self,
+        path: &Path,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        let mut bytes = serde_json::to_vec_pretty(value).map_err(|source| StoreError::Json {
+            path: path.to_string(),
+            source,
+        })?;
+        bytes.push(b'\n');
+        self.put_bytes(path, Bytes::from(bytes)).await
+    }
+
+    /// Deletes an object; a missing object is not an error.
+    pub async fn delete(&self, path: &Path) -> Result<(), StoreError> {
+        match self.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(StoreError::object(path, e)),
+        }
+    }
+}
+
+/// Reads byte ranges of one object for the async Parquet reader: the footer first,
+/// then only the column chunks it needs.
+struct ObjectReader {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    size: u64,
+}
+
+impl AsyncFileReader for ObjectReader {
+    fn get_bytes(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        async move {
+            self.store
+                .get_range(&self.path, range)
+                .await
+                .map_err(|e| ParquetError::External(Box::new(e)))
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        _options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            let size = self.size;
+            let metadata = ParquetMetaDataReader::new()
+                .with_prefetch_hint(Some(64 * 1024))
+                .load_and_finish(self, size)
+                .await?;
+            Ok(Arc::new(metadata))
+        }
+        .boxed()
+    }
+}
+
+fn check_batch_schema(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+    table: Table,
+    path: &Path,
+) -> Result<(), StoreError> {
+    if batch.schema().fields() != schema.fields() {
+        return Err(StoreError::Schema {
+            path: path.to_string(),
+            table: table.name(),
+            problem: format!(
+                "writer was given columns {:?}, expected {:?} (a bug: build batches from pipeline::model)",
+                batch
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name())
+                    .collect::<Vec<_>>(),
+                schema.fields().iter().map(|f| f.name()).collect::<Vec<_>>()
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn project(
+    batch: &RecordBatch,
+    target: &SchemaRef,
+    table: Table,
+    path: &Path,
+) -> Result<RecordBatch, StoreError> {
+    let schema_err = |problem: String| StoreError::Schema {
+        path: path.to_string(),
+        table: table.name(),
+        problem,
+    };
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(target.fields().len());
+    for field in target.fields() {
+        let Some(column) = batch.column_by_name(field.name()) else {
+            return Err(schema_err(format!("column {} is missing", field.name())));
+        };
+        // Nested list fields may carry a different item name or nullability from
+        // other writers; compare the outer type's shape only for lists.
+        let same = match (column.data_type(), field.data_type()) {
+            (arrow_schema::DataType::List(a), arrow_schema::DataType::List(b)) => {
+                a.data_type() == b.data_type()
+            }
+            (a, b) => a == b,
+        };
+        if !same {
+            return Err(schema_err(format!(
+                "column {} has type {}, expected {}",
+                field.name(),
+                column.data_type(),
+                field.data_type()
+            )));
+        }
+        if !field.is_nullable() && column.null_count() > 0 {
+            return Err(schema_err(format!(
+                "column {} has {} null values but may not be null",
+                field.name(),
+                column.null_count()
+            )));
+        }
+        columns.push(column.clone());
+    }
+    let nullable_schema = Arc::new(arrow_schema::Schema::new(
+        target
+            .fields()
+            .iter()
+            .zip(&columns)
+            .map(|(f, c)| f.as_ref().clone().with_data_type(c.data_type().clone()))
+            .collect::<Vec<_>>(),
+    ));
+    RecordBatch::try_new(nullable_schema, columns).map_err(|e| schema_err(e.to_string()))
+}
