@@ -1,1 +1,242 @@
-fn main() {}
+//! `faverecs`: the command-line front end.
+//!
+//! Thin by design: parse the arguments, load the settings, start logging, and call
+//! one library function per subcommand. `main` only turns `run()`'s result into an
+//! exit code.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use pipeline::config::Settings;
+use pipeline::import::{ImportKind, import_file};
+use pipeline::runs::{RunStatus, list_runs, publish};
+use pipeline::score::{ScoreOptions, run_score};
+use pipeline::store::Storage;
+
+/// Photo recommendations from Flickr favourites, as a batch pipeline.
+#[derive(Debug, Parser)]
+#[command(name = "faverecs", version, about)]
+struct Cli {
+    /// A TOML config file layered over the built-in defaults (config/local.toml).
+    /// Keys can also be set as FAVERECS__SECTION__KEY environment variables.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Load a CSV or Parquet file into a raw table (duplicates are removed).
+    Import {
+        #[command(subcommand)]
+        what: ImportWhat,
+    },
+    /// Score the tracked users (or every favoriter) into a new, unpublished run.
+    Score {
+        /// Score every user with a favourite, not just the tracked users.
+        #[arg(long)]
+        all_users: bool,
+        /// Scoring threads (overrides score.threads; 0 = one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Make a run current in one atomic step (default: the newest succeeded run).
+    /// Publishing an older run is the rollback.
+    Publish {
+        /// The run id to publish.
+        #[arg(long = "run", value_name = "ID")]
+        run_id: Option<String>,
+    },
+    /// List the runs with their status.
+    Runs,
+    /// Serve the published run over HTTP.
+    Serve {
+        /// Listen address (overrides serve.addr).
+        #[arg(long)]
+        addr: Option<SocketAddr>,
+    },
+    /// Offline demo: generate the synthetic community, import, score, publish, serve.
+    Demo {
+        /// Listen address (overrides serve.addr).
+        #[arg(long)]
+        addr: Option<SocketAddr>,
+        /// Stop after publishing instead of serving.
+        #[arg(long)]
+        no_serve: bool,
+    },
+    /// Write the synthetic community (demo.* settings) into the raw tables only.
+    Synth,
+}
+
+#[derive(Debug, Subcommand)]
+enum ImportWhat {
+    /// Columns user_id, photo_id; optional owner_id, date_faved (unix s or RFC 3339).
+    Favorites { file: PathBuf },
+    /// Column user_id; optional username, added_at.
+    Tracked { file: PathBuf },
+    /// Columns user_id, contact_id.
+    Contacts { file: PathBuf },
+    /// Column user_id and one of photo_id or dismissed_user_id per row.
+    Dismissals { file: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let storage = Storage::open(&settings.storage)?;
+        match cli.command {
+            Command::Import { what } => {
+                let (kind, file) = match what {
+                    ImportWhat::Favorites { file } => (ImportKind::Favorites, file),
+                    ImportWhat::Tracked { file } => (ImportKind::Tracked, file),
+                    ImportWhat::Contacts { file } => (ImportKind::Contacts, file),
+                    ImportWhat::Dismissals { file } => (ImportKind::Dismissals, file),
+                };
+                let r = import_file(&storage, kind, &file).await?;
+                println!(
+                    "imported {} rows into {} ({} rows before, {} after removing duplicates)",
+                    r.rows_read, r.table, r.rows_before, r.rows_after
+                );
+            }
+            Command::Score { all_users, threads } => {
+                if let Some(t) = threads {
+                    settings.score.threads = t;
+                }
+                let m = run_score(&storage, &settings, ScoreOptions { all_users }).await?;
+                println!("run {} {}", m.run_id, m.status);
+                for (table, rows) in &m.rows_out {
+                    println!("  {table}: {rows} rows");
+                }
+                println!("publish it with: faverecs publish --run {}", m.run_id);
+            }
+            Command::Publish { run_id } => {
+                let p = publish(&storage, run_id.as_deref()).await?;
+                println!("published run {}", p.run_id);
+            }
+            Command::Runs => print_runs(&storage).await?,
+            Command::Serve { addr } => {
+                serve_forever(
+                    storage,
+                    addr.unwrap_or(settings.serve.addr),
+                    &settings,
+                    None,
+                )
+                .await?;
+            }
+            Command::Synth => {
+                for r in pipeline::demo::write_community(
+                    &storage,
+                    &pipeline::demo::generate(&settings.demo),
+                )
+                .await?
+                {
+                    println!("{}: {} rows", r.table, r.rows_after);
+                }
+            }
+            Command::Demo { addr, no_serve } => {
+                let community = pipeline::demo::generate(&settings.demo);
+                for r in pipeline::demo::write_community(&storage, &community).await? {
+                    println!("{}: {} rows", r.table, r.rows_after);
+                }
+                let m = run_score(&storage, &settings, ScoreOptions::default()).await?;
+                let p = publish(&storage, Some(&m.run_id)).await?;
+                println!(
+                    "scored and published run {} into {}",
+                    p.run_id,
+                    storage.url()
+                );
+                if !no_serve {
+                    serve_forever(
+                        storage,
+                        addr.unwrap_or(settings.serve.addr),
+                        &settings,
+                        Some(&community),
+                    )
+                    .await?;
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+async fn print_runs(storage: &Storage) -> anyhow::Result<()> {
+    let runs = list_runs(storage).await?;
+    if runs.is_empty() {
+        println!("no runs yet; create one with `faverecs score`");
+    }
+    for r in runs {
+        let mark = if r.current { "*" } else { " " };
+        match r.manifest {
+            Some(m) => {
+                let recs = m.rows_out.get("photo_recs").copied().unwrap_or(0);
+                let secs: f64 = m.stages.iter().map(|s| s.seconds).sum();
+                let extra = match (&m.status, &m.error) {
+                    (RunStatus::Failed, Some(e)) => format!("  error: {e}"),
+                    _ => String::new(),
+                };
+                println!(
+                    "{mark} {}  {:<9}  {recs:>9} photo recs  {secs:>7.2}s{extra}",
+                    m.run_id,
+                    m.status.to_string()
+                );
+            }
+            None => println!("{mark} {}  incomplete (no manifest)", r.run_id),
+        }
+    }
+    Ok(())
+}
+
+async fn serve_forever(
+    storage: Storage,
+    addr: SocketAddr,
+    settings: &Settings,
+    community: Option<&pipeline::demo::Community>,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr} (is another server using it? pass --addr)")
+    })?;
+    let local = listener.local_addr()?;
+    println!("serving on http://{local}/");
+    if let Some(c) = community {
+        for user in c.tracked_ids().into_iter().take(3) {
+            println!("  open http://{local}/users/{user}");
+        }
+    }
+    let state = serve::AppState::new(storage);
+    serve::run(
+        listener,
+        state,
+        Duration::from_secs(settings.serve.poll_interval_secs),
+        serve::shutdown_signal(),
+    )
+    .await
+    .context("the HTTP server failed")
+}

@@ -271,13 +271,19 @@ impl Settings {
             let mut parts = Vec::new();
             for err in e {
                 let mut key = err.path.join(".");
-                if let figment::error::Kind::UnknownField(field, _) = &err.kind {
-                    key = if key.is_empty() {
-                        field.clone()
-                    } else {
-                        format!("{key}.{field}")
-                    };
-                }
+                let problem = match &err.kind {
+                    figment::error::Kind::UnknownField(field, expected) => {
+                        if err.path.last() != Some(field) {
+                            key = if key.is_empty() {
+                                field.clone()
+                            } else {
+                                format!("{key}.{field}")
+                            };
+                        }
+                        format!("unknown key (expected one of: {})", expected.join(", "))
+                    }
+                    other => other.to_string(),
+                };
                 let source = match env_names.get(&key) {
                     Some(name) => format!("from environment variable {name}"),
                     None if file.is_some() => format!(
@@ -291,7 +297,7 @@ impl Settings {
                 } else {
                     key
                 };
-                parts.push(format!("config key {key}: {} ({source})", err.kind));
+                parts.push(format!("config key {key}: {problem} ({source})"));
             }
             ConfigError::Parse(parts.join("; "))
         })?;

@@ -285,6 +285,20 @@ pub fn generate(settings: &DemoSettings) -> Community {
     }
 }
 
+impl Community {
+    /// The tracked users' NSIDs, in table order.
+    pub fn tracked_ids(&self) -> Vec<String> {
+        use arrow_array::cast::AsArray;
+        self.tracked_users
+            .column(0)
+            .as_string::<i32>()
+            .iter()
+            .flatten()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
 /// Writes the community into the raw tables (merging, like an import).
 pub async fn write_community(
     storage: &Storage,

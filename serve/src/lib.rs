@@ -1,1 +1,125 @@
-//! stub
+//! faverecs serve: a thin, read-only HTTP service over the published run.
+//!
+//! # Layout
+//!
+//! - [`snapshot`] — loads the run named by `CURRENT` into memory and swaps it in
+//!   whole when a new run is published.
+//! - [`api`] — the JSON endpoints and the [`api::ApiError`] every handler returns.
+//! - [`pages`] — server-rendered HTML.
+//! - [`app`] builds the router; [`run`] serves it on a listener until a shutdown
+//!   future resolves, so tests bind port 0 and stop it themselves.
+//!
+//! `serve` reads only the table contract (`pipeline::model`), storage and runs; it
+//! never depends on scoring internals.
+
+pub mod api;
+pub mod pages;
+pub mod snapshot;
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+
+pub use snapshot::AppState;
+
+/// Content-Security-Policy of every response: nothing but our stylesheet and
+/// Flickr's image CDN may load; no script runs.
+pub const CSP: &str = "default-src 'none'; img-src https://live.staticflickr.com; style-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// Builds the router.
+pub fn app(state: AppState) -> Router {
+    let header_layer = |name: HeaderName, value: &'static str| {
+        SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
+    };
+    Router::new()
+        .route("/", get(pages::home))
+        .route("/users/{user_id}", get(pages::user_page))
+        .route("/static/style.css", get(pages::style))
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .route("/api/users/{user_id}/photos", get(api::user_photos))
+        .route(
+            "/api/users/{user_id}/photographers",
+            get(api::user_photographers),
+        )
+        .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(16 * 1024))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(10),
+        ))
+        .layer(header_layer(header::CONTENT_SECURITY_POLICY, CSP))
+        .layer(header_layer(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(header_layer(header::REFERRER_POLICY, "no-referrer"))
+        .layer(header_layer(header::X_FRAME_OPTIONS, "DENY"))
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves, checking for a newly
+/// published run every `poll` interval. The first load happens before the first
+/// request is accepted; if no run is published yet the service still starts and
+/// `/readyz` answers 503 until one is.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    poll: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    match state.refresh().await {
+        Ok(Some(run_id)) => tracing::info!(%run_id, "serving run"),
+        Ok(None) => tracing::warn!("no run is published yet; /readyz stays 503 until one is"),
+        Err(e) => tracing::error!(error = %e, "the published run could not be loaded"),
+    }
+    let watcher = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(poll);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match state.refresh().await {
+                    Ok(Some(run_id)) => tracing::info!(%run_id, "switched to newly published run"),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "new run not loaded; still serving the previous one")
+                    }
+                }
+            }
+        })
+    };
+    let result = axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    watcher.abort();
+    result
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,160 @@
+//! Builders for small tables used by the integration tests.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::{
+    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    TimestampMillisecondArray,
+};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use pipeline::import::merge_raw;
+use pipeline::model::Table;
+use pipeline::store::Storage;
+
+fn strings(v: Vec<Option<&str>>) -> ArrayRef {
+    Arc::new(StringArray::from(v))
+}
+
+pub fn favorites_batch(rows: &[(&str, &str, Option<&str>)]) -> RecordBatch {
+    RecordBatch::try_new(
+        Table::Favorites.schema(),
+        vec![
+            strings(rows.iter().map(|r| Some(r.0)).collect()),
+            strings(rows.iter().map(|r| Some(r.1)).collect()),
+            strings(rows.iter().map(|r| r.2).collect()),
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![Some(1_639_261_222_000_000); rows.len()])
+                    .with_timezone("UTC"),
+            ),
+        ],
+    )
+    .unwrap()
+}
+
+pub fn contacts_batch(rows: &[(&str, &str)]) -> RecordBatch {
+    RecordBatch::try_new(
+        Table::Contacts.schema(),
+        vec![
+            strings(rows.iter().map(|r| Some(r.0)).collect()),
+            strings(rows.iter().map(|r| Some(r.1)).collect()),
+        ],
+    )
+    .unwrap()
+}
+
+pub fn tracked_batch(users: &[&str]) -> RecordBatch {
+    RecordBatch::try_new(
+        Table::TrackedUsers.schema(),
+        vec![
+            strings(users.iter().map(|u| Some(*u)).collect()),
+            strings(vec![None; users.len()]),
+            Arc::new(TimestampMicrosecondArray::from(vec![None; users.len()]).with_timezone("UTC")),
+        ],
+    )
+    .unwrap()
+}
+
+pub fn favorites_rows(batches: &[RecordBatch]) -> Vec<(String, String, Option<String>)> {
+    let mut out = Vec::new();
+    for b in batches {
+        let (u, p, o) = (
+            b.column(0).as_string::<i32>(),
+            b.column(1).as_string::<i32>(),
+            b.column(2).as_string::<i32>(),
+        );
+        for i in 0..b.num_rows() {
+            out.push((
+                u.value(i).to_string(),
+                p.value(i).to_string(),
+                (!arrow_array::Array::is_null(o, i)).then(|| o.value(i).to_string()),
+            ));
+        }
+    }
+    out
+}
+
+/// The hand-computed community of the score unit tests: A = 1@N01 is tracked and
+/// gets photos 30, 20, 21 in that order.
+pub const EXAMPLE: [(&str, &str, Option<&str>); 11] = [
+    ("1@N01", "10", Some("2@N01")),
+    ("1@N01", "11", Some("3@N01")),
+    ("2@N01", "11", Some("3@N01")),
+    ("2@N01", "21", Some("3@N01")),
+    ("2@N01", "30", Some("4@N01")),
+    ("3@N01", "10", Some("2@N01")),
+    ("3@N01", "11", Some("3@N01")),
+    ("3@N01", "20", Some("2@N01")),
+    ("3@N01", "30", Some("4@N01")),
+    ("3@N01", "40", Some("1@N01")),
+    ("4@N01", "10", Some("2@N01")),
+];
+
+pub async fn write_example(storage: &Storage) {
+    merge_raw(storage, Table::Favorites, vec![favorites_batch(&EXAMPLE)])
+        .await
+        .unwrap();
+    merge_raw(
+        storage,
+        Table::TrackedUsers,
+        vec![tracked_batch(&["1@N01"])],
+    )
+    .await
+    .unwrap();
+}
+
+fn write_file(path: &std::path::Path, batch: RecordBatch) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+/// A favourites file whose photo_id column is a float.
+pub fn write_parquet_file(path: &std::path::Path) {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("user_id", DataType::Utf8, false),
+        Field::new("photo_id", DataType::Float64, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            strings(vec![Some("1@N01")]),
+            Arc::new(Float64Array::from(vec![1.5])),
+        ],
+    )
+    .unwrap();
+    write_file(path, batch);
+}
+
+/// A valid favourites file with Int64 photo ids and millisecond timestamps.
+pub fn write_good_parquet_file(path: &std::path::Path) {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("user_id", DataType::Utf8, false),
+        Field::new("photo_id", DataType::Int64, false),
+        Field::new("owner_id", DataType::Utf8, true),
+        Field::new(
+            "date_faved",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            true,
+        ),
+        Field::new("extra", DataType::Utf8, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            strings(vec![Some("1@N01"), Some("1@N01")]),
+            Arc::new(Int64Array::from(vec![51737769056, 51737769057])),
+            strings(vec![Some("38134034@N04"), None]),
+            Arc::new(TimestampMillisecondArray::from(vec![
+                Some(1_639_261_222_000),
+                None,
+            ])),
+            strings(vec![Some("ignored"), None]),
+        ],
+    )
+    .unwrap();
+    write_file(path, batch);
+}

@@ -1,0 +1,386 @@
+//! Integration tests of the pipeline's public API.
+//!
+//! The storage contract suite is written once, as async functions over a
+//! [`Storage`], and run on `InMemory`, on a local directory, and on moto's real S3
+//! API server.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod helpers;
+#[path = "support/moto.rs"]
+mod moto;
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use bytes::Bytes;
+use object_store::path::Path;
+use pipeline::config::{Settings, StorageSettings, StorageUrl};
+use pipeline::import::{ImportError, ImportKind, import_file, merge_raw};
+use pipeline::model::{CURRENT, Table};
+use pipeline::runs::{RunError, RunStatus, current, list_runs, publish, read_manifest};
+use pipeline::score::{ScoreError, ScoreOptions, run_score};
+use pipeline::store::{Storage, StoreError};
+
+use helpers::*;
+
+// ---- the contract suite -------------------------------------------------------
+
+/// Parquet written through the store reads back equal, zstd-compressed, with
+/// statistics.
+async fn check_parquet_round_trip(storage: &Storage) {
+    let batch = favorites_batch(&[("1@N01", "10", Some("2@N01")), ("1@N01", "11", None)]);
+    let path = Path::from("contract/favorites.parquet");
+    let rows = storage
+        .write_parquet(&path, Table::Favorites, std::slice::from_ref(&batch))
+        .await
+        .unwrap();
+    assert_eq!(rows, 2);
+    let back = storage.read_parquet(&path, Table::Favorites).await.unwrap();
+    assert_eq!(back, vec![batch]);
+
+    let bytes = storage.get_bytes(&path).await.unwrap();
+    let reader = parquet::file::serialized_reader::SerializedFileReader::new(bytes).unwrap();
+    use parquet::file::reader::FileReader;
+    let rg = reader.metadata().row_group(0);
+    for c in rg.columns() {
+        assert!(
+            matches!(c.compression(), parquet::basic::Compression::ZSTD(_)),
+            "{:?}",
+            c.compression()
+        );
+        assert!(
+            c.statistics().is_some(),
+            "column {} has statistics",
+            c.column_path()
+        );
+    }
+}
+
+/// Missing, garbage and mistyped objects give typed errors, not panics.
+async fn check_bad_objects_are_errors(storage: &Storage) {
+    let missing = storage
+        .read_parquet(&Path::from("contract/nope.parquet"), Table::Favorites)
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+
+    let garbage = Path::from("contract/garbage.parquet");
+    storage
+        .put_bytes(
+            &garbage,
+            Bytes::from_static(b"not parquet at all, just words"),
+        )
+        .await
+        .unwrap();
+    let err = storage
+        .read_parquet(&garbage, Table::Favorites)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Parquet { .. }), "{err}");
+
+    // A contacts file read as favorites: the missing column is named.
+    let contacts = Path::from("contract/contacts.parquet");
+    storage
+        .write_parquet(
+            &contacts,
+            Table::Contacts,
+            &[contacts_batch(&[("1@N01", "2@N01")])],
+        )
+        .await
+        .unwrap();
+    let err = storage
+        .read_parquet(&contacts, Table::Favorites)
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("column photo_id is missing"), "{msg}");
+}
+
+/// Merging removes duplicates by key, keeps the new row, and sorts.
+async fn check_merge_dedupes(storage: &Storage) {
+    merge_raw(
+        storage,
+        Table::Favorites,
+        vec![favorites_batch(&[
+            ("2@N01", "20", None),
+            ("1@N01", "10", None),
+        ])],
+    )
+    .await
+    .unwrap();
+    let report = merge_raw(
+        storage,
+        Table::Favorites,
+        vec![favorites_batch(&[
+            ("1@N01", "10", Some("3@N01")),
+            ("1@N01", "10", Some("4@N01")),
+            ("1@N01", "11", None),
+        ])],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (report.rows_read, report.rows_before, report.rows_after),
+        (3, 2, 3)
+    );
+    let rows = favorites_rows(&storage.read_raw(Table::Favorites).await.unwrap().unwrap());
+    assert_eq!(
+        rows,
+        vec![
+            ("1@N01".into(), "10".into(), Some("3@N01".into())),
+            ("1@N01".into(), "11".into(), None),
+            ("2@N01".into(), "20".into(), None),
+        ]
+    );
+}
+
+/// score → publish → CURRENT, listing, refusal of bad publishes, rollback.
+async fn check_runs_and_publish(storage: &Storage) {
+    write_example(storage).await;
+    let settings = Settings::load_with_env(None, Vec::new()).unwrap();
+    let first = run_score(storage, &settings, ScoreOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(first.status, RunStatus::Succeeded);
+    assert_eq!(first.rows_out["photo_recs"], 3);
+    assert!(first.stages.iter().any(|s| s.stage == "flexplore"));
+    assert!(
+        current(storage).await.unwrap().is_none(),
+        "score does not publish"
+    );
+
+    let p = publish(storage, None).await.unwrap();
+    assert_eq!(p.run_id, first.run_id);
+    assert_eq!(
+        current(storage).await.unwrap().unwrap().run_id,
+        first.run_id
+    );
+
+    // A second run, published, then rolled back to the first.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let second = run_score(storage, &settings, ScoreOptions { all_users: true })
+        .await
+        .unwrap();
+    publish(storage, Some(&second.run_id)).await.unwrap();
+    let runs = list_runs(storage).await.unwrap();
+    assert_eq!(runs.len(), 2);
+    assert!(runs[1].current && !runs[0].current);
+    publish(storage, Some(&first.run_id)).await.unwrap();
+    assert_eq!(
+        current(storage).await.unwrap().unwrap().run_id,
+        first.run_id
+    );
+
+    // Unknown, malformed and unfinished runs are refused; CURRENT is unchanged.
+    let before = storage.get_bytes(&Path::from(CURRENT)).await.unwrap();
+    assert!(matches!(
+        publish(storage, Some("20990101T000000Z-000000")).await,
+        Err(RunError::UnknownRun { .. })
+    ));
+    assert!(matches!(
+        publish(storage, Some("../x")).await,
+        Err(RunError::BadRunId { .. })
+    ));
+    let mut running = read_manifest(storage, &first.run_id).await.unwrap();
+    running.run_id = "20990101T000000Z-running".into();
+    running.status = RunStatus::Running;
+    pipeline::runs::write_manifest(storage, &running)
+        .await
+        .unwrap();
+    let err = publish(storage, Some(&running.run_id)).await.unwrap_err();
+    assert!(
+        err.to_string().contains("is running, not succeeded"),
+        "{err}"
+    );
+    assert_eq!(
+        storage.get_bytes(&Path::from(CURRENT)).await.unwrap(),
+        before
+    );
+
+    // The manifest records the config and never a secret-looking key.
+    let text = String::from_utf8(
+        storage
+            .get_bytes(&pipeline::model::manifest_path(&first.run_id))
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(text.contains("\"photo_recs_per_user\": 100"), "{text}");
+    assert!(!text.to_lowercase().contains("api_key"));
+}
+
+async fn contract_suite(storage: &Storage) {
+    check_parquet_round_trip(storage).await;
+    check_bad_objects_are_errors(storage).await;
+    check_merge_dedupes(storage).await;
+    // The runs check needs a fresh favorites table.
+    storage.delete(&Table::Favorites.raw_path()).await.unwrap();
+    check_runs_and_publish(storage).await;
+}
+
+#[tokio::test]
+async fn contract_holds_in_memory() {
+    let storage = Storage::from_store(Arc::new(object_store::memory::InMemory::new()), "memory");
+    contract_suite(&storage).await;
+}
+
+#[tokio::test]
+async fn contract_holds_on_a_local_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(&StorageSettings {
+        url: StorageUrl::Local {
+            path: dir.path().join("nested/root"),
+        },
+        endpoint: None,
+    })
+    .unwrap();
+    contract_suite(&storage).await;
+    assert!(dir.path().join("nested/root/CURRENT").exists());
+}
+
+#[tokio::test]
+async fn contract_holds_on_s3_via_moto() {
+    let moto = moto::Moto::start();
+    moto.create_bucket("contract");
+    let s3 = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name("contract")
+        .with_region("us-east-1")
+        .with_access_key_id("testing")
+        .with_secret_access_key("testing")
+        .with_endpoint(moto.endpoint())
+        .with_allow_http(true)
+        .build()
+        .unwrap();
+    let storage = Storage::from_store(
+        Arc::new(object_store::prefix::PrefixStore::new(s3, "some/prefix")),
+        "s3://contract/some/prefix",
+    );
+    contract_suite(&storage).await;
+}
+
+// ---- import and score through storage ------------------------------------------
+
+#[tokio::test]
+async fn failed_import_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::from_store(Arc::new(object_store::memory::InMemory::new()), "memory");
+    let good = dir.path().join("good.csv");
+    std::fs::write(&good, "user_id,photo_id,owner_id\n1@N01,10,2@N01\n").unwrap();
+    import_file(&storage, ImportKind::Favorites, &good)
+        .await
+        .unwrap();
+    let before = storage
+        .get_bytes(&Table::Favorites.raw_path())
+        .await
+        .unwrap();
+
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "user_id,photo_id\n1@N01,11\n1@N01,12\nnot-an-nsid,13\n",
+    )
+    .unwrap();
+    let err = import_file(&storage, ImportKind::Favorites, &bad)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ImportError::Row { .. }));
+    assert!(err.to_string().contains("line 4"), "{err}");
+    assert_eq!(
+        storage
+            .get_bytes(&Table::Favorites.raw_path())
+            .await
+            .unwrap(),
+        before
+    );
+
+    let wrong_type = dir.path().join("wrong.parquet");
+    write_parquet_file(&wrong_type);
+    let err = import_file(&storage, ImportKind::Favorites, &wrong_type)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("column photo_id has type Float64"),
+        "{err}"
+    );
+    assert_eq!(
+        storage
+            .get_bytes(&Table::Favorites.raw_path())
+            .await
+            .unwrap(),
+        before
+    );
+}
+
+#[tokio::test]
+async fn parquet_import_accepts_integer_photo_ids_and_timestamps() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::from_store(Arc::new(object_store::memory::InMemory::new()), "memory");
+    let file = dir.path().join("favs.parquet");
+    write_good_parquet_file(&file);
+    let r = import_file(&storage, ImportKind::Favorites, &file)
+        .await
+        .unwrap();
+    assert_eq!(r.rows_after, 2);
+    let rows = storage.read_raw(Table::Favorites).await.unwrap().unwrap();
+    assert_eq!(rows[0].column(1).as_string::<i32>().value(0), "51737769056");
+}
+
+#[tokio::test]
+async fn score_without_favorites_says_what_to_do() {
+    let storage = Storage::from_store(Arc::new(object_store::memory::InMemory::new()), "memory");
+    let settings = Settings::load_with_env(None, Vec::new()).unwrap();
+    let err = run_score(&storage, &settings, ScoreOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ScoreError::NoFavorites));
+    assert!(
+        err.to_string().contains("faverecs import favorites"),
+        "{err}"
+    );
+    // The failed run is recorded as failed, and cannot be published.
+    let runs = list_runs(&storage).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].manifest.as_ref().unwrap().status, RunStatus::Failed);
+    assert!(matches!(
+        publish(&storage, None).await,
+        Err(RunError::NothingToPublish)
+    ));
+}
+
+#[tokio::test]
+async fn same_input_gives_byte_identical_tables() {
+    let storage = Storage::from_store(Arc::new(object_store::memory::InMemory::new()), "memory");
+    let settings = Settings::load_with_env(None, Vec::new()).unwrap();
+    let community = pipeline::demo::generate(&pipeline::config::DemoSettings {
+        users: 400,
+        tracked_users: 30,
+        clusters: 5,
+        seed: 3,
+    });
+    pipeline::demo::write_community(&storage, &community)
+        .await
+        .unwrap();
+    let a = run_score(&storage, &settings, ScoreOptions::default())
+        .await
+        .unwrap();
+    let mut two = settings.clone();
+    two.score.threads = 1;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let b = run_score(&storage, &two, ScoreOptions::default())
+        .await
+        .unwrap();
+    for table in ["photo_recs", "photographer_recs", "photos"] {
+        let pa = Path::from(format!("runs/{}/{}", a.run_id, a.tables[table][0]));
+        let pb = Path::from(format!("runs/{}/{}", b.run_id, b.tables[table][0]));
+        assert_eq!(
+            storage.get_bytes(&pa).await.unwrap(),
+            storage.get_bytes(&pb).await.unwrap(),
+            "{table} differs between runs"
+        );
+    }
+    assert!(a.rows_out["photo_recs"] > 100);
+}

@@ -1,0 +1,179 @@
+//! Server-rendered HTML pages. maud escapes every interpolated value, so titles and
+//! names from the data render as text, never as markup. The pages need no
+//! JavaScript.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use maud::{DOCTYPE, Markup, html};
+use serde::Deserialize;
+
+use crate::api::{ApiError, user_lists};
+use crate::snapshot::{AppState, PhotoItem};
+
+/// Photos per page of the grid.
+pub const PER_PAGE: usize = 24;
+
+/// The stylesheet, served from `/static/style.css` so the CSP can forbid inline
+/// styles.
+pub const STYLE: &str = include_str!("style.css");
+
+fn layout(title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · faverecs" }
+                link rel="stylesheet" href="/static/style.css";
+            }
+            body {
+                header { a.brand href="/" { "faverecs" } }
+                main { (body) }
+            }
+        }
+    }
+}
+
+fn error_page(status: StatusCode, message: &str) -> Response {
+    let body = layout(
+        "Error",
+        html! { h1 { "Sorry" } p.error { (message) } p { a href="/" { "Back to the start" } } },
+    );
+    (status, Html(body.into_string())).into_response()
+}
+
+/// Errors on HTML routes render as pages, with the same status codes as the API.
+pub struct PageError(ApiError);
+
+impl From<ApiError> for PageError {
+    fn from(e: ApiError) -> Self {
+        PageError(e)
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let status = self.0.status();
+        error_page(status, &self.0.to_string())
+    }
+}
+
+/// `GET /static/style.css`
+pub async fn style() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE).into_response()
+}
+
+/// `GET /`: the users with recommendations in the loaded run.
+pub async fn home(State(state): State<AppState>) -> Result<Html<String>, PageError> {
+    let snapshot = state.snapshot().ok_or(ApiError::NotReady)?;
+    let mut users: Vec<&String> = snapshot.users.keys().collect();
+    users.sort();
+    let body = html! {
+        h1 { "Photo recommendations" }
+        p.meta { "Run " code { (snapshot.manifest.run_id) } ", published " (snapshot.published_at.format("%Y-%m-%d %H:%M UTC")) "." }
+        h2 { "Tracked users" }
+        ul.users {
+            @for u in users {
+                li { a href={ "/users/" (u) } { (u) } }
+            }
+        }
+    };
+    Ok(Html(layout("faverecs", body).into_string()))
+}
+
+/// `?page=N` on the user page.
+#[derive(Debug, Deserialize, Default)]
+pub struct UserPageQuery {
+    page: Option<String>,
+}
+
+fn photo_card(p: &PhotoItem) -> Markup {
+    let title = p.title.as_deref().unwrap_or("Untitled");
+    let by = p
+        .owner_name
+        .as_deref()
+        .or(p.owner_id.as_deref())
+        .unwrap_or("unknown photographer");
+    html! {
+        li.card {
+            a href=(p.photo_url) rel="noopener noreferrer" {
+                @if let Some(src) = &p.thumbnail_url {
+                    img src=(src) alt=(title) width="150" height="150" loading="lazy";
+                } @else {
+                    div.placeholder role="img" aria-label=(title) { span { (title) } }
+                }
+            }
+            div.caption {
+                a.title href=(p.photo_url) rel="noopener noreferrer" { (title) }
+                " by "
+                @if let Some(owner) = &p.owner_id {
+                    a href={ "https://www.flickr.com/photos/" (owner) "/" } rel="noopener noreferrer" { (by) }
+                } @else { (by) }
+            }
+            @if !p.top_neighbors.is_empty() {
+                p.why {
+                    "Favourited by " (p.top_neighbors.join(", "))
+                    @if p.neighbor_count as usize > p.top_neighbors.len() {
+                        " and " (p.neighbor_count as usize - p.top_neighbors.len()) " more"
+                    }
+                    ", whose tastes match yours."
+                }
+            }
+        }
+    }
+}
+
+/// `GET /users/{user_id}`: the grid of recommended photos, then photographers.
+pub async fn user_page(
+    State(state): State<AppState>,
+    Path(user_id): Path<String>,
+    query: Result<Query<UserPageQuery>, QueryRejection>,
+) -> Result<Html<String>, PageError> {
+    let Query(q) =
+        query.map_err(|e| ApiError::BadRequest(format!("bad query string: {}", e.body_text())))?;
+    let (snapshot, user_id) = user_lists(&state, &user_id)?;
+    let lists = snapshot.users.get(&user_id).cloned().unwrap_or_default();
+    let pages = lists.photos.len().div_ceil(PER_PAGE).max(1);
+    let page = match q.page.as_deref() {
+        None => 1,
+        Some(p) => p
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=pages).contains(n))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!("page must be a whole number from 1 to {pages}"))
+            })?,
+    };
+    let shown = &lists.photos[((page - 1) * PER_PAGE).min(lists.photos.len())
+        ..(page * PER_PAGE).min(lists.photos.len())];
+    let body = html! {
+        h1 { "Recommended for " (user_id) }
+        p.meta { (lists.photos.len()) " photos from run " code { (snapshot.manifest.run_id) } }
+        ul.grid { @for p in shown { (photo_card(p)) } }
+        nav.pager {
+            @if page > 1 { a rel="prev" href={ "/users/" (user_id) "?page=" (page - 1) } { "← Previous" } }
+            span { "Page " (page) " of " (pages) }
+            @if page < pages { a rel="next" href={ "/users/" (user_id) "?page=" (page + 1) } { "Next →" } }
+        }
+        h2 { "Photographers you may like" }
+        table.people {
+            thead { tr { th { "#" } th { "Photographer" } th { "Favourites in common" } th { "Their favourites" } } }
+            tbody {
+                @for p in &lists.photographers {
+                    tr {
+                        td { (p.rank) }
+                        td { a href=(p.photostream_url) rel="noopener noreferrer" { (p.photographer_name.as_deref().unwrap_or(&p.photographer_id)) } }
+                        td { (p.common_favorites) }
+                        td { (p.total_favorites) }
+                    }
+                }
+            }
+        }
+    };
+    Ok(Html(
+        layout(&format!("Recommended for {user_id}"), body).into_string(),
+    ))
+}

@@ -1,0 +1,311 @@
+//! The published run, loaded into memory.
+//!
+//! A [`Snapshot`] holds one run's lists keyed by user, ready to serialise, so a
+//! request is a hash lookup and a slice. It is built completely before it replaces
+//! the previous one, so a request sees one run or the other, never a mixture.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int32Type, Int64Type};
+use arrow_array::{Array, RecordBatch};
+use pipeline::model::{Table, is_nsid, is_photo_id, run_table_dir};
+use pipeline::runs::{Manifest, Pointer, RunStatus, current, read_manifest};
+use pipeline::store::Storage;
+use serde::Serialize;
+
+/// A photo rec as the API returns it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PhotoItem {
+    /// 1-based rank.
+    pub rank: i32,
+    /// Flickr photo id.
+    pub photo_id: String,
+    /// Owner NSID, when known.
+    pub owner_id: Option<String>,
+    /// Owner display name, when known.
+    pub owner_name: Option<String>,
+    /// Title, when known.
+    pub title: Option<String>,
+    /// Flexplore score.
+    pub score: f64,
+    /// Scoring neighbors who favourited it.
+    pub neighbor_count: i32,
+    /// The neighbors who contributed most, best first.
+    pub top_neighbors: Vec<String>,
+    /// 150 px square thumbnail, when the server and secret are known.
+    pub thumbnail_url: Option<String>,
+    /// The photo's page on Flickr.
+    pub photo_url: String,
+}
+
+/// A photographer rec as the API returns it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PhotographerItem {
+    /// 1-based rank.
+    pub rank: i32,
+    /// The photographer's NSID.
+    pub photographer_id: String,
+    /// Display name, when known.
+    pub photographer_name: Option<String>,
+    /// score(n).
+    pub score: f64,
+    /// Favourites in common with the user.
+    pub common_favorites: i64,
+    /// The photographer's favourites held.
+    pub total_favorites: i64,
+    /// Their photostream on Flickr.
+    pub photostream_url: String,
+}
+
+/// One user's lists.
+#[derive(Debug, Clone, Default)]
+pub struct UserLists {
+    /// Photo recs in rank order.
+    pub photos: Vec<PhotoItem>,
+    /// Photographer recs in rank order.
+    pub photographers: Vec<PhotographerItem>,
+}
+
+/// One loaded run.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The run's manifest.
+    pub manifest: Manifest,
+    /// When it was published.
+    pub published_at: chrono::DateTime<chrono::Utc>,
+    /// Lists by user NSID.
+    pub users: HashMap<String, UserLists>,
+}
+
+/// Why a run could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Reading the run failed.
+    #[error("run {run_id}: {reason}")]
+    Run {
+        /// The run.
+        run_id: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+struct PhotoMeta {
+    owner_name: Option<String>,
+    title: Option<String>,
+    server: Option<String>,
+    secret: Option<String>,
+}
+
+/// Thumbnail URL parts come from data, so they are checked before they are
+/// placed in a URL: a server is digits, a secret is hex.
+pub fn thumbnail_url(photo_id: &str, server: Option<&str>, secret: Option<&str>) -> Option<String> {
+    let server = server
+        .filter(|s| !s.is_empty() && s.len() <= 10 && s.bytes().all(|b| b.is_ascii_digit()))?;
+    let secret = secret
+        .filter(|s| !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_hexdigit()))?;
+    is_photo_id(photo_id)
+        .then(|| format!("https://live.staticflickr.com/{server}/{photo_id}_{secret}_q.jpg"))
+}
+
+/// The photo's Flickr page.
+pub fn photo_url(photo_id: &str, owner_id: Option<&str>) -> String {
+    match owner_id.filter(|o| is_nsid(o)) {
+        Some(owner) => format!("https://www.flickr.com/photos/{owner}/{photo_id}"),
+        None => format!("https://www.flickr.com/photo.gne?id={photo_id}"),
+    }
+}
+
+fn str_at(batch: &RecordBatch, col: usize, row: usize) -> Option<String> {
+    let a = batch.column(col).as_string::<i32>();
+    (!a.is_null(row)).then(|| a.value(row).to_string())
+}
+
+impl Snapshot {
+    /// Loads a succeeded run completely.
+    pub async fn load(storage: &Storage, pointer: &Pointer) -> Result<Self, LoadError> {
+        let run_id = pointer.run_id.clone();
+        let fail = |reason: String| LoadError::Run {
+            run_id: run_id.clone(),
+            reason,
+        };
+        let manifest = read_manifest(storage, &run_id)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        if manifest.status != RunStatus::Succeeded {
+            return Err(fail(format!(
+                "status is {}, not succeeded",
+                manifest.status
+            )));
+        }
+        let read = |table: Table| {
+            let dir = run_table_dir(&run_id, table);
+            async move { storage.read_table_dir(&dir, table).await }
+        };
+        let photos = read(Table::Photos).await.map_err(|e| fail(e.to_string()))?;
+        let photo_recs = read(Table::PhotoRecs)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let photographer_recs = read(Table::PhotographerRecs)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+
+        let mut meta: HashMap<String, PhotoMeta> = HashMap::new();
+        let mut names: HashMap<String, String> = HashMap::new();
+        for b in &photos {
+            for r in 0..b.num_rows() {
+                let (Some(id), Some(owner)) = (str_at(b, 0, r), str_at(b, 1, r)) else {
+                    continue;
+                };
+                let owner_name = str_at(b, 2, r);
+                if let Some(n) = &owner_name {
+                    names.entry(owner).or_insert_with(|| n.clone());
+                }
+                meta.insert(
+                    id,
+                    PhotoMeta {
+                        owner_name,
+                        title: str_at(b, 3, r),
+                        server: str_at(b, 4, r),
+                        secret: str_at(b, 5, r),
+                    },
+                );
+            }
+        }
+
+        let mut users: HashMap<String, UserLists> = HashMap::new();
+        for b in &photo_recs {
+            let rank = b.column(1).as_primitive::<Int32Type>();
+            let score = b.column(4).as_primitive::<Float64Type>();
+            let count = b.column(5).as_primitive::<Int32Type>();
+            let top = b.column(6).as_list::<i32>();
+            for r in 0..b.num_rows() {
+                let (Some(user), Some(photo_id)) = (str_at(b, 0, r), str_at(b, 2, r)) else {
+                    continue;
+                };
+                let owner_id = str_at(b, 3, r);
+                let m = meta.get(&photo_id);
+                let neighbors = top.value(r);
+                let neighbors = neighbors.as_string::<i32>();
+                users.entry(user).or_default().photos.push(PhotoItem {
+                    rank: rank.value(r),
+                    thumbnail_url: m.and_then(|m| {
+                        thumbnail_url(&photo_id, m.server.as_deref(), m.secret.as_deref())
+                    }),
+                    photo_url: photo_url(&photo_id, owner_id.as_deref()),
+                    owner_name: m.and_then(|m| m.owner_name.clone()),
+                    title: m.and_then(|m| m.title.clone()),
+                    photo_id,
+                    owner_id,
+                    score: score.value(r),
+                    neighbor_count: count.value(r),
+                    top_neighbors: neighbors.iter().flatten().map(str::to_string).collect(),
+                });
+            }
+        }
+        for b in &photographer_recs {
+            let rank = b.column(1).as_primitive::<Int32Type>();
+            let score = b.column(3).as_primitive::<Float64Type>();
+            let common = b.column(4).as_primitive::<Int64Type>();
+            let total = b.column(5).as_primitive::<Int64Type>();
+            for r in 0..b.num_rows() {
+                let (Some(user), Some(who)) = (str_at(b, 0, r), str_at(b, 2, r)) else {
+                    continue;
+                };
+                users
+                    .entry(user)
+                    .or_default()
+                    .photographers
+                    .push(PhotographerItem {
+                        rank: rank.value(r),
+                        photographer_name: names.get(&who).cloned(),
+                        photostream_url: format!("https://www.flickr.com/photos/{who}/"),
+                        photographer_id: who,
+                        score: score.value(r),
+                        common_favorites: common.value(r),
+                        total_favorites: total.value(r),
+                    });
+            }
+        }
+        // Tables are written in rank order; sort anyway so a hand-made run with
+        // several files still serves ranks in order.
+        for lists in users.values_mut() {
+            lists.photos.sort_by_key(|p| p.rank);
+            lists.photographers.sort_by_key(|p| p.rank);
+        }
+        Ok(Snapshot {
+            manifest,
+            published_at: pointer.published_at,
+            users,
+        })
+    }
+
+    /// The display name of a person, when a photo of theirs is in the run.
+    pub fn name_of(&self, nsid: &str) -> Option<&str> {
+        self.users.values().find_map(|l| {
+            l.photos
+                .iter()
+                .find(|p| p.owner_id.as_deref() == Some(nsid))
+                .and_then(|p| p.owner_name.as_deref())
+        })
+    }
+}
+
+/// Shared state: the storage and the snapshot being served.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// Where runs are read from.
+    pub storage: Storage,
+    /// The loaded run; `None` until the first load succeeds.
+    current: Arc<RwLock<Option<Arc<Snapshot>>>>,
+}
+
+impl AppState {
+    /// State with nothing loaded yet.
+    pub fn new(storage: Storage) -> Self {
+        Self {
+            storage,
+            current: Arc::new(RwLock::new(None)),
+        }
+    }
+
+    /// The snapshot being served.
+    pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.current
+            .read()
+            .map(|g| g.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    fn swap(&self, snapshot: Snapshot) {
+        let new = Some(Arc::new(snapshot));
+        match self.current.write() {
+            Ok(mut g) => *g = new,
+            Err(p) => *p.into_inner() = new,
+        }
+    }
+
+    /// Loads the published run if it differs from the one being served. On any
+    /// failure the current snapshot keeps serving and the error is returned.
+    pub async fn refresh(&self) -> Result<Option<String>, LoadError> {
+        let pointer = current(&self.storage).await.map_err(|e| LoadError::Run {
+            run_id: "CURRENT".into(),
+            reason: e.to_string(),
+        })?;
+        let Some(pointer) = pointer else {
+            return Ok(None);
+        };
+        if self
+            .snapshot()
+            .is_some_and(|s| s.manifest.run_id == pointer.run_id)
+        {
+            return Ok(None);
+        }
+        let snapshot = Snapshot::load(&self.storage, &pointer).await?;
+        let run_id = snapshot.manifest.run_id.clone();
+        self.swap(snapshot);
+        Ok(Some(run_id))
+    }
+}

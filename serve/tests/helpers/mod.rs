@@ -1,0 +1,109 @@
+//! A published run over in-memory storage, and a request helper.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use pipeline::config::Settings;
+use pipeline::import::merge_raw;
+use pipeline::model::Table;
+use pipeline::runs::publish;
+use pipeline::score::{ScoreOptions, run_score};
+use pipeline::store::Storage;
+use serve::AppState;
+use tower::ServiceExt;
+
+pub fn empty_storage() -> Storage {
+    Storage::from_store(Arc::new(object_store::memory::InMemory::new()), "memory")
+}
+
+fn strings(v: Vec<Option<&str>>) -> ArrayRef {
+    Arc::new(StringArray::from(v))
+}
+
+fn times(n: usize) -> ArrayRef {
+    Arc::new(TimestampMicrosecondArray::from(vec![None; n]).with_timezone("UTC"))
+}
+
+/// The hand-computed example (user 1@N01 gets photos 30, 20, 21), with photo
+/// metadata whose title and owner name carry script payloads.
+pub async fn published_state() -> AppState {
+    let storage = empty_storage();
+    let favs: [(&str, &str, &str); 11] = [
+        ("1@N01", "10", "2@N01"),
+        ("1@N01", "11", "3@N01"),
+        ("2@N01", "11", "3@N01"),
+        ("2@N01", "21", "3@N01"),
+        ("2@N01", "30", "4@N01"),
+        ("3@N01", "10", "2@N01"),
+        ("3@N01", "11", "3@N01"),
+        ("3@N01", "20", "2@N01"),
+        ("3@N01", "30", "4@N01"),
+        ("3@N01", "40", "1@N01"),
+        ("4@N01", "10", "2@N01"),
+    ];
+    let favorites = RecordBatch::try_new(
+        Table::Favorites.schema(),
+        vec![
+            strings(favs.iter().map(|f| Some(f.0)).collect()),
+            strings(favs.iter().map(|f| Some(f.1)).collect()),
+            strings(favs.iter().map(|f| Some(f.2)).collect()),
+            times(favs.len()),
+        ],
+    )
+    .unwrap();
+    let photos = RecordBatch::try_new(
+        Table::Photos.schema(),
+        vec![
+            strings(vec![Some("30"), Some("20")]),
+            strings(vec![Some("4@N01"), Some("2@N01")]),
+            strings(vec![Some("<img src=x onerror=alert(2)>"), Some("Bee")]),
+            strings(vec![Some("<script>alert(1)</script>"), Some("Harbour")]),
+            strings(vec![Some("65535"), Some("65535")]),
+            strings(vec![Some("0a0e8bf24c"), Some("\"><script>")]),
+            strings(vec![None, None]),
+            times(2),
+        ],
+    )
+    .unwrap();
+    let tracked = RecordBatch::try_new(
+        Table::TrackedUsers.schema(),
+        vec![strings(vec![Some("1@N01")]), strings(vec![None]), times(1)],
+    )
+    .unwrap();
+    merge_raw(&storage, Table::Favorites, vec![favorites])
+        .await
+        .unwrap();
+    merge_raw(&storage, Table::Photos, vec![photos])
+        .await
+        .unwrap();
+    merge_raw(&storage, Table::TrackedUsers, vec![tracked])
+        .await
+        .unwrap();
+    let settings = Settings::load_with_env(None, Vec::new()).unwrap();
+    let run = run_score(&storage, &settings, ScoreOptions::default())
+        .await
+        .unwrap();
+    publish(&storage, Some(&run.run_id)).await.unwrap();
+    let state = AppState::new(storage);
+    assert_eq!(state.refresh().await.unwrap(), Some(run.run_id));
+    state
+}
+
+pub async fn get(state: &AppState, uri: &str) -> (StatusCode, HeaderMap, String) {
+    let req = Request::builder().uri(uri).body(Body::empty()).unwrap();
+    let resp = serve::app(state.clone()).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (
+        status,
+        headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+}
