@@ -12,6 +12,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use pipeline::config::Settings;
+use pipeline::extract::client::{ApiKey, FlickrClient};
+use pipeline::extract::{ExtractOptions, fold, parse_phase, parse_shard, run_extract, users};
 use pipeline::import::{ImportKind, import_file};
 use pipeline::runs::{RunStatus, list_runs, publish};
 use pipeline::score::{ScoreOptions, run_score};
@@ -71,6 +73,60 @@ enum Command {
     },
     /// Write the synthetic community (demo.* settings) into the raw tables only.
     Synth,
+    /// Pull favourites and contacts of the tracked users and their neighbours from
+    /// the Flickr API (key in FLICKR_API_KEY). Resumable: rerun the same command.
+    Extract {
+        /// Process only this shard of users, `i/N`; fold later with --fold-only.
+        #[arg(long, value_name = "i/N")]
+        shard: Option<String>,
+        /// Run one phase only: `tracked`, then (after every shard) `neighbors`.
+        #[arg(long, value_name = "PHASE")]
+        phase: Option<String>,
+        /// Only fold finished users into the tables (after all shards ran).
+        #[arg(long)]
+        fold_only: bool,
+    },
+    /// Manage the tracked users.
+    Users {
+        #[command(subcommand)]
+        what: UsersWhat,
+    },
+    /// Run the Flickr API simulator over the synthetic community.
+    FlickrSim {
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:8099")]
+        addr: SocketAddr,
+        /// The API key it accepts.
+        #[arg(
+            long,
+            env = "FLICKR_API_KEY",
+            hide_env_values = true,
+            default_value = "sim-key"
+        )]
+        api_key: String,
+        /// Share of requests answered with an injected fault (0 to 1).
+        #[arg(long, default_value_t = 0.0)]
+        fault_rate: f64,
+        /// Seed of the fault generator.
+        #[arg(long, default_value_t = 1)]
+        fault_seed: u64,
+        /// Milliseconds added to every response.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        /// How long a "timeout" fault stalls, in milliseconds.
+        #[arg(long, default_value_t = 30_000)]
+        stall_ms: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersWhat {
+    /// Track a user, given a photostream or profile URL, an NSID or a username.
+    Add { who: String },
+    /// List the tracked users.
+    List,
+    /// Stop tracking a user.
+    Remove { nsid: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -161,26 +217,81 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             Command::Demo { addr, no_serve } => {
-                let community = pipeline::demo::generate(&settings.demo);
-                for r in pipeline::demo::write_community(&storage, &community).await? {
-                    println!("{}: {} rows", r.table, r.rows_after);
-                }
-                let m = run_score(&storage, &settings, ScoreOptions::default()).await?;
-                let p = publish(&storage, Some(&m.run_id)).await?;
+                let report = pipeline::demo::run_demo(&storage, &settings).await?;
+                let e = &report.extract;
                 println!(
-                    "scored and published run {} into {}",
-                    p.run_id,
-                    storage.url()
+                    "extracted from the simulator: {} tracked users and {} neighbours in {} API calls",
+                    e.tracked.fetched, e.neighbors.fetched, e.calls
                 );
+                println!("scored and published run {} into {}", report.run.run_id, storage.url());
                 if !no_serve {
-                    serve_forever(
-                        storage,
-                        addr.unwrap_or(settings.serve.addr),
-                        &settings,
-                        Some(&community),
-                    )
-                    .await?;
+                    serve_forever(storage, addr.unwrap_or(settings.serve.addr), &settings, Some(&report.community)).await?;
                 }
+            }
+            Command::Extract { shard, phase, fold_only } => {
+                if fold_only {
+                    let rows = fold(&storage, &settings, chrono::Utc::now()).await?;
+                    println!("folded: {rows:?}");
+                    return Ok(());
+                }
+                let shard = shard.as_deref().map(parse_shard).transpose()?;
+                let phase = phase.as_deref().map(parse_phase).transpose()?;
+                let client = FlickrClient::new(&settings.flickr, ApiKey::from_env()?)?;
+                let m = run_extract(&storage, &settings, &client, ExtractOptions { now: chrono::Utc::now(), shard, phase }).await?;
+                println!(
+                    "extract {} {}: {} calls; tracked fetched {} skipped {}; neighbours fetched {} skipped {}; failed {}",
+                    m.run_id,
+                    m.status,
+                    m.calls,
+                    m.tracked.fetched,
+                    m.tracked.skipped_fresh + m.tracked.skipped_backoff,
+                    m.neighbors.fetched,
+                    m.neighbors.skipped_fresh + m.neighbors.skipped_backoff,
+                    m.tracked.failed + m.neighbors.failed
+                );
+                for (table, rows) in &m.rows_written {
+                    println!("  {table}: {rows} rows");
+                }
+            }
+            Command::Users { what } => match what {
+                UsersWhat::Add { who } => {
+                    let client = FlickrClient::new(&settings.flickr, ApiKey::from_env()?)?;
+                    let person = users::resolve(&client, &who).await?;
+                    users::add(&storage, &person, chrono::Utc::now()).await?;
+                    println!("tracking {} ({})", person.nsid, person.username.as_deref().unwrap_or("no username"));
+                }
+                UsersWhat::List => {
+                    for u in users::list(&storage).await? {
+                        println!("{u}");
+                    }
+                }
+                UsersWhat::Remove { nsid } => {
+                    if users::remove(&storage, &nsid).await? {
+                        println!("stopped tracking {nsid}");
+                    } else {
+                        anyhow::bail!("{nsid} is not a tracked user (see `faverecs users list`)");
+                    }
+                }
+            },
+            Command::FlickrSim { addr, api_key, fault_rate, fault_seed, latency_ms, stall_ms } => {
+                let community = pipeline::demo::generate(&settings.demo);
+                let sim = pipeline::extract::sim::Simulator::new(
+                    &community,
+                    pipeline::extract::sim::SimOptions {
+                        api_key,
+                        fault_rate: fault_rate.clamp(0.0, 1.0),
+                        seed: fault_seed,
+                        latency: Duration::from_millis(latency_ms),
+                        stall: Duration::from_millis(stall_ms),
+                    },
+                );
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (pass --addr)"))?;
+                println!("flickr-sim on http://{}/services/rest/", listener.local_addr()?);
+                sim.serve(listener, serve::shutdown_signal())
+                    .await
+                    .context("the simulator failed")?;
             }
         }
         Ok(())

@@ -287,3 +287,246 @@ fn bad_import_files_are_refused_and_nothing_is_written() {
     let err = failed(&faverecs(d, &[], &["publish", "--run", "nope"]));
     assert!(err.contains("run nope does not exist"), "{err}");
 }
+
+// ---- extract through the binary -------------------------------------------------
+
+const SIM_KEY: &str = "right-key-5f1c0e";
+
+/// Env for a small simulated community: the simulator and the extractor both build
+/// it from the demo settings.
+fn community_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("FAVERECS__DEMO__USERS", "300".into()),
+        ("FAVERECS__DEMO__TRACKED_USERS", "8".into()),
+    ]
+}
+
+struct Sim {
+    child: Child,
+    url: String,
+}
+
+impl Sim {
+    fn start(dir: &Path, latency_ms: u64) -> Sim {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_faverecs"))
+            .current_dir(dir)
+            .envs(community_env())
+            .env("FLICKR_API_KEY", SIM_KEY)
+            .env("RUST_LOG", "warn")
+            .args([
+                "flickr-sim",
+                "--addr",
+                "127.0.0.1:0",
+                "--latency-ms",
+                &latency_ms.to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("flickr-sim on ")
+            .unwrap_or_else(|| panic!("{line:?}"))
+            .to_string();
+        Sim { child, url }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn extract_env(sim: &Sim, key: &str) -> Vec<(&'static str, String)> {
+    let mut env = community_env();
+    env.extend([
+        ("FLICKR_API_KEY", key.to_string()),
+        ("FAVERECS__FLICKR__API_URL", sim.url.clone()),
+        ("FAVERECS__FLICKR__CALLS_PER_HOUR", "1000000".into()),
+        ("FAVERECS__FLICKR__BURST", "100".into()),
+        ("FAVERECS__FLICKR__PER_PAGE", "50".into()),
+        ("FAVERECS__FLICKR__MAX_CALLS_PER_USER", "40".into()),
+    ]);
+    env
+}
+
+fn track_demo_users(dir: &Path) {
+    let c = pipeline::demo::generate(&pipeline::config::DemoSettings {
+        users: 300,
+        tracked_users: 8,
+        clusters: 12,
+        seed: 42,
+    });
+    let csv: String = std::iter::once("user_id".to_string())
+        .chain(c.tracked_ids())
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(dir.join("tracked.csv"), csv + "\n").unwrap();
+    ok(&faverecs(dir, &[], &["import", "tracked", "tracked.csv"]));
+}
+
+#[test]
+fn an_extract_killed_at_any_point_resumes_to_the_same_tables() {
+    let sim_dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(sim_dir.path(), 20);
+    let env = extract_env(&sim, SIM_KEY);
+
+    let whole = tempfile::tempdir().unwrap();
+    track_demo_users(whole.path());
+    let out = ok(&faverecs(whole.path(), &env, &["extract"]));
+    assert!(out.contains("succeeded"), "{out}");
+
+    let killed = tempfile::tempdir().unwrap();
+    track_demo_users(killed.path());
+    // Kill points are chosen by progress, not by time: after 3, 15 and 40 users
+    // are finished (the pending objects are counted), so the test does not depend
+    // on how busy the machine is.
+    let pending = killed.path().join("data/extract/pending");
+    let mut kills = 0;
+    for finished_users in [3usize, 15, 40] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_faverecs"))
+            .current_dir(killed.path())
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("RUST_LOG", "warn")
+            .arg("extract")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if walk(&pending).len() >= finished_users {
+                child.kill().unwrap(); // SIGKILL
+                kills += 1;
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "extract made no progress"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        child.wait().unwrap();
+    }
+    assert_eq!(kills, 3, "the extract was interrupted three times");
+    let out = ok(&faverecs(killed.path(), &env, &["extract"]));
+    assert!(out.contains("succeeded"), "{out}");
+    assert!(walk(&pending).is_empty(), "pending work was folded");
+    for table in ["favorites", "photos", "contacts"] {
+        let a = std::fs::read(whole.path().join(format!("data/raw/{table}/data.parquet"))).unwrap();
+        let b =
+            std::fs::read(killed.path().join(format!("data/raw/{table}/data.parquet"))).unwrap();
+        assert!(
+            a == b,
+            "{table} differs between the whole run and the killed-and-resumed one"
+        );
+    }
+}
+
+#[test]
+fn a_wrong_key_ends_the_run_fast_and_no_key_is_ever_logged() {
+    let sim_dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(sim_dir.path(), 0);
+    let dir = tempfile::tempdir().unwrap();
+    track_demo_users(dir.path());
+
+    let wrong = "wrong-key-9a8b7c6d5e";
+    let mut env = extract_env(&sim, wrong);
+    env.push(("RUST_LOG", "debug".into()));
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_faverecs"))
+        .current_dir(dir.path())
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .arg("extract")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("invalid API key") && stderr.contains("FLICKR_API_KEY"),
+        "{stderr}"
+    );
+
+    // A successful run at debug level, with retries, also never shows the key.
+    let mut env = extract_env(&sim, SIM_KEY);
+    env.push(("RUST_LOG", "debug".into()));
+    let good = Command::new(env!("CARGO_BIN_EXE_faverecs"))
+        .current_dir(dir.path())
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .arg("extract")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    let mut everything = String::new();
+    for o in [&out, &good] {
+        everything.push_str(&String::from_utf8_lossy(&o.stdout));
+        everything.push_str(&String::from_utf8_lossy(&o.stderr));
+    }
+    for entry in walk(&dir.path().join("data")) {
+        if entry.extension().is_some_and(|e| e == "json") {
+            everything.push_str(&std::fs::read_to_string(&entry).unwrap());
+        }
+    }
+    assert!(everything.len() > 1000, "there were logs to search");
+    assert!(!everything.contains(wrong), "the wrong key leaked");
+    assert!(!everything.contains(SIM_KEY), "the key leaked");
+
+    // Without a key, the message says where it comes from.
+    let mut env = extract_env(&sim, "");
+    env.retain(|(k, _)| *k != "FLICKR_API_KEY");
+    let err = failed(&faverecs(dir.path(), &env, &["extract"]));
+    assert!(err.contains("FLICKR_API_KEY is not set"), "{err}");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_demo_runs_the_simulator_and_the_real_extractor() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("FAVERECS__DEMO__USERS", "400".to_string()),
+        ("FAVERECS__DEMO__TRACKED_USERS", "6".to_string()),
+    ];
+    let out = ok(&faverecs(dir.path(), &env, &["demo", "--no-serve"]));
+    assert!(
+        out.contains("extracted from the simulator: 6 tracked users"),
+        "{out}"
+    );
+    assert!(out.contains("scored and published run"), "{out}");
+    assert!(
+        dir.path()
+            .join("data/raw/extract_state/data.parquet")
+            .exists()
+    );
+}

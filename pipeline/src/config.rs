@@ -53,6 +53,8 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 struct RawSettings {
     storage: RawStorage,
+    flickr: RawFlickr,
+    extract: RawExtract,
     score: RawScore,
     serve: RawServe,
     demo: RawDemo,
@@ -63,6 +65,30 @@ struct RawSettings {
 struct RawStorage {
     url: String,
     endpoint: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFlickr {
+    api_url: String,
+    calls_per_hour: i64,
+    burst: i64,
+    timeout_secs: i64,
+    max_attempts: i64,
+    max_retry_secs: i64,
+    per_page: i64,
+    max_favorites_per_user: i64,
+    max_calls_per_user: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExtract {
+    concurrency: i64,
+    refresh_after_hours: i64,
+    full_refresh_after_days: i64,
+    not_found_retry_days: i64,
+    max_failed_percent: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,6 +122,10 @@ struct RawDemo {
 pub struct Settings {
     /// Where the tables live.
     pub storage: StorageSettings,
+    /// The Flickr API client (the key is not here: it comes from FLICKR_API_KEY).
+    pub flickr: FlickrSettings,
+    /// The extract stage.
+    pub extract: ExtractSettings,
     /// Scoring knobs.
     pub score: ScoreSettings,
     /// The HTTP service.
@@ -187,6 +217,44 @@ impl std::fmt::Display for StorageUrl {
             StorageUrl::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
         }
     }
+}
+
+/// Flickr API client settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FlickrSettings {
+    /// REST endpoint, e.g. `https://api.flickr.com/services/rest/`.
+    pub api_url: String,
+    /// Calls per hour allowed for the whole process.
+    pub calls_per_hour: u32,
+    /// Calls allowed back to back.
+    pub burst: u32,
+    /// Seconds before one HTTP request is abandoned.
+    pub timeout_secs: u64,
+    /// Attempts per call, the first included.
+    pub max_attempts: u32,
+    /// Most seconds spent retrying one call.
+    pub max_retry_secs: u64,
+    /// Favourites asked for per call (Flickr allows at most 500).
+    pub per_page: u32,
+    /// Favourites kept per user.
+    pub max_favorites_per_user: usize,
+    /// favorites.getPublicList calls per user.
+    pub max_calls_per_user: u32,
+}
+
+/// Extract stage settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExtractSettings {
+    /// Users fetched concurrently.
+    pub concurrency: usize,
+    /// Hours before a user is pulled again.
+    pub refresh_after_hours: u64,
+    /// Days between full pulls of a user's list.
+    pub full_refresh_after_days: u64,
+    /// Days before a not-found or deleted user is tried again.
+    pub not_found_retry_days: u64,
+    /// The run fails at this percentage of failed users.
+    pub max_failed_percent: u32,
 }
 
 /// Scoring knobs.
@@ -370,8 +438,58 @@ impl RawSettings {
                 problem: format!("is larger than demo.users = {}", demo.users),
             });
         }
+        let api_url = self.flickr.api_url.trim().to_string();
+        if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
+            return Err(ConfigError::Invalid {
+                key: "flickr.api_url",
+                value: api_url,
+                problem:
+                    "is not an http(s) URL (expected e.g. https://api.flickr.com/services/rest/)"
+                        .into(),
+            });
+        }
+        let f = &self.flickr;
+        let flickr = FlickrSettings {
+            api_url,
+            calls_per_hour: positive("flickr.calls_per_hour", f.calls_per_hour, 1_000_000)? as u32,
+            burst: positive("flickr.burst", f.burst, 10_000)? as u32,
+            timeout_secs: positive("flickr.timeout_secs", f.timeout_secs, 3600)? as u64,
+            max_attempts: positive("flickr.max_attempts", f.max_attempts, 100)? as u32,
+            max_retry_secs: positive("flickr.max_retry_secs", f.max_retry_secs, 86_400)? as u64,
+            per_page: positive("flickr.per_page", f.per_page, 500)? as u32,
+            max_favorites_per_user: positive(
+                "flickr.max_favorites_per_user",
+                f.max_favorites_per_user,
+                1_000_000,
+            )?,
+            max_calls_per_user: positive("flickr.max_calls_per_user", f.max_calls_per_user, 10_000)?
+                as u32,
+        };
+        let e = &self.extract;
+        let extract = ExtractSettings {
+            concurrency: positive("extract.concurrency", e.concurrency, 256)?,
+            refresh_after_hours: positive(
+                "extract.refresh_after_hours",
+                e.refresh_after_hours,
+                100_000,
+            )? as u64,
+            full_refresh_after_days: positive(
+                "extract.full_refresh_after_days",
+                e.full_refresh_after_days,
+                10_000,
+            )? as u64,
+            not_found_retry_days: positive(
+                "extract.not_found_retry_days",
+                e.not_found_retry_days,
+                10_000,
+            )? as u64,
+            max_failed_percent: positive("extract.max_failed_percent", e.max_failed_percent, 100)?
+                as u32,
+        };
         Ok(Settings {
             storage: StorageSettings { url, endpoint },
+            flickr,
+            extract,
             score: ScoreSettings {
                 photo_recs_per_user: positive(
                     "score.photo_recs_per_user",

@@ -610,14 +610,29 @@ pub async fn merge_raw(
     table: Table,
     new: Vec<RecordBatch>,
 ) -> Result<ImportReport, ImportError> {
-    let schema = table.schema();
     let rows_read = new.iter().map(|b| b.num_rows()).sum();
     let old = storage.read_raw(table).await?.unwrap_or_default();
     let rows_before = old.iter().map(|b| b.num_rows()).sum();
     let mut all = new;
     all.extend(old);
-    let df = batches_to_frame(&all, &schema)?;
-    let df = dedupe_sorted(&df, table)?;
+    let report = replace_raw(storage, table, all).await?;
+    Ok(ImportReport {
+        rows_read,
+        rows_before,
+        ..report
+    })
+}
+
+/// Writes `rows` as the whole raw table, replacing what was stored. Duplicates by
+/// key are removed (first wins) and rows are sorted by key.
+pub async fn replace_raw(
+    storage: &Storage,
+    table: Table,
+    rows: Vec<RecordBatch>,
+) -> Result<ImportReport, ImportError> {
+    let schema = table.schema();
+    let rows_read = rows.iter().map(|b| b.num_rows()).sum();
+    let df = dedupe_sorted(&batches_to_frame(&rows, &schema)?, table)?;
     let batch = frame_to_batch(&df, &schema)?;
     let rows_after = batch.num_rows();
     storage
@@ -626,7 +641,7 @@ pub async fn merge_raw(
     Ok(ImportReport {
         table: table.name(),
         rows_read,
-        rows_before,
+        rows_before: rows_read,
         rows_after,
     })
 }

@@ -7,6 +7,7 @@
 //! - [`model`] — the table contract: every table's schema and location.
 //! - [`frame`] — Arrow ↔ Polars conversion for the table work.
 //! - [`import`] — CSV/Parquet files into the raw tables.
+//! - [`extract`] — the Flickr API client, the simulator, and the resumable extract stage.
 //! - [`demo`] — the deterministic synthetic community.
 //! - [`score`] — Polars preparation and the Rayon Flexplore kernel; writes a run.
 //! - [`runs`] — manifests, the `CURRENT` pointer, publish and rollback.
@@ -15,6 +16,7 @@
 
 pub mod config;
 pub mod demo;
+pub mod extract;
 pub mod frame;
 pub mod import;
 pub mod model;

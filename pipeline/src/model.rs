@@ -32,6 +32,8 @@ pub enum Table {
     TrackedUsers,
     /// Photos and people a user asked never to be shown again.
     Dismissals,
+    /// Per-user extract bookkeeping: when pulled, newest favourite held, outcome.
+    ExtractState,
     /// Output: per-user photo recommendations.
     PhotoRecs,
     /// Output: per-user photographer recommendations.
@@ -144,6 +146,17 @@ static DISMISSALS: LazyLock<SchemaRef> = LazyLock::new(|| {
     ])
 });
 
+static EXTRACT_STATE: LazyLock<SchemaRef> = LazyLock::new(|| {
+    schema(vec![
+        utf8(col::USER_ID, false),
+        Field::new("last_pulled_at", timestamp_type(), true),
+        Field::new("last_full_pull_at", timestamp_type(), true),
+        Field::new("newest_date_faved", timestamp_type(), true),
+        utf8("outcome", true),
+        Field::new("next_attempt_at", timestamp_type(), true),
+    ])
+});
+
 static PHOTO_RECS: LazyLock<SchemaRef> = LazyLock::new(|| {
     schema(vec![
         utf8(col::USER_ID, false),
@@ -173,12 +186,13 @@ static PHOTOGRAPHER_RECS: LazyLock<SchemaRef> = LazyLock::new(|| {
 
 impl Table {
     /// Every raw table, in the order the docs list them.
-    pub const RAW: [Table; 5] = [
+    pub const RAW: [Table; 6] = [
         Table::Favorites,
         Table::Photos,
         Table::Contacts,
         Table::TrackedUsers,
         Table::Dismissals,
+        Table::ExtractState,
     ];
 
     /// The tables a score run writes. `photos` is included: a run carries the
@@ -193,6 +207,7 @@ impl Table {
             Table::Contacts => "contacts",
             Table::TrackedUsers => "tracked_users",
             Table::Dismissals => "dismissals",
+            Table::ExtractState => "extract_state",
             Table::PhotoRecs => "photo_recs",
             Table::PhotographerRecs => "photographer_recs",
         }
@@ -206,6 +221,7 @@ impl Table {
             Table::Contacts => CONTACTS.clone(),
             Table::TrackedUsers => TRACKED_USERS.clone(),
             Table::Dismissals => DISMISSALS.clone(),
+            Table::ExtractState => EXTRACT_STATE.clone(),
             Table::PhotoRecs => PHOTO_RECS.clone(),
             Table::PhotographerRecs => PHOTOGRAPHER_RECS.clone(),
         }
@@ -219,6 +235,7 @@ impl Table {
             Table::Contacts => &[col::USER_ID, col::CONTACT_ID],
             Table::TrackedUsers => &[col::USER_ID],
             Table::Dismissals => &[col::USER_ID, col::PHOTO_ID, col::DISMISSED_USER_ID],
+            Table::ExtractState => &[col::USER_ID],
             Table::PhotoRecs => &[col::USER_ID, col::RANK],
             Table::PhotographerRecs => &[col::USER_ID, col::RANK],
         }
@@ -306,6 +323,7 @@ mod tests {
             Table::Contacts,
             Table::TrackedUsers,
             Table::Dismissals,
+            Table::ExtractState,
             Table::PhotoRecs,
             Table::PhotographerRecs,
         ];

@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod extract;
 mod helpers;
 #[path = "support/moto.rs"]
 mod moto;

@@ -28,6 +28,7 @@ fn layout(title: &str, body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · faverecs" }
                 link rel="stylesheet" href="/static/style.css";
+                script src="/static/app.js" defer {}
             }
             body {
                 header { a.brand href="/" { "faverecs" } }
@@ -61,9 +62,21 @@ impl IntoResponse for PageError {
     }
 }
 
+/// The script that swaps broken thumbnails for placeholders.
+pub const SCRIPT: &str = include_str!("app.js");
+
 /// `GET /static/style.css`
 pub async fn style() -> Response {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE).into_response()
+}
+
+/// `GET /static/app.js`
+pub async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        SCRIPT,
+    )
+        .into_response()
 }
 
 /// `GET /`: the users with recommendations in the loaded run.
@@ -101,7 +114,7 @@ fn photo_card(p: &PhotoItem) -> Markup {
         li.card {
             a href=(p.photo_url) rel="noopener noreferrer" {
                 @if let Some(src) = &p.thumbnail_url {
-                    img src=(src) alt=(title) width="150" height="150" loading="lazy";
+                    img src=(src) alt=(title) width="150" height="150" loading="lazy" data-fallback;
                 } @else {
                     div.placeholder role="img" aria-label=(title) { span { (title) } }
                 }

@@ -10,7 +10,7 @@
 use arrow_array::RecordBatch;
 use polars::prelude::{
     DataFrame, DataFrameJoinOps, IntoColumn, JoinArgs, JoinType, MaintainOrderJoin, NamedFrom,
-    PlSmallStr, Series, SortMultipleOptions, SortOptions, UniqueKeepStrategy,
+    PlSmallStr, Series, SortOptions,
 };
 
 use crate::frame::{FrameError, batches_to_frame};
@@ -147,8 +147,10 @@ fn str_column(df: &DataFrame, name: &str, alias: &str) -> Result<Series, FrameEr
 /// Sorted distinct non-null values of the given string series, with their index.
 fn dictionary(parts: Vec<Series>) -> Result<(DataFrame, Vec<String>), FrameError> {
     let mut all = Series::new(PlSmallStr::from_static("id"), Vec::<&str>::new());
+    // Distinct values per part first: each part has far fewer distinct ids than
+    // rows, so the concatenation stays small.
     for p in parts {
-        all.append(&p)?;
+        all.append(&p.drop_nulls().unique()?)?;
     }
     let sorted = all
         .drop_nulls()
@@ -181,11 +183,49 @@ fn pairs(a: Vec<Option<u32>>, b: Vec<Option<u32>>) -> Vec<(u32, u32)> {
         .collect()
 }
 
+/// True when the favourites batches are in strictly increasing (user_id, photo_id)
+/// order, i.e. sorted and free of duplicates.
+fn sorted_unique(batches: &[RecordBatch]) -> bool {
+    use arrow_array::cast::AsArray;
+    let mut last: Option<(&str, &str)> = None;
+    for b in batches {
+        let (u, p) = (
+            b.column(0).as_string::<i32>(),
+            b.column(1).as_string::<i32>(),
+        );
+        for i in 0..b.num_rows() {
+            let key = (u.value(i), p.value(i));
+            if last.is_some_and(|l| l >= key) {
+                return false;
+            }
+            last = Some(key);
+        }
+    }
+    true
+}
+
 /// Builds the integer graph. With `all_users`, every user with a favourite is a
 /// target; otherwise the tracked users are.
 pub fn prepare(inputs: &Inputs, all_users: bool) -> Result<(Graph, PrepareStats), ScoreError> {
+    let clock = std::time::Instant::now();
+    let lap = |what: &str| {
+        tracing::debug!(
+            step = what,
+            ms = clock.elapsed().as_millis() as u64,
+            "prepare"
+        )
+    };
     let raw_favorites = frame(&inputs.favorites, Table::Favorites)?;
-    let favorites = dedupe_sorted(&raw_favorites, Table::Favorites)?;
+    // Every writer stores raw tables sorted and unique by key; checking that is a
+    // linear scan, much cheaper than the hash-and-sort that fixes it when it is not
+    // so (a hand-made file).
+    let already = sorted_unique(&inputs.favorites);
+    let favorites = if already {
+        raw_favorites.clone()
+    } else {
+        dedupe_sorted(&raw_favorites, Table::Favorites)?
+    };
+    lap("favorites");
     if favorites.height() == 0 {
         return Err(ScoreError::NoFavorites);
     }
@@ -194,35 +234,10 @@ pub fn prepare(inputs: &Inputs, all_users: bool) -> Result<(Graph, PrepareStats)
     let tracked = frame(&inputs.tracked_users, Table::TrackedUsers)?;
     let dismissals = frame(&inputs.dismissals, Table::Dismissals)?;
 
-    // A photo has one owner. Gather every owner the data states (any favourites
-    // row, and the photos table), keep the smallest per photo so the choice does not
-    // depend on row order, and join it onto the favourites. Deduplicating first
-    // could drop the one row that carried the owner.
-    let stated = DataFrame::new_infer_height(vec![
-        raw_favorites.column(col::PHOTO_ID)?.clone(),
-        raw_favorites.column(col::OWNER_ID)?.clone(),
-    ])?
-    .vstack(&DataFrame::new_infer_height(vec![
-        photos.column(col::PHOTO_ID)?.clone(),
-        photos.column(col::OWNER_ID)?.clone(),
-    ])?)?
-    .drop_nulls::<String>(None)?;
-    let key = [col::PHOTO_ID.to_string()];
-    let photo_owner = stated
-        .sort(
-            [col::PHOTO_ID, col::OWNER_ID],
-            SortMultipleOptions::default().with_maintain_order(true),
-        )?
-        .unique_stable(Some(&key), UniqueKeepStrategy::First, None)?;
-    let mut photo_owner = photo_owner;
-    photo_owner.rename(col::OWNER_ID, PlSmallStr::from_static("owner"))?;
-    let mut args = JoinArgs::new(JoinType::Left);
-    args.maintain_order = MaintainOrderJoin::Left;
-    let favorites = favorites.join(&photo_owner, [col::PHOTO_ID], [col::PHOTO_ID], args, None)?;
-
     let (user_dict, user_ids) = dictionary(vec![
         str_column(&favorites, col::USER_ID, "id")?,
-        str_column(&favorites, "owner", "id")?,
+        str_column(&raw_favorites, col::OWNER_ID, "id")?,
+        str_column(&photos, col::OWNER_ID, "id")?,
         str_column(&tracked, col::USER_ID, "id")?,
         str_column(&contacts, col::USER_ID, "id")?,
         str_column(&contacts, col::CONTACT_ID, "id")?,
@@ -232,27 +247,54 @@ pub fn prepare(inputs: &Inputs, all_users: bool) -> Result<(Graph, PrepareStats)
     let (photo_dict, photo_ids) = dictionary(vec![str_column(&favorites, col::PHOTO_ID, "id")?])?;
     let n_users = user_ids.len();
     let n_photos = photo_ids.len();
+    lap("dictionaries");
 
     let fav_user = encode(&favorites, col::USER_ID, &user_dict)?;
     let fav_photo = encode(&favorites, col::PHOTO_ID, &photo_dict)?;
-    let fav_owner = encode(&favorites, "owner", &user_dict)?;
+    // Owners come from every raw row: deduplicating may have dropped the one row of
+    // a photo that stated its owner.
+    let (raw_photo, raw_owner) = if already {
+        (
+            fav_photo.clone(),
+            encode(&favorites, col::OWNER_ID, &user_dict)?,
+        )
+    } else {
+        (
+            encode(&raw_favorites, col::PHOTO_ID, &photo_dict)?,
+            encode(&raw_favorites, col::OWNER_ID, &user_dict)?,
+        )
+    };
+    lap("encode favorites");
 
+    // A photo has one owner. Every owner the data states counts (any favourites row,
+    // and the photos table); if they disagree the smallest id wins, so the choice
+    // does not depend on row order.
     let mut owner = vec![NO_OWNER; n_photos];
-    let mut without_owner = 0u64;
-    for (p, o) in fav_photo.iter().zip(&fav_owner) {
-        match (p, o) {
-            // A photo has one owner; if the data disagrees, the smallest id wins so
-            // the choice does not depend on row order.
-            (Some(p), Some(o)) => owner[*p as usize] = owner[*p as usize].min(*o),
-            _ => without_owner += 1,
+    let mut claim = |p: Option<u32>, o: Option<u32>| {
+        if let (Some(p), Some(o)) = (p, o) {
+            owner[p as usize] = owner[p as usize].min(o);
         }
+    };
+    for (p, o) in raw_photo.into_iter().zip(raw_owner) {
+        claim(p, o);
     }
+    let photo_photo = encode(&photos, col::PHOTO_ID, &photo_dict)?;
+    let photo_owner = encode(&photos, col::OWNER_ID, &user_dict)?;
+    for (p, o) in photo_photo.into_iter().zip(photo_owner) {
+        claim(p, o);
+    }
+    let without_owner = fav_photo
+        .iter()
+        .filter(|p| p.is_none_or(|p| owner[p as usize] == NO_OWNER))
+        .count() as u64;
     if owner.iter().all(|&o| o == NO_OWNER) {
         return Err(ScoreError::NoOwners);
     }
+    lap("owners");
 
     let favorites_csr = Csr::from_pairs(n_users, pairs(fav_user, fav_photo));
     let favoriters = favorites_csr.transpose(n_photos);
+    lap("csr");
 
     let contacts_csr = Csr::from_pairs(
         n_users,

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): `faverecs score` against a DuckDB SQL baseline of the same
+# Flexplore formula, on the same synthetic data, in the same run.
+#
+#   bench/score_vs_duckdb.sh [USERS] [TRACKED] [REPEATS] [tracked|all]
+#
+# Defaults: 32000 people (about 1.15M favourites), 2000 tracked users, 3 repeats,
+# scoring the tracked users; `all` scores every favoriter (`score --all-users`).
+# Both sides use all cores. Prints the median wall time of each, the ratio, peak RSS,
+# and whether the two outputs agree.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+users=${1:-32000}
+tracked=${2:-2000}
+repeats=${3:-3}
+mode=${4:-tracked}
+score_args=()
+[ "$mode" = all ] && score_args=(--all-users)
+work=target/bench/score
+threads=$(nproc)
+venv=target/bench/venv
+
+cargo build --release --locked --bin faverecs
+bin=target/release/faverecs
+
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import duckdb' 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'duckdb==1.4.*' || \
+    "$venv/bin/pip" install --quiet --disable-pip-version-check duckdb
+fi
+
+export FAVERECS__STORAGE__URL="$PWD/$work/data"
+export FAVERECS__DEMO__USERS=$users FAVERECS__DEMO__TRACKED_USERS=$tracked
+export RUST_LOG=warn
+# The community is deterministic: regenerate it only when its size changed.
+if [ "$(cat "$work/size" 2>/dev/null)" != "$users/$tracked" ]; then
+  rm -rf "$work" && mkdir -p "$work"
+  "$bin" synth
+  echo "$users/$tracked" > "$work/size"
+fi
+rm -rf "$work/data/runs" "$work/data/CURRENT" "$work/duckdb"
+
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+: > "$work/faverecs.times"; : > "$work/duckdb.times"
+for i in $(seq "$repeats"); do
+  /usr/bin/time -f "%e %M" -o "$work/t" "$bin" score "${score_args[@]}" > "$work/score.out"
+  cat "$work/t" >> "$work/faverecs.times"
+  /usr/bin/time -f "%e %M" -o "$work/t" "$venv/bin/python" bench/flexplore_duckdb.py "$work/data" "$work/duckdb" "$threads" "$mode" > "$work/duckdb.json"
+  cat "$work/t" >> "$work/duckdb.times"
+done
+run_id=$(awk '/^run /{print $2}' "$work/score.out")
+
+fav_rows=$("$venv/bin/python" -c "import duckdb,sys; print(duckdb.sql(\"select count(*) from read_parquet('$work/data/raw/favorites/data.parquet')\").fetchone()[0])")
+f_sec=$(cut -d' ' -f1 "$work/faverecs.times" | median)
+d_sec=$(cut -d' ' -f1 "$work/duckdb.times" | median)
+f_rss=$(cut -d' ' -f2 "$work/faverecs.times" | sort -n | tail -1)
+d_rss=$(cut -d' ' -f2 "$work/duckdb.times" | sort -n | tail -1)
+agree=$("$venv/bin/python" bench/compare.py "$work/data/runs/$run_id" "$work/duckdb" && echo "yes" || echo "NO")
+
+echo "favorites rows:        $fav_rows"
+echo "users scored:           $([ "$mode" = all ] && echo "every favoriter (--all-users)" || echo "$tracked tracked users")"
+echo "threads:               $threads"
+echo "faverecs score:        ${f_sec}s median of $repeats (all runs: $(cut -d' ' -f1 "$work/faverecs.times" | tr '\n' ' '))"
+echo "duckdb baseline:       ${d_sec}s median of $repeats (all runs: $(cut -d' ' -f1 "$work/duckdb.times" | tr '\n' ' '))"
+echo "speed-up (duckdb/ours): $(awk -v a="$d_sec" -v b="$f_sec" 'BEGIN {printf "%.1fx", a/b}')"
+echo "peak RSS faverecs:     $((f_rss / 1024)) MiB"
+echo "peak RSS duckdb:       $((d_rss / 1024)) MiB"
+echo "stages of the last run: $("$venv/bin/python" -c "import json,sys; m=json.load(open(sys.argv[1])); print(' '.join(f\"{s['stage']}={s['seconds']:.3f}s\" for s in m['stages']), '| targets', m['rows_in']['targets'])" "$work/data/runs/$run_id/manifest.json")"
+echo "outputs agree:         $agree"

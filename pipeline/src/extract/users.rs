@@ -1,0 +1,133 @@
+//! Tracked users: add (resolving a Flickr URL, NSID or username), list, remove.
+
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
+use chrono::{DateTime, Utc};
+
+use super::client::{FlickrClient, FlickrError, Person};
+use super::{ExtractError, tracked_users};
+use crate::import::{ImportError, merge_raw, replace_raw};
+use crate::model::{Table, is_nsid};
+use crate::store::Storage;
+
+/// Why a user could not be added.
+#[derive(Debug, thiserror::Error)]
+pub enum UsersError {
+    /// Flickr does not know them.
+    #[error(
+        "no Flickr user matches {input:?} (tried it as {tried}); check the spelling, or paste their photostream URL (https://www.flickr.com/photos/…/)"
+    )]
+    Unknown {
+        /// What was given.
+        input: String,
+        /// How it was looked up.
+        tried: &'static str,
+    },
+    /// The input is none of the accepted forms.
+    #[error("{0:?} is not a Flickr URL, an NSID (e.g. 38134034@N04) or a username")]
+    Unrecognised(String),
+    /// Flickr failed.
+    #[error(transparent)]
+    Flickr(FlickrError),
+    /// Storage failed.
+    #[error(transparent)]
+    Extract(#[from] ExtractError),
+    /// Writing failed.
+    #[error(transparent)]
+    Import(#[from] ImportError),
+}
+
+/// Resolves a photostream or profile URL, an NSID or a username to a person.
+pub async fn resolve(client: &FlickrClient, input: &str) -> Result<Person, UsersError> {
+    let input = input.trim();
+    let unknown = |tried| UsersError::Unknown {
+        input: input.to_string(),
+        tried,
+    };
+    let map = |e: FlickrError, tried| match e {
+        FlickrError::NotFound { .. } | FlickrError::Deleted { .. } => unknown(tried),
+        other => UsersError::Flickr(other),
+    };
+    if input.contains("flickr.com/") {
+        let url = if input.starts_with("http") {
+            input.to_string()
+        } else {
+            format!("https://{input}")
+        };
+        return client.lookup_url(&url).await.map_err(|e| map(e, "a URL"));
+    }
+    if is_nsid(input) {
+        // favorites.getPublicList with one item answers code 1 for an unknown NSID.
+        client
+            .call(
+                "flickr.favorites.getPublicList",
+                &[
+                    ("user_id", input.to_string()),
+                    ("per_page", "1".to_string()),
+                ],
+            )
+            .await
+            .map_err(|e| map(e, "an NSID"))?;
+        return Ok(Person {
+            nsid: input.to_string(),
+            username: None,
+        });
+    }
+    if input.is_empty() || input.len() > 100 || input.chars().any(char::is_control) {
+        return Err(UsersError::Unrecognised(input.to_string()));
+    }
+    client
+        .find_by_username(input)
+        .await
+        .map_err(|e| map(e, "a username"))
+}
+
+/// Adds a person to `tracked_users`.
+pub async fn add(storage: &Storage, person: &Person, now: DateTime<Utc>) -> Result<(), UsersError> {
+    let batch = RecordBatch::try_new(
+        Table::TrackedUsers.schema(),
+        vec![
+            Arc::new(StringArray::from(vec![Some(person.nsid.clone())])) as ArrayRef,
+            Arc::new(StringArray::from(vec![person.username.clone()])),
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![Some(now.timestamp_micros())])
+                    .with_timezone("UTC"),
+            ),
+        ],
+    )
+    .map_err(|e| ImportError::Frame(e.into()))?;
+    merge_raw(storage, Table::TrackedUsers, vec![batch]).await?;
+    Ok(())
+}
+
+/// Removes a person from `tracked_users`; returns whether they were there.
+pub async fn remove(storage: &Storage, nsid: &str) -> Result<bool, UsersError> {
+    let stored = storage
+        .read_raw(Table::TrackedUsers)
+        .await
+        .map_err(ExtractError::from)?
+        .unwrap_or_default();
+    let mut kept = Vec::new();
+    let mut found = false;
+    for b in &stored {
+        let ids = b.column(0).as_any().downcast_ref::<StringArray>();
+        let mask: arrow_array::BooleanArray = ids
+            .map(|a| a.iter().map(|v| Some(v != Some(nsid))).collect())
+            .unwrap_or_else(|| vec![Some(true); b.num_rows()].into());
+        found |= mask.false_count() > 0;
+        kept.push(
+            arrow_select::filter::filter_record_batch(b, &mask)
+                .map_err(|e| ImportError::Frame(e.into()))?,
+        );
+    }
+    if found {
+        replace_raw(storage, Table::TrackedUsers, kept).await?;
+    }
+    Ok(found)
+}
+
+/// The tracked users, sorted.
+pub async fn list(storage: &Storage) -> Result<Vec<String>, UsersError> {
+    Ok(tracked_users(storage).await.map_err(ExtractError::from)?)
+}

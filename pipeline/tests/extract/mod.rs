@@ -1,0 +1,520 @@
+//! Extract against the Flickr API simulator, over real HTTP on loopback.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use chrono::{Duration, Utc};
+use pipeline::config::{DemoSettings, Settings};
+use pipeline::demo::{Community, generate};
+use pipeline::extract::client::{ApiKey, FlickrClient, FlickrError};
+use pipeline::extract::sim::{SimOptions, Simulator};
+use pipeline::extract::{ExtractError, ExtractOptions, Phase, run_extract, users};
+use pipeline::import::merge_raw;
+use pipeline::model::Table;
+use pipeline::store::Storage;
+
+pub const KEY: &str = "test-key-0123456789abcdef";
+
+pub fn community(users: usize, tracked: usize) -> Community {
+    generate(&DemoSettings {
+        users,
+        tracked_users: tracked,
+        clusters: 5,
+        seed: 11,
+    })
+}
+
+/// Starts a simulator on 127.0.0.1:0; returns it and its REST URL.
+pub async fn start_sim(c: &Community, options: SimOptions) -> (Simulator, String) {
+    let sim = Simulator::new(c, options);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let s = sim.clone();
+    tokio::spawn(async move { s.serve(listener, std::future::pending()).await });
+    (sim, format!("http://{addr}/services/rest/"))
+}
+
+pub fn settings_for(url: &str) -> Settings {
+    let mut s = Settings::load_with_env(None, Vec::new()).unwrap();
+    s.flickr.api_url = url.to_string();
+    s.flickr.calls_per_hour = 3_600_000;
+    s.flickr.burst = 50;
+    s.flickr.per_page = 100;
+    s.flickr.max_calls_per_user = 20;
+    s.flickr.timeout_secs = 1;
+    s.flickr.max_attempts = 12;
+    s.extract.concurrency = 8;
+    s
+}
+
+fn memory() -> Storage {
+    Storage::from_store(Arc::new(object_store::memory::InMemory::new()), "memory")
+}
+
+async fn track_all(storage: &Storage, c: &Community) {
+    merge_raw(storage, Table::TrackedUsers, vec![c.tracked_users.clone()])
+        .await
+        .unwrap();
+}
+
+/// user → set of (photo, owner).
+async fn stored_favorites(storage: &Storage) -> BTreeMap<String, BTreeSet<(String, String)>> {
+    let mut out: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
+    for b in storage
+        .read_raw(Table::Favorites)
+        .await
+        .unwrap()
+        .unwrap_or_default()
+    {
+        let (u, p, o) = (
+            b.column(0).as_string::<i32>(),
+            b.column(1).as_string::<i32>(),
+            b.column(2).as_string::<i32>(),
+        );
+        for i in 0..b.num_rows() {
+            out.entry(u.value(i).to_string())
+                .or_default()
+                .insert((p.value(i).to_string(), o.value(i).to_string()));
+        }
+    }
+    out
+}
+
+async fn table_bytes(storage: &Storage, t: Table) -> bytes::Bytes {
+    storage.get_bytes(&t.raw_path()).await.unwrap()
+}
+
+fn now() -> chrono::DateTime<Utc> {
+    "2026-11-20T03:00:00Z".parse().unwrap()
+}
+
+#[tokio::test]
+async fn extract_yields_the_simulators_ground_truth() {
+    let c = community(250, 6);
+    let (sim, url) = start_sim(
+        &c,
+        SimOptions {
+            api_key: KEY.into(),
+            ..SimOptions::default()
+        },
+    )
+    .await;
+    let storage = memory();
+    track_all(&storage, &c).await;
+    let settings = settings_for(&url);
+    let client = FlickrClient::new(&settings.flickr, ApiKey::new(KEY)).unwrap();
+    let m = run_extract(&storage, &settings, &client, ExtractOptions::at(now()))
+        .await
+        .unwrap();
+    assert_eq!(m.tracked.fetched, 6);
+    assert!(m.neighbors.fetched > 20, "{m:?}");
+    let stored = stored_favorites(&storage).await;
+    assert_eq!(
+        stored.len(),
+        m.tracked.fetched + m.neighbors.fetched - m.neighbors.not_found
+    );
+    let mut checked = 0;
+    for (user, got) in &stored {
+        let mut truth = sim.visible_favorites(user);
+        truth.truncate(settings.flickr.max_favorites_per_user);
+        let want: BTreeSet<(String, String)> = truth.into_iter().map(|(p, o, _)| (p, o)).collect();
+        assert_eq!(got, &want, "favourites of {user}");
+        checked += 1;
+    }
+    assert!(checked > 20);
+    // Contacts of tracked users equal the simulator's.
+    let contacts = storage.read_raw(Table::Contacts).await.unwrap().unwrap();
+    let mut by_user: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for b in &contacts {
+        let (u, k) = (
+            b.column(0).as_string::<i32>(),
+            b.column(1).as_string::<i32>(),
+        );
+        for i in 0..b.num_rows() {
+            by_user
+                .entry(u.value(i).to_string())
+                .or_default()
+                .insert(k.value(i).to_string());
+        }
+    }
+    for u in c.tracked_ids() {
+        let want: BTreeSet<String> = sim.contacts_of(&u).into_iter().collect();
+        assert_eq!(
+            by_user.get(&u).cloned().unwrap_or_default(),
+            want,
+            "contacts of {u}"
+        );
+    }
+    // Photos carry thumbnail parts from the API.
+    let photos = storage.read_raw(Table::Photos).await.unwrap().unwrap();
+    assert!(photos.iter().map(|b| b.num_rows()).sum::<usize>() > 100);
+    assert_eq!(
+        photos[0].column(4).null_count(),
+        0,
+        "server is always given"
+    );
+}
+
+#[tokio::test]
+async fn twenty_percent_faults_give_the_same_tables() {
+    let c = community(150, 4);
+    let storage_clean = memory();
+    let storage_faulty = memory();
+    for s in [&storage_clean, &storage_faulty] {
+        track_all(s, &c).await;
+    }
+    let (_, clean_url) = start_sim(
+        &c,
+        SimOptions {
+            api_key: KEY.into(),
+            ..SimOptions::default()
+        },
+    )
+    .await;
+    let (_, faulty_url) = start_sim(
+        &c,
+        SimOptions {
+            api_key: KEY.into(),
+            fault_rate: 0.2,
+            seed: 5,
+            stall: std::time::Duration::from_millis(1500),
+            ..SimOptions::default()
+        },
+    )
+    .await;
+    let mut clean = settings_for(&clean_url);
+    let mut faulty = settings_for(&faulty_url);
+    // Small pages: many calls, so every kind of fault shows up.
+    clean.flickr.per_page = 10;
+    faulty.flickr.per_page = 10;
+    clean.flickr.max_calls_per_user = 200;
+    faulty.flickr.max_calls_per_user = 200;
+    let c1 = FlickrClient::new(&clean.flickr, ApiKey::new(KEY)).unwrap();
+    let c2 = FlickrClient::new(&faulty.flickr, ApiKey::new(KEY)).unwrap();
+    run_extract(&storage_clean, &clean, &c1, ExtractOptions::at(now()))
+        .await
+        .unwrap();
+    let m = run_extract(&storage_faulty, &faulty, &c2, ExtractOptions::at(now()))
+        .await
+        .unwrap();
+    let retries: u64 = m.retries.values().sum();
+    assert!(
+        retries > 10,
+        "faults were injected and retried: {:?}",
+        m.retries
+    );
+    for cause in ["http_429", "http_502", "timeout", "unparseable"] {
+        assert!(
+            m.retries.contains_key(cause),
+            "{cause} seen: {:?}",
+            m.retries
+        );
+    }
+    assert_eq!(m.tracked.failed + m.neighbors.failed, 0);
+    for t in [
+        Table::Favorites,
+        Table::Photos,
+        Table::Contacts,
+        Table::ExtractState,
+    ] {
+        assert_eq!(
+            table_bytes(&storage_clean, t).await,
+            table_bytes(&storage_faulty, t).await,
+            "{}",
+            t.name()
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_rate_limit_holds_across_concurrent_requests() {
+    let c = community(120, 3);
+    let (sim, url) = start_sim(
+        &c,
+        SimOptions {
+            api_key: KEY.into(),
+            ..SimOptions::default()
+        },
+    )
+    .await;
+    let storage = memory();
+    track_all(&storage, &c).await;
+    let mut settings = settings_for(&url);
+    settings.flickr.calls_per_hour = 36_000; // 10 per second
+    settings.flickr.burst = 2;
+    settings.extract.concurrency = 6;
+    let client = FlickrClient::new(&settings.flickr, ApiKey::new(KEY)).unwrap();
+    // Bound the test: stop after ~4 s of calls by using a small community.
+    let m = run_extract(&storage, &settings, &client, ExtractOptions::at(now()))
+        .await
+        .unwrap();
+    let times: Vec<u64> = sim.calls().iter().map(|c| c.at_ms).collect();
+    assert!(
+        times.len() >= 25,
+        "enough calls to measure: {}",
+        times.len()
+    );
+    assert_eq!(times.len() as u64, m.calls);
+    // In any one-second window: at most 10 per second plus the burst.
+    for (i, t) in times.iter().enumerate() {
+        let in_window = times[i..].iter().take_while(|u| **u < t + 1000).count();
+        assert!(
+            in_window <= 12,
+            "{in_window} calls in the second after {t} ms"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_second_night_is_incremental_and_a_full_refresh_drops_deleted_favorites() {
+    let c = community(200, 5);
+    let (sim, url) = start_sim(
+        &c,
+        SimOptions {
+            api_key: KEY.into(),
+            ..SimOptions::default()
+        },
+    )
+    .await;
+    let storage = memory();
+    track_all(&storage, &c).await;
+    let mut settings = settings_for(&url);
+    // Pages of 10 stand in for real users whose lists span several 500-item pages:
+    // a full pull takes several calls, an incremental one takes one.
+    settings.flickr.per_page = 10;
+    settings.flickr.max_calls_per_user = 200;
+    let run = |when| {
+        let client = FlickrClient::new(&settings.flickr, ApiKey::new(KEY)).unwrap();
+        let storage = storage.clone();
+        let settings = settings.clone();
+        async move {
+            run_extract(&storage, &settings, &client, ExtractOptions::at(when))
+                .await
+                .unwrap()
+        }
+    };
+    let first = run(now()).await;
+
+    // The same night again: everyone is fresh, nothing is fetched.
+    let again = run(now() + Duration::hours(1)).await;
+    assert_eq!(again.calls, 0);
+    assert_eq!(again.tracked.skipped_fresh, 5);
+
+    // Next night, with one new favourite and one deleted favourite.
+    let user = c.tracked_ids()[0].clone();
+    let have = sim.visible_favorites(&user);
+    let (deleted, _, _) = have.last().unwrap().clone();
+    assert!(sim.remove_favorite(&user, &deleted));
+    let candidate = sim
+        .visible_favorites(&c.tracked_ids()[1])
+        .into_iter()
+        .map(|f| f.0)
+        .find(|p| !have.iter().any(|h| &h.0 == p))
+        .unwrap();
+    let later = (now() + Duration::hours(25)).timestamp();
+    assert!(sim.add_favorite(&user, &candidate, later - 60));
+    let second = run(now() + Duration::hours(25)).await;
+    assert!(
+        second.calls * 2 <= first.calls,
+        "second night made {} calls, first {}",
+        second.calls,
+        first.calls
+    );
+    let stored = stored_favorites(&storage).await;
+    assert!(
+        stored[&user].iter().any(|(p, _)| p == &candidate),
+        "the new favourite appears"
+    );
+    assert!(
+        stored[&user].iter().any(|(p, _)| p == &deleted),
+        "an incremental pull cannot see the deletion"
+    );
+
+    // A week later the full refresh replaces the list: the deletion shows.
+    run(now() + Duration::days(8)).await;
+    let stored = stored_favorites(&storage).await;
+    assert!(
+        !stored[&user].iter().any(|(p, _)| p == &deleted),
+        "deleted favourite is gone"
+    );
+    assert!(stored[&user].iter().any(|(p, _)| p == &candidate));
+}
+
+#[tokio::test]
+async fn users_are_resolved_from_urls_nsids_and_usernames() {
+    let c = community(100, 3);
+    let (_, url) = start_sim(
+        &c,
+        SimOptions {
+            api_key: KEY.into(),
+            ..SimOptions::default()
+        },
+    )
+    .await;
+    let settings = settings_for(&url);
+    let client = FlickrClient::new(&settings.flickr, ApiKey::new(KEY)).unwrap();
+    let nsid = c.tracked_ids()[0].clone();
+    let username = c
+        .tracked_users
+        .column(1)
+        .as_string::<i32>()
+        .value(0)
+        .to_string();
+    for input in [
+        format!("https://www.flickr.com/photos/{nsid}/"),
+        format!("https://www.flickr.com/people/{nsid}/"),
+        format!("www.flickr.com/photos/{username}/"),
+        username.clone(),
+        nsid.clone(),
+    ] {
+        let p = users::resolve(&client, &input)
+            .await
+            .unwrap_or_else(|e| panic!("{input}: {e}"));
+        assert_eq!(p.nsid, nsid, "{input}");
+    }
+    for unknown in [
+        "https://www.flickr.com/photos/nobody-here/",
+        "99999999@N09",
+        "no such person",
+    ] {
+        let err = users::resolve(&client, unknown).await.unwrap_err();
+        assert!(
+            err.to_string().contains("no Flickr user matches"),
+            "{unknown}: {err}"
+        );
+    }
+    let storage = memory();
+    let p = users::resolve(&client, &nsid).await.unwrap();
+    users::add(&storage, &p, now()).await.unwrap();
+    assert_eq!(users::list(&storage).await.unwrap(), vec![nsid.clone()]);
+    assert!(users::remove(&storage, &nsid).await.unwrap());
+    assert!(users::list(&storage).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_wrong_key_stops_the_run_at_once() {
+    let c = community(100, 3);
+    let (sim, url) = start_sim(
+        &c,
+        SimOptions {
+            api_key: KEY.into(),
+            ..SimOptions::default()
+        },
+    )
+    .await;
+    let storage = memory();
+    track_all(&storage, &c).await;
+    let settings = settings_for(&url);
+    let client = FlickrClient::new(&settings.flickr, ApiKey::new("wrong-key")).unwrap();
+    let started = std::time::Instant::now();
+    let err = run_extract(&storage, &settings, &client, ExtractOptions::at(now()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ExtractError::Flickr(FlickrError::InvalidKey)),
+        "{err}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(
+        sim.calls().len() <= settings.extract.concurrency,
+        "no retries of code 100"
+    );
+    assert!(err.to_string().contains("FLICKR_API_KEY"));
+}
+
+#[tokio::test]
+async fn not_found_users_are_recorded_and_backed_off() {
+    let c = community(100, 2);
+    let (_, url) = start_sim(
+        &c,
+        SimOptions {
+            api_key: KEY.into(),
+            ..SimOptions::default()
+        },
+    )
+    .await;
+    let storage = memory();
+    let ghost = pipeline::extract::client::Person {
+        nsid: "99999999@N09".into(),
+        username: None,
+    };
+    users::add(&storage, &ghost, now()).await.unwrap();
+    track_all(&storage, &c).await;
+    let settings = settings_for(&url);
+    let client = FlickrClient::new(&settings.flickr, ApiKey::new(KEY)).unwrap();
+    let m = run_extract(&storage, &settings, &client, ExtractOptions::at(now()))
+        .await
+        .unwrap();
+    assert_eq!(m.tracked.not_found, 1);
+    assert_eq!(m.tracked.fetched, 2);
+    let client = FlickrClient::new(&settings.flickr, ApiKey::new(KEY)).unwrap();
+    let m = run_extract(
+        &storage,
+        &settings,
+        &client,
+        ExtractOptions::at(now() + Duration::days(2)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(m.tracked.skipped_backoff, 1, "not retried every night");
+}
+
+#[tokio::test]
+async fn sharded_phases_then_a_fold_equal_one_unsharded_run() {
+    let c = community(200, 6);
+    let (_, url) = start_sim(
+        &c,
+        SimOptions {
+            api_key: KEY.into(),
+            ..SimOptions::default()
+        },
+    )
+    .await;
+    let settings = settings_for(&url);
+    let whole = memory();
+    let sharded = memory();
+    for s in [&whole, &sharded] {
+        track_all(s, &c).await;
+    }
+    let client = FlickrClient::new(&settings.flickr, ApiKey::new(KEY)).unwrap();
+    run_extract(&whole, &settings, &client, ExtractOptions::at(now()))
+        .await
+        .unwrap();
+    let mut fetched = 0;
+    for phase in [Phase::Tracked, Phase::Neighbor] {
+        for i in 0..3 {
+            let options = ExtractOptions {
+                now: now(),
+                shard: Some((i, 3)),
+                phase: Some(phase),
+            };
+            let m = run_extract(&sharded, &settings, &client, options)
+                .await
+                .unwrap();
+            fetched += m.tracked.fetched + m.neighbors.fetched;
+            assert!(m.rows_written.is_empty(), "a shard does not fold");
+        }
+    }
+    pipeline::extract::fold(&sharded, &settings, now())
+        .await
+        .unwrap();
+    let unsharded_users = stored_favorites(&whole).await.len();
+    assert!(
+        fetched >= unsharded_users,
+        "{fetched} users fetched over the shards"
+    );
+    for t in [
+        Table::Favorites,
+        Table::Photos,
+        Table::Contacts,
+        Table::ExtractState,
+    ] {
+        assert_eq!(
+            table_bytes(&whole, t).await,
+            table_bytes(&sharded, t).await,
+            "{}",
+            t.name()
+        );
+    }
+}
