@@ -3,7 +3,7 @@
 //! Every byte the pipeline reads or writes goes through one `Arc<dyn ObjectStore>`,
 //! built from `storage.url`, so the same code path runs on a local directory and on
 //! S3. Parquet is written with the `parquet` crate's async writer straight into the
-//! store (zstd, page statistics) and read back with its async reader. Reads are
+//! store (zstd, column-chunk statistics) and read back with its async reader. Reads are
 //! checked against the table contract in [`crate::model`].
 //!
 //! Atomicity: a single `put` (or a completed multipart upload) is atomic on S3, and
@@ -187,7 +187,7 @@ impl Storage {
         let schema = table.schema();
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_statistics_enabled(EnabledStatistics::Chunk)
             .build();
         let perr = |source| StoreError::Parquet {
             path: path.to_string(),

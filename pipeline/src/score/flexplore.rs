@@ -124,6 +124,13 @@ struct Scratch {
     dismissed: Vec<u32>,
     touched: Vec<u32>,
     neighbors: Vec<u32>,
+    /// (photo, neighbor) for every favourite of a scoring neighbor: the
+    /// contributions, kept so each recommended photo's contributors are found
+    /// without scanning all of its favoriters.
+    pairs: Vec<(u32, u32)>,
+    /// `selected[p] == stamp` ⇔ p made this user's top list, at `position[p]`.
+    selected: Vec<u32>,
+    position: Vec<u32>,
 }
 
 impl Scratch {
@@ -140,6 +147,9 @@ impl Scratch {
             dismissed: vec![0; users],
             touched: Vec::new(),
             neighbors: Vec::new(),
+            pairs: Vec::new(),
+            selected: vec![0; photos],
+            position: vec![0; photos],
         }
     }
 }
@@ -223,6 +233,7 @@ fn score_user(g: &Graph, params: Params, s: &mut Scratch, u: u32) -> UserRecs {
 
     // 5. Photo candidates: sum the scores of the neighbors who favourited each one.
     s.touched.clear();
+    s.pairs.clear();
     for &n in &s.neighbors {
         let score = s.nscore[n as usize];
         if score <= 0.0 {
@@ -236,6 +247,7 @@ fn score_user(g: &Graph, params: Params, s: &mut Scratch, u: u32) -> UserRecs {
                 s.touched.push(p);
             }
             s.acc[pi] += score;
+            s.pairs.push((p, n));
         }
     }
     let mut photo_recs: Vec<(f64, u32)> = s
@@ -252,16 +264,21 @@ fn score_user(g: &Graph, params: Params, s: &mut Scratch, u: u32) -> UserRecs {
         .collect();
     top_k(&mut photo_recs, params.photo_recs, |&x| x);
 
+    // Contributors of each selected photo, from the recorded contributions.
+    for (i, &(_, p)) in photo_recs.iter().enumerate() {
+        s.selected[p as usize] = stamp;
+        s.position[p as usize] = i as u32;
+    }
+    let mut contributors: Vec<Vec<(f64, u32)>> = vec![Vec::new(); photo_recs.len()];
+    for &(p, n) in &s.pairs {
+        if s.selected[p as usize] == stamp {
+            contributors[s.position[p as usize] as usize].push((s.nscore[n as usize], n));
+        }
+    }
     let photos = photo_recs
         .into_iter()
-        .map(|(score, p)| {
-            let mut contributors: Vec<(f64, u32)> = g
-                .favoriters
-                .row(p)
-                .iter()
-                .filter(|&&v| s.user_stamp[v as usize] == stamp && s.nscore[v as usize] > 0.0)
-                .map(|&v| (s.nscore[v as usize], v))
-                .collect();
+        .zip(contributors)
+        .map(|((score, p), mut contributors)| {
             let neighbor_count = contributors.len() as u32;
             top_k(&mut contributors, params.top_neighbors, |&x| x);
             PhotoRec {

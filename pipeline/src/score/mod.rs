@@ -254,6 +254,32 @@ fn recommended_photos(
     Ok(out)
 }
 
+/// Rows per output file.
+pub const PART_ROWS: usize = 500_000;
+
+/// Cuts batches into parts of at most `rows` rows (at least one part, possibly
+/// empty, so every table has a file).
+fn split_rows(batches: &[RecordBatch], rows: usize) -> Vec<Vec<RecordBatch>> {
+    let mut parts: Vec<Vec<RecordBatch>> = vec![Vec::new()];
+    let mut filled = 0usize;
+    for b in batches {
+        let mut offset = 0;
+        while offset < b.num_rows() {
+            if filled == rows {
+                parts.push(Vec::new());
+                filled = 0;
+            }
+            let take = (rows - filled).min(b.num_rows() - offset);
+            if let Some(last) = parts.last_mut() {
+                last.push(b.slice(offset, take));
+            }
+            filled += take;
+            offset += take;
+        }
+    }
+    parts
+}
+
 /// Scores, writes a new run and returns its manifest. The run is not published.
 pub async fn run_score(
     storage: &Storage,
@@ -369,19 +395,41 @@ async fn score_into(
     let photo_recs = photo_recs_batch(&graph, &recs)?;
     let photographer_recs = photographer_recs_batch(&graph, &recs)?;
     let photos = recommended_photos(&inputs, &photo_recs)?;
+    // Tables are cut into parts of a fixed row count, so the files do not depend on
+    // the thread count, and the parts are encoded concurrently.
+    let mut jobs = Vec::new();
     for (table, batches) in [
         (Table::PhotoRecs, vec![photo_recs]),
         (Table::PhotographerRecs, vec![photographer_recs]),
         (Table::Photos, photos),
     ] {
-        let file = "part-00000.parquet";
-        let path = run_table_dir(&manifest.run_id, table).clone().join(file);
-        let rows = storage.write_parquet(&path, table, &batches).await?;
-        manifest.rows_out.insert(table.name().to_string(), rows);
-        manifest.tables.insert(
-            table.name().to_string(),
-            vec![format!("{}/{file}", table.name())],
-        );
+        let mut files = Vec::new();
+        for (i, part) in split_rows(&batches, PART_ROWS).into_iter().enumerate() {
+            let file = format!("part-{i:05}.parquet");
+            let path = run_table_dir(&manifest.run_id, table)
+                .clone()
+                .join(file.as_str());
+            let storage = storage.clone();
+            jobs.push(tokio::spawn(async move {
+                storage
+                    .write_parquet(&path, table, &part)
+                    .await
+                    .map(|rows| (table, rows))
+            }));
+            files.push(format!("{}/{file}", table.name()));
+        }
+        manifest.rows_out.insert(table.name().to_string(), 0);
+        manifest.tables.insert(table.name().to_string(), files);
+    }
+    for job in jobs {
+        let (table, rows) = job.await.map_err(|e| ScoreError::Threads {
+            threads,
+            reason: e.to_string(),
+        })??;
+        *manifest
+            .rows_out
+            .entry(table.name().to_string())
+            .or_insert(0) += rows;
     }
     lap(manifest, "write");
     Ok(())

@@ -220,11 +220,19 @@ pub fn prepare(inputs: &Inputs, all_users: bool) -> Result<(Graph, PrepareStats)
     // linear scan, much cheaper than the hash-and-sort that fixes it when it is not
     // so (a hand-made file).
     let already = sorted_unique(&inputs.favorites);
-    let favorites = if already {
+    let mut favorites = if already {
         raw_favorites.clone()
     } else {
         dedupe_sorted(&raw_favorites, Table::Favorites)?
     };
+    // Sorted by user_id either way: telling Polars lets unique() take its linear
+    // fast path instead of hashing 1M strings.
+    let mut users_sorted = favorites
+        .column(col::USER_ID)?
+        .as_materialized_series()
+        .clone();
+    users_sorted.set_sorted_flag(polars::series::IsSorted::Ascending);
+    favorites.replace(col::USER_ID, users_sorted.into_column())?;
     lap("favorites");
     if favorites.height() == 0 {
         return Err(ScoreError::NoFavorites);

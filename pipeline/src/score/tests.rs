@@ -512,3 +512,25 @@ fn results_are_identical_for_one_and_two_threads_and_shuffled_input() {
     assert_eq!(one.0, three.0);
     assert_eq!(one.1, three.1);
 }
+
+#[test]
+fn output_parts_have_a_fixed_row_count() {
+    let a = favorites(&[(A, "1", None), (A, "2", None), (A, "3", None)]);
+    let b = favorites(&[(B, "4", None), (B, "5", None)]);
+    let parts = split_rows(&[a, b], 2);
+    let sizes: Vec<usize> = parts
+        .iter()
+        .map(|p| p.iter().map(|b| b.num_rows()).sum())
+        .collect();
+    assert_eq!(sizes, vec![2, 2, 1]);
+    assert_eq!(photo_rows_count(&parts), 5);
+    assert_eq!(
+        split_rows(&[], 2).len(),
+        1,
+        "an empty table still gets one (empty) file"
+    );
+}
+
+fn photo_rows_count(parts: &[Vec<RecordBatch>]) -> usize {
+    parts.iter().flatten().map(|b| b.num_rows()).sum()
+}
