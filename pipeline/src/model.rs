@@ -195,9 +195,15 @@ impl Table {
         Table::ExtractState,
     ];
 
-    /// The tables a score run writes. `photos` is included: a run carries the
-    /// metadata of every photo it recommends, so it is self-contained.
-    pub const RUN: [Table; 3] = [Table::PhotoRecs, Table::PhotographerRecs, Table::Photos];
+    /// The tables a score run writes. `photos` and `tracked_users` are included: a
+    /// run carries the metadata of every photo it recommends and the users it was
+    /// made for, so it is self-contained for `serve`.
+    pub const RUN: [Table; 4] = [
+        Table::PhotoRecs,
+        Table::PhotographerRecs,
+        Table::Photos,
+        Table::TrackedUsers,
+    ];
 
     /// The table's name, used as its folder name and in SQL.
     pub fn name(self) -> &'static str {

@@ -38,6 +38,9 @@ pub enum ApiError {
     /// No run is loaded yet.
     #[error("no run is published yet; run `faverecs score` and `faverecs publish`")]
     NotReady,
+    /// A dependency (storage) is unavailable; logged where it happened.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 #[derive(Serialize)]
@@ -52,7 +55,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotReady | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -207,4 +210,106 @@ pub async fn not_found() -> ApiError {
 /// Any method other than GET/HEAD on a known path.
 pub async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
+}
+
+/// `?q=` of the lookup endpoints.
+#[derive(Debug, Deserialize, Default)]
+pub struct LookupQuery {
+    /// What was pasted or typed.
+    pub q: Option<String>,
+}
+
+/// Resolves a lookup query to a tracked user's NSID, or a 4xx.
+pub fn resolve_lookup(
+    state: &AppState,
+    query: Result<Query<LookupQuery>, QueryRejection>,
+) -> Result<(Arc<Snapshot>, String), ApiError> {
+    let Query(q) =
+        query.map_err(|e| ApiError::BadRequest(format!("bad query string: {}", e.body_text())))?;
+    let q = q.q.unwrap_or_default();
+    if q.trim().is_empty() {
+        return Err(ApiError::BadRequest(
+            "q is required: a Flickr photostream or profile URL, an NSID, or a username".into(),
+        ));
+    }
+    if q.len() > 512 {
+        return Err(ApiError::BadRequest(
+            "q is too long (at most 512 characters)".into(),
+        ));
+    }
+    let snapshot = state.snapshot().ok_or(ApiError::NotReady)?;
+    let found = snapshot.lookup(&q).map(str::to_string);
+    match found {
+        Some(id) => Ok((snapshot, id)),
+        None => Err(ApiError::NotFound(format!(
+            "no tracked user matches {:?} in run {}",
+            truncate(&q, 64),
+            snapshot.manifest.run_id
+        ))),
+    }
+}
+
+/// `GET /api/lookup?q=`
+pub async fn lookup(
+    State(state): State<AppState>,
+    query: Result<Query<LookupQuery>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (snapshot, id) = resolve_lookup(&state, query)?;
+    let username = snapshot.tracked.get(&id).cloned().flatten();
+    Ok(Json(
+        serde_json::json!({ "user_id": id, "username": username, "url": format!("/users/{id}") }),
+    ))
+}
+
+/// `GET /api/runs/current`: the loaded run's manifest.
+pub async fn current_run(
+    State(state): State<AppState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let s = state.snapshot().ok_or(ApiError::NotReady)?;
+    Ok(Json(serde_json::json!({
+        "published_at": s.published_at,
+        "age_seconds": s.age_seconds(),
+        "manifest": s.manifest,
+    })))
+}
+
+/// One run in `GET /api/runs`.
+#[derive(Debug, Serialize)]
+pub struct RunItem {
+    /// Run id.
+    pub run_id: String,
+    /// `running`, `succeeded`, `failed`, or `incomplete` (no manifest).
+    pub status: String,
+    /// Whether it is the published run.
+    pub current: bool,
+    /// Its manifest, when it has one.
+    pub manifest: Option<pipeline::runs::Manifest>,
+}
+
+/// Every run, newest first, read from storage.
+pub async fn run_items(state: &AppState) -> Result<Vec<RunItem>, ApiError> {
+    let runs = pipeline::runs::list_runs(&state.storage)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "listing runs failed");
+            ApiError::Unavailable("the run list cannot be read from storage right now".into())
+        })?;
+    Ok(runs
+        .into_iter()
+        .rev()
+        .map(|r| RunItem {
+            status: r
+                .manifest
+                .as_ref()
+                .map_or("incomplete".to_string(), |m| m.status.to_string()),
+            run_id: r.run_id,
+            current: r.current,
+            manifest: r.manifest,
+        })
+        .collect())
+}
+
+/// `GET /api/runs`
+pub async fn runs(State(state): State<AppState>) -> Result<Json<Vec<RunItem>>, ApiError> {
+    Ok(Json(run_items(&state).await?))
 }

@@ -6,6 +6,7 @@
 //!   whole when a new run is published.
 //! - [`api`] — the JSON endpoints and the [`api::ApiError`] every handler returns.
 //! - [`pages`] — server-rendered HTML.
+//! - [`http`] — cache validators (ETag from the run id) and Prometheus metrics.
 //! - [`app`] builds the router; [`run`] serves it on a listener until a shutdown
 //!   future resolves, so tests bind port 0 and stop it themselves.
 //!
@@ -13,6 +14,7 @@
 //! never depends on scoring internals.
 
 pub mod api;
+pub mod http;
 pub mod pages;
 pub mod snapshot;
 
@@ -22,8 +24,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware;
 use axum::routing::get;
 use tokio::net::TcpListener;
+use tower_http::compression::CompressionLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 
@@ -43,6 +47,12 @@ pub fn app(state: AppState) -> Router {
         .route("/users/{user_id}", get(pages::user_page))
         .route("/static/style.css", get(pages::style))
         .route("/static/app.js", get(pages::script))
+        .route("/runs", get(pages::runs_page))
+        .route("/lookup", get(pages::lookup))
+        .route("/api/lookup", get(api::lookup))
+        .route("/api/runs", get(api::runs))
+        .route("/api/runs/current", get(api::current_run))
+        .route("/metrics", get(http::metrics))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/api/users/{user_id}/photos", get(api::user_photos))
@@ -52,7 +62,10 @@ pub fn app(state: AppState) -> Router {
         )
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), http::caching))
+        .layer(middleware::from_fn_with_state(state.clone(), http::track))
         .with_state(state)
+        .layer(CompressionLayer::new())
         .layer(DefaultBodyLimit::max(16 * 1024))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

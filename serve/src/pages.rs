@@ -86,7 +86,17 @@ pub async fn home(State(state): State<AppState>) -> Result<Html<String>, PageErr
     users.sort();
     let body = html! {
         h1 { "Photo recommendations" }
-        p.meta { "Run " code { (snapshot.manifest.run_id) } ", published " (snapshot.published_at.format("%Y-%m-%d %H:%M UTC")) "." }
+        form.search action="/lookup" method="get" {
+            label for="q" { "Paste a Flickr photostream or profile URL, or type an NSID or username" }
+            div.row {
+                input #q type="search" name="q" required maxlength="512" placeholder="https://www.flickr.com/photos/…";
+                button type="submit" { "Show recommendations" }
+            }
+        }
+        p.meta {
+            "Run " code { (snapshot.manifest.run_id) } ", published " (snapshot.published_at.format("%Y-%m-%d %H:%M UTC"))
+            " (" (age_text(snapshot.age_seconds())) " ago). " a href="/runs" { "All runs" }
+        }
         h2 { "Tracked users" }
         ul.users {
             @for u in users {
@@ -95,6 +105,55 @@ pub async fn home(State(state): State<AppState>) -> Result<Html<String>, PageErr
         }
     };
     Ok(Html(layout("faverecs", body).into_string()))
+}
+
+fn age_text(seconds: i64) -> String {
+    match seconds {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s if s < 172_800 => format!("{} h", s / 3600),
+        s => format!("{} days", s / 86_400),
+    }
+}
+
+/// `GET /lookup?q=`: the search box. Redirects to the user's page.
+pub async fn lookup(
+    State(state): State<AppState>,
+    query: Result<Query<crate::api::LookupQuery>, QueryRejection>,
+) -> Result<axum::response::Redirect, PageError> {
+    let (_, id) = crate::api::resolve_lookup(&state, query)?;
+    Ok(axum::response::Redirect::to(&format!("/users/{id}")))
+}
+
+/// `GET /runs`: every run, its status, row counts and stage timings.
+pub async fn runs_page(State(state): State<AppState>) -> Result<Html<String>, PageError> {
+    let runs = crate::api::run_items(&state).await?;
+    let body = html! {
+        h1 { "Runs" }
+        table.people {
+            thead { tr { th { "Run" } th { "Status" } th { "Photo recs" } th { "Photographer recs" } th { "Stages" } th { "Started" } } }
+            tbody {
+                @for r in &runs {
+                    tr {
+                        td { code { (r.run_id) } @if r.current { " " strong.current { "current" } } }
+                        td { (r.status) }
+                        @if let Some(m) = &r.manifest {
+                            td { (m.rows_out.get("photo_recs").copied().unwrap_or(0)) }
+                            td { (m.rows_out.get("photographer_recs").copied().unwrap_or(0)) }
+                            td { @for st in &m.stages { (st.stage) " " (format!("{:.2}", st.seconds)) "s " } }
+                            td { (m.started_at.format("%Y-%m-%d %H:%M:%S UTC")) }
+                        } @else {
+                            td colspan="4" { "no manifest (interrupted before it started)" }
+                        }
+                    }
+                    @if let Some(e) = r.manifest.as_ref().and_then(|m| m.error.as_ref()) {
+                        tr { td colspan="6" .error { (e) } }
+                    }
+                }
+            }
+        }
+    };
+    Ok(Html(layout("Runs", body).into_string()))
 }
 
 /// `?page=N` on the user page.

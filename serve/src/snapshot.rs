@@ -77,6 +77,10 @@ pub struct Snapshot {
     pub published_at: chrono::DateTime<chrono::Utc>,
     /// Lists by user NSID.
     pub users: HashMap<String, UserLists>,
+    /// Tracked users of the run: NSID → username.
+    pub tracked: HashMap<String, Option<String>>,
+    /// Lower-cased username → NSID, for lookups.
+    by_username: HashMap<String, String>,
 }
 
 /// Why a run could not be loaded.
@@ -151,6 +155,23 @@ impl Snapshot {
         let photographer_recs = read(Table::PhotographerRecs)
             .await
             .map_err(|e| fail(e.to_string()))?;
+        let tracked_rows = read(Table::TrackedUsers)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let mut tracked = HashMap::new();
+        let mut by_username = HashMap::new();
+        for b in &tracked_rows {
+            for r in 0..b.num_rows() {
+                let Some(id) = str_at(b, 0, r) else { continue };
+                let name = str_at(b, 1, r);
+                if let Some(n) = &name {
+                    by_username
+                        .entry(n.to_lowercase())
+                        .or_insert_with(|| id.clone());
+                }
+                tracked.insert(id, name);
+            }
+        }
 
         let mut meta: HashMap<String, PhotoMeta> = HashMap::new();
         let mut names: HashMap<String, String> = HashMap::new();
@@ -239,7 +260,43 @@ impl Snapshot {
             manifest,
             published_at: pointer.published_at,
             users,
+            tracked,
+            by_username,
         })
+    }
+
+    /// Finds a tracked user from what a person pastes: a Flickr photostream or
+    /// profile URL, an NSID, or a username / path alias. Nothing is fetched: only
+    /// the users held in the run can be found.
+    pub fn lookup(&self, query: &str) -> Option<&str> {
+        let q = query.trim();
+        let key = match q.split_once("flickr.com/") {
+            Some((_, rest)) => {
+                let mut parts = rest.split('/');
+                match parts.next() {
+                    Some("photos") | Some("people") => parts.next().unwrap_or(""),
+                    _ => "",
+                }
+            }
+            None => q,
+        };
+        let key = key.split(['?', '#']).next().unwrap_or("");
+        if let Some((id, _)) = self.tracked.get_key_value(key) {
+            return Some(id.as_str());
+        }
+        if let Some((id, _)) = self.users.get_key_value(key) {
+            return Some(id.as_str());
+        }
+        self.by_username
+            .get(&key.to_lowercase())
+            .map(String::as_str)
+    }
+
+    /// Seconds since the run was published.
+    pub fn age_seconds(&self) -> i64 {
+        (chrono::Utc::now() - self.published_at)
+            .num_seconds()
+            .max(0)
     }
 
     /// The display name of a person, when a photo of theirs is in the run.
@@ -260,6 +317,8 @@ pub struct AppState {
     pub storage: Storage,
     /// The loaded run; `None` until the first load succeeds.
     current: Arc<RwLock<Option<Arc<Snapshot>>>>,
+    /// Request counters for `/metrics`.
+    pub metrics: Arc<crate::http::Metrics>,
 }
 
 impl AppState {
@@ -268,6 +327,7 @@ impl AppState {
         Self {
             storage,
             current: Arc::new(RwLock::new(None)),
+            metrics: Arc::new(crate::http::Metrics::default()),
         }
     }
 

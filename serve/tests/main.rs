@@ -230,3 +230,330 @@ async fn hostile_inputs_never_get_a_5xx() {
     let (status, _, _) = get(&state, "/api/users/1@N01/photos?%zz").await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn runs_endpoints_and_page_show_every_run_and_the_current_one() {
+    let state = published_state().await;
+    let (status, headers, body) = get(&state, "/api/runs/current").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let run_id = v["manifest"]["run_id"].as_str().unwrap().to_string();
+    assert_eq!(v["manifest"]["status"], "succeeded");
+    assert_eq!(v["manifest"]["rows_out"]["photo_recs"], 3);
+    let (status, _, body) = get(&state, "/api/runs").await;
+    assert_eq!(status, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v[0]["run_id"], run_id.as_str());
+    assert_eq!(v[0]["current"], true);
+    let (status, _, body) = get(&state, "/runs").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains(&run_id) && body.contains("current") && body.contains("flexplore"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn responses_carry_an_etag_from_the_run_and_answer_304() {
+    let state = published_state().await;
+    let resp = get_with(&state, "/api/users/1@N01/photos", &[]).await;
+    let etag = resp.headers()[header::ETAG].to_str().unwrap().to_string();
+    let run_id = state.snapshot().unwrap().manifest.run_id.clone();
+    assert_eq!(etag, format!("W/\"{run_id}\""));
+    assert_eq!(resp.headers()[header::CACHE_CONTROL], "public, max-age=60");
+    let resp = get_with(
+        &state,
+        "/api/users/1@N01/photos",
+        &[("if-none-match", &etag)],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
+    let resp = get_with(
+        &state,
+        "/users/1@N01",
+        &[("if-none-match", "W/\"another-run\"")],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    // An error is never turned into a 304.
+    let resp = get_with(
+        &state,
+        "/api/users/9@N09/photos",
+        &[("if-none-match", &etag)],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let (_, headers, _) = get(&state, "/healthz").await;
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+}
+
+#[tokio::test]
+async fn responses_are_compressed_when_asked() {
+    let state = published_state().await;
+    for (enc, want) in [("gzip", "gzip"), ("br", "br")] {
+        let resp = get_with(&state, "/users/1@N01", &[("accept-encoding", enc)]).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()[header::CONTENT_ENCODING], want);
+    }
+    let resp = get_with(&state, "/users/1@N01", &[]).await;
+    assert!(resp.headers().get(header::CONTENT_ENCODING).is_none());
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_with_latency_and_run_age() {
+    let state = published_state().await;
+    for uri in [
+        "/api/users/1@N01/photos",
+        "/api/users/1@N01/photos",
+        "/api/users/bad/photos",
+        "/../../etc/passwd",
+    ] {
+        get(&state, uri).await;
+    }
+    let (status, headers, body) = get(&state, "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    assert!(
+        body.contains(
+            "faverecs_http_requests_total{route=\"/api/users/{user_id}/photos\",status=\"200\"} 2"
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains(
+            "faverecs_http_requests_total{route=\"/api/users/{user_id}/photos\",status=\"400\"} 1"
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains("route=\"unmatched\",status=\"404\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains(
+            "faverecs_http_request_duration_seconds_count{route=\"/api/users/{user_id}/photos\"} 3"
+        ),
+        "{body}"
+    );
+    let run_id = state.snapshot().unwrap().manifest.run_id.clone();
+    assert!(
+        body.contains(&format!("faverecs_run_info{{run_id=\"{run_id}\"}} 1")),
+        "{body}"
+    );
+    assert!(body.contains("faverecs_run_age_seconds "), "{body}");
+}
+
+#[tokio::test]
+async fn lookup_finds_tracked_users_by_url_nsid_or_username() {
+    let state = published_state().await;
+    for q in [
+        "https://www.flickr.com/photos/1@N01/",
+        "https://www.flickr.com/people/1@N01/",
+        "https://www.flickr.com/photos/alice/51737769056/in/faves",
+        "www.flickr.com/photos/ALICE",
+        "1@N01",
+        "alice",
+    ] {
+        let uri = format!("/api/lookup?q={}", urlencode(q));
+        let (status, _, body) = get(&state, &uri).await;
+        assert_eq!(status, StatusCode::OK, "{q}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["user_id"], "1@N01", "{q}");
+    }
+    let (status, _, body) = get(&state, "/api/lookup?q=bob").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body.contains("no tracked user matches"), "{body}");
+    let (status, _, _) = get(&state, "/api/lookup").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // The search box redirects to the user's page.
+    let resp = get_with(&state, "/lookup?q=alice", &[]).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(resp.headers()[header::LOCATION], "/users/1@N01");
+    let (_, _, home) = get(&state, "/").await;
+    assert!(
+        home.contains("action=\"/lookup\"") && home.contains("name=\"q\""),
+        "{home}"
+    );
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_new_publish_is_swapped_in_and_a_corrupt_run_is_refused() {
+    let state = published_state().await;
+    let first = state.snapshot().unwrap().manifest.run_id.clone();
+    // Requests keep being served while a new run is published and loaded.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let second = score_and_publish(&state.storage).await;
+    let load = {
+        let state = state.clone();
+        tokio::spawn(async move { state.refresh().await })
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..50 {
+        let (status, _, body) = get(&state, "/api/users/1@N01/photos").await;
+        assert_eq!(status, StatusCode::OK);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        seen.insert(v["run_id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(load.await.unwrap().unwrap(), Some(second.clone()));
+    assert!(seen.iter().all(|r| r == &first || r == &second), "{seen:?}");
+    let (_, _, body) = get(&state, "/api/users/1@N01/photos").await;
+    assert!(body.contains(&second));
+
+    // A run whose table is garbage, published anyway: loading fails, the old run serves.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let third = score_and_publish(&state.storage).await;
+    let path =
+        object_store::path::Path::from(format!("runs/{third}/photo_recs/part-00000.parquet"));
+    state
+        .storage
+        .put_bytes(
+            &path,
+            bytes::Bytes::from_static(b"PAR1 this is not a parquet file"),
+        )
+        .await
+        .unwrap();
+    let err = state.refresh().await.unwrap_err();
+    assert!(err.to_string().contains(&third), "{err}");
+    let (status, _, body) = get(&state, "/api/users/1@N01/photos").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains(&second), "the previous run keeps serving");
+}
+
+#[tokio::test]
+async fn a_hundred_and_more_hostile_requests_get_only_4xx() {
+    let state = published_state().await;
+    let ids = [
+        "..",
+        "%2e%2e",
+        "..%2F..%2Fetc%2Fpasswd",
+        "%00",
+        "%FF%FE",
+        "%C3%28",
+        "1@N01%00",
+        "1@N01%0d%0aSet-Cookie:x",
+        "<script>",
+        "%3Cscript%3E",
+        "'%20OR%201=1--",
+        "1@N01'",
+        "@N01",
+        "1@N",
+        "1@N001",
+        "-1@N01",
+        "1.5@N01",
+        "%F0%9F%98%80",
+        "CON",
+        "~root",
+    ];
+    let long = "9".repeat(4000);
+    let mut uris = Vec::new();
+    for id in ids.iter().copied().chain([long.as_str()]) {
+        for route in [
+            "/api/users/{}/photos",
+            "/api/users/{}/photographers",
+            "/users/{}",
+        ] {
+            uris.push(route.replace("{}", id));
+        }
+    }
+    for q in [
+        "limit=0",
+        "limit=-1",
+        "limit=101",
+        "limit=1e3",
+        "limit=abc",
+        "limit=99999999999999999999",
+        "offset=-1",
+        "offset=10001",
+        "limit=1&limit=2",
+        "limit=%00",
+    ] {
+        uris.push(format!("/api/users/1@N01/photos?{q}"));
+        uris.push(format!("/api/users/1@N01/photographers?{q}"));
+    }
+    for q in ["page=0", "page=-1", "page=abc", "page=99", "page=%00"] {
+        uris.push(format!("/users/1@N01?{q}"));
+    }
+    for q in ["", "q=", "q=nobody", &format!("q={}", "x".repeat(600))] {
+        uris.push(format!("/api/lookup?{q}"));
+    }
+    for p in [
+        "/static/../Cargo.toml",
+        "/static/style.css/..",
+        "/static/%2e%2e/%2e%2e/etc/passwd",
+        "/api",
+        "/api/users",
+        "/api/users/1@N01",
+        "/users",
+        "/runs/../CURRENT",
+        "/CURRENT",
+        "/data/raw/favorites/data.parquet",
+    ] {
+        uris.push(p.to_string());
+    }
+    let mut sent = 0;
+    for uri in &uris {
+        let Ok(req) = Request::builder().uri(uri.as_str()).body(Body::empty()) else {
+            continue;
+        };
+        let resp = serve::app(state.clone()).oneshot(req).await.unwrap();
+        assert!(resp.status().is_client_error(), "{uri} → {}", resp.status());
+        sent += 1;
+    }
+    for method in [
+        "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT", "PROPFIND",
+    ] {
+        for uri in [
+            "/",
+            "/api/users/1@N01/photos",
+            "/users/1@N01",
+            "/metrics",
+            "/api/runs",
+        ] {
+            let req = Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(Body::from("x"))
+                .unwrap();
+            let resp = serve::app(state.clone()).oneshot(req).await.unwrap();
+            assert!(
+                resp.status().is_client_error(),
+                "{method} {uri} → {}",
+                resp.status()
+            );
+            sent += 1;
+        }
+    }
+    // An oversized body is refused, not read.
+    let req = Request::builder()
+        .method("POST")
+        .uri("/api/users/1@N01/photos")
+        .body(Body::from(vec![b'x'; 1 << 20]))
+        .unwrap();
+    assert!(
+        serve::app(state.clone())
+            .oneshot(req)
+            .await
+            .unwrap()
+            .status()
+            .is_client_error()
+    );
+    sent += 1;
+    assert!(sent >= 100, "only {sent} hostile requests were sent");
+}

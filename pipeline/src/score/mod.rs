@@ -5,7 +5,8 @@
 //! 1. `load` — read the raw tables from storage;
 //! 2. `prepare` — Polars table work into an integer graph ([`prepare`]);
 //! 3. `flexplore` — the Rayon kernel ([`flexplore`]);
-//! 4. `write` — the output tables, built straight into Arrow from the kernel's
+//! 4. `write` — the output tables (plus the run's copy of `photos` for the
+//!    recommended photos and of `tracked_users`), built straight into Arrow from the kernel's
 //!    integer results (they are already in final row order, so a Polars frame in
 //!    between would only add a copy), then the manifest.
 
@@ -402,6 +403,7 @@ async fn score_into(
         (Table::PhotoRecs, vec![photo_recs]),
         (Table::PhotographerRecs, vec![photographer_recs]),
         (Table::Photos, photos),
+        (Table::TrackedUsers, inputs.tracked_users.clone()),
     ] {
         let mut files = Vec::new();
         for (i, part) in split_rows(&batches, PART_ROWS).into_iter().enumerate() {

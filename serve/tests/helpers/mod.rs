@@ -32,6 +32,25 @@ fn times(n: usize) -> ArrayRef {
 /// metadata whose title and owner name carry script payloads.
 pub async fn published_state() -> AppState {
     let storage = empty_storage();
+    write_example(&storage).await;
+    let run_id = score_and_publish(&storage).await;
+    let state = AppState::new(storage);
+    assert_eq!(state.refresh().await.unwrap(), Some(run_id));
+    state
+}
+
+/// Scores the stored raw tables into a new run and publishes it.
+pub async fn score_and_publish(storage: &Storage) -> String {
+    let settings = Settings::load_with_env(None, Vec::new()).unwrap();
+    let run = run_score(storage, &settings, ScoreOptions::default())
+        .await
+        .unwrap();
+    publish(storage, Some(&run.run_id)).await.unwrap();
+    run.run_id
+}
+
+/// Writes the example raw tables.
+pub async fn write_example(storage: &Storage) {
     let favs: [(&str, &str, &str); 11] = [
         ("1@N01", "10", "2@N01"),
         ("1@N01", "11", "3@N01"),
@@ -71,26 +90,22 @@ pub async fn published_state() -> AppState {
     .unwrap();
     let tracked = RecordBatch::try_new(
         Table::TrackedUsers.schema(),
-        vec![strings(vec![Some("1@N01")]), strings(vec![None]), times(1)],
+        vec![
+            strings(vec![Some("1@N01")]),
+            strings(vec![Some("Alice")]),
+            times(1),
+        ],
     )
     .unwrap();
-    merge_raw(&storage, Table::Favorites, vec![favorites])
+    merge_raw(storage, Table::Favorites, vec![favorites])
         .await
         .unwrap();
-    merge_raw(&storage, Table::Photos, vec![photos])
+    merge_raw(storage, Table::Photos, vec![photos])
         .await
         .unwrap();
-    merge_raw(&storage, Table::TrackedUsers, vec![tracked])
+    merge_raw(storage, Table::TrackedUsers, vec![tracked])
         .await
         .unwrap();
-    let settings = Settings::load_with_env(None, Vec::new()).unwrap();
-    let run = run_score(&storage, &settings, ScoreOptions::default())
-        .await
-        .unwrap();
-    publish(&storage, Some(&run.run_id)).await.unwrap();
-    let state = AppState::new(storage);
-    assert_eq!(state.refresh().await.unwrap(), Some(run.run_id));
-    state
 }
 
 pub async fn get(state: &AppState, uri: &str) -> (StatusCode, HeaderMap, String) {
@@ -106,4 +121,19 @@ pub async fn get(state: &AppState, uri: &str) -> (StatusCode, HeaderMap, String)
         headers,
         String::from_utf8_lossy(&bytes).into_owned(),
     )
+}
+
+pub async fn get_with(
+    state: &AppState,
+    uri: &str,
+    headers: &[(&str, &str)],
+) -> axum::response::Response {
+    let mut req = Request::builder().uri(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    serve::app(state.clone())
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap()
 }
