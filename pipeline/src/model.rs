@@ -38,6 +38,8 @@ pub enum Table {
     PhotoRecs,
     /// Output: per-user photographer recommendations.
     PhotographerRecs,
+    /// Output: when each photo rec was first made, carried from run to run.
+    FirstRecommended,
 }
 
 /// Column names shared by several tables.
@@ -173,6 +175,15 @@ static PHOTO_RECS: LazyLock<SchemaRef> = LazyLock::new(|| {
     ])
 });
 
+static FIRST_RECOMMENDED: LazyLock<SchemaRef> = LazyLock::new(|| {
+    schema(vec![
+        utf8(col::USER_ID, false),
+        utf8(col::PHOTO_ID, false),
+        Field::new("first_recommended_at", timestamp_type(), false),
+        utf8("first_run_id", false),
+    ])
+});
+
 static PHOTOGRAPHER_RECS: LazyLock<SchemaRef> = LazyLock::new(|| {
     schema(vec![
         utf8(col::USER_ID, false),
@@ -216,6 +227,7 @@ impl Table {
             Table::ExtractState => "extract_state",
             Table::PhotoRecs => "photo_recs",
             Table::PhotographerRecs => "photographer_recs",
+            Table::FirstRecommended => "first_recommended",
         }
     }
 
@@ -230,6 +242,7 @@ impl Table {
             Table::ExtractState => EXTRACT_STATE.clone(),
             Table::PhotoRecs => PHOTO_RECS.clone(),
             Table::PhotographerRecs => PHOTOGRAPHER_RECS.clone(),
+            Table::FirstRecommended => FIRST_RECOMMENDED.clone(),
         }
     }
 
@@ -244,6 +257,7 @@ impl Table {
             Table::ExtractState => &[col::USER_ID],
             Table::PhotoRecs => &[col::USER_ID, col::RANK],
             Table::PhotographerRecs => &[col::USER_ID, col::RANK],
+            Table::FirstRecommended => &[col::USER_ID, col::PHOTO_ID],
         }
     }
 
@@ -332,6 +346,7 @@ mod tests {
             Table::ExtractState,
             Table::PhotoRecs,
             Table::PhotographerRecs,
+            Table::FirstRecommended,
         ];
         let names: std::collections::HashSet<_> = all.iter().map(|t| t.name()).collect();
         assert_eq!(names.len(), all.len());

@@ -166,6 +166,31 @@ async fn check_runs_and_publish(storage: &Storage) {
         .await
         .unwrap();
     publish(storage, Some(&second.run_id)).await.unwrap();
+    // Recs the published first run already made keep its date; the rest are new.
+    let first_rec = storage
+        .read_table_dir(
+            &pipeline::model::run_table_dir(&second.run_id, Table::FirstRecommended),
+            Table::FirstRecommended,
+        )
+        .await
+        .unwrap();
+    let mut carried = 0;
+    for b in &first_rec {
+        let (u, r) = (
+            b.column(0).as_string::<i32>(),
+            b.column(3).as_string::<i32>(),
+        );
+        for i in 0..b.num_rows() {
+            let want = if u.value(i) == "1@N01" {
+                &first.run_id
+            } else {
+                &second.run_id
+            };
+            assert_eq!(r.value(i), want, "row {i} of user {}", u.value(i));
+            carried += usize::from(u.value(i) == "1@N01");
+        }
+    }
+    assert_eq!(carried, 3);
     let runs = list_runs(storage).await.unwrap();
     assert_eq!(runs.len(), 2);
     assert!(runs[1].current && !runs[0].current);

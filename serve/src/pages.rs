@@ -179,6 +179,7 @@ fn photo_card(p: &PhotoItem) -> Markup {
                 }
             }
             div.caption {
+                @if p.is_new { span.new title="First recommended in this run" { "new" } " " }
                 a.title href=(p.photo_url) rel="noopener noreferrer" { (title) }
                 " by "
                 @if let Some(owner) = &p.owner_id {

@@ -38,6 +38,10 @@ pub struct PhotoItem {
     pub thumbnail_url: Option<String>,
     /// The photo's page on Flickr.
     pub photo_url: String,
+    /// When this photo was first recommended to this user.
+    pub first_recommended_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// First recommended in the run being served.
+    pub is_new: bool,
 }
 
 /// A photographer rec as the API returns it.
@@ -158,6 +162,22 @@ impl Snapshot {
         let tracked_rows = read(Table::TrackedUsers)
             .await
             .map_err(|e| fail(e.to_string()))?;
+        let first_rows = read(Table::FirstRecommended)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let mut first: HashMap<(String, String), (i64, bool)> = HashMap::new();
+        for b in &first_rows {
+            let t = b
+                .column(2)
+                .as_primitive::<arrow_array::types::TimestampMicrosecondType>();
+            for r in 0..b.num_rows() {
+                if let (Some(u), Some(p), Some(run)) =
+                    (str_at(b, 0, r), str_at(b, 1, r), str_at(b, 3, r))
+                {
+                    first.insert((u, p), (t.value(r), run == run_id));
+                }
+            }
+        }
         let mut tracked = HashMap::new();
         let mut by_username = HashMap::new();
         for b in &tracked_rows {
@@ -210,7 +230,14 @@ impl Snapshot {
                 let m = meta.get(&photo_id);
                 let neighbors = top.value(r);
                 let neighbors = neighbors.as_string::<i32>();
+                let (first_at, is_new) = first
+                    .get(&(user.clone(), photo_id.clone()))
+                    .map_or((None, false), |(t, n)| {
+                        (chrono::DateTime::from_timestamp_micros(*t), *n)
+                    });
                 users.entry(user).or_default().photos.push(PhotoItem {
+                    first_recommended_at: first_at,
+                    is_new,
                     rank: rank.value(r),
                     thumbnail_url: m.and_then(|m| {
                         thumbnail_url(&photo_id, m.server.as_deref(), m.secret.as_deref())

@@ -159,6 +159,8 @@ async fn user_page_shows_the_grid_and_escapes_hostile_text() {
         "{body}"
     );
     assert!(body.contains("Favourited by 3@N01, 2@N01"));
+    // A first run: every rec is new.
+    assert_eq!(body.matches("class=\"new\"").count(), 3, "{body}");
     // The photographers section lists both neighbors.
     assert!(body.contains("Photographers you may like"));
 }
@@ -415,6 +417,13 @@ async fn a_new_publish_is_swapped_in_and_a_corrupt_run_is_refused() {
     assert!(seen.iter().all(|r| r == &first || r == &second), "{seen:?}");
     let (_, _, body) = get(&state, "/api/users/1@N01/photos").await;
     assert!(body.contains(&second));
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["items"][0]["is_new"], false,
+        "the same recs were made by the first run"
+    );
+    let (_, _, page) = get(&state, "/users/1@N01").await;
+    assert_eq!(page.matches("class=\"new\"").count(), 0);
 
     // A run whose table is garbage, published anyway: loading fails, the old run serves.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;

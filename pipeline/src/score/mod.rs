@@ -255,6 +255,75 @@ fn recommended_photos(
     Ok(out)
 }
 
+/// When each photo rec was first made. Recs already in the published run keep that
+/// run's date; the others are new in this run. Kept apart from `photo_recs` so that
+/// table stays a pure function of the input.
+async fn first_recommended(
+    storage: &Storage,
+    photo_recs: &RecordBatch,
+    run_id: &str,
+    started: chrono::DateTime<Utc>,
+) -> Result<RecordBatch, ScoreError> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::TimestampMicrosecondType;
+    let mut previous: std::collections::HashMap<(String, String), (i64, String)> =
+        Default::default();
+    if let Some(pointer) = crate::runs::current(storage).await? {
+        let dir = run_table_dir(&pointer.run_id, Table::FirstRecommended);
+        match storage.read_table_dir(&dir, Table::FirstRecommended).await {
+            Ok(batches) => {
+                for b in &batches {
+                    let (u, p) = (
+                        b.column(0).as_string::<i32>(),
+                        b.column(1).as_string::<i32>(),
+                    );
+                    let (t, r) = (
+                        b.column(2).as_primitive::<TimestampMicrosecondType>(),
+                        b.column(3).as_string::<i32>(),
+                    );
+                    for i in 0..b.num_rows() {
+                        previous.insert(
+                            (u.value(i).to_string(), p.value(i).to_string()),
+                            (t.value(i), r.value(i).to_string()),
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, run = %pointer.run_id, "previous run's first_recommended unreadable; every rec counts as new")
+            }
+        }
+    }
+    let (users, photos) = (
+        photo_recs.column(0).as_string::<i32>(),
+        photo_recs.column(2).as_string::<i32>(),
+    );
+    let now = started.timestamp_micros();
+    let rows = photo_recs.num_rows();
+    let (mut at, mut first_run) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
+    for i in 0..rows {
+        match previous.get(&(users.value(i).to_string(), photos.value(i).to_string())) {
+            Some((t, r)) => {
+                at.push(*t);
+                first_run.push(r.clone());
+            }
+            None => {
+                at.push(now);
+                first_run.push(run_id.to_string());
+            }
+        }
+    }
+    Ok(RecordBatch::try_new(
+        Table::FirstRecommended.schema(),
+        vec![
+            photo_recs.column(0).clone(),
+            photo_recs.column(2).clone(),
+            Arc::new(arrow_array::TimestampMicrosecondArray::from(at).with_timezone("UTC")),
+            Arc::new(StringArray::from(first_run)),
+        ],
+    )?)
+}
+
 /// Rows per output file.
 pub const PART_ROWS: usize = 500_000;
 
@@ -396,12 +465,15 @@ async fn score_into(
     let photo_recs = photo_recs_batch(&graph, &recs)?;
     let photographer_recs = photographer_recs_batch(&graph, &recs)?;
     let photos = recommended_photos(&inputs, &photo_recs)?;
+    let first =
+        first_recommended(storage, &photo_recs, &manifest.run_id, manifest.started_at).await?;
     // Tables are cut into parts of a fixed row count, so the files do not depend on
     // the thread count, and the parts are encoded concurrently.
     let mut jobs = Vec::new();
     for (table, batches) in [
         (Table::PhotoRecs, vec![photo_recs]),
         (Table::PhotographerRecs, vec![photographer_recs]),
+        (Table::FirstRecommended, vec![first]),
         (Table::Photos, photos),
         (Table::TrackedUsers, inputs.tracked_users.clone()),
     ] {
