@@ -33,6 +33,8 @@ fi
 export FAVERECS__STORAGE__URL="$PWD/$work/data"
 export FAVERECS__DEMO__USERS=$users FAVERECS__DEMO__TRACKED_USERS=$tracked
 export RUST_LOG=warn
+# Like for like: the baseline computes photo and photographer recs only.
+export FAVERECS__SIMILAR__ENABLED=false
 # The community is deterministic: regenerate it only when its size changed.
 if [ "$(cat "$work/size" 2>/dev/null)" != "$users/$tracked" ]; then
   rm -rf "$work" && mkdir -p "$work"

@@ -56,6 +56,7 @@ struct RawSettings {
     flickr: RawFlickr,
     extract: RawExtract,
     score: RawScore,
+    similar: RawSimilar,
     serve: RawServe,
     demo: RawDemo,
 }
@@ -102,6 +103,15 @@ struct RawScore {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawSimilar {
+    enabled: bool,
+    k: i64,
+    min_common: i64,
+    similarity: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawServe {
     addr: String,
     poll_interval_secs: i64,
@@ -128,6 +138,8 @@ pub struct Settings {
     pub extract: ExtractSettings,
     /// Scoring knobs.
     pub score: ScoreSettings,
+    /// Similar photos.
+    pub similar: SimilarSettings,
     /// The HTTP service.
     pub serve: ServeSettings,
     /// The synthetic community used by `faverecs demo` and the benchmarks.
@@ -268,6 +280,19 @@ pub struct ScoreSettings {
     pub top_neighbors_per_rec: usize,
     /// Rayon threads for the kernel; 0 means one per core.
     pub threads: usize,
+}
+
+/// Similar-photos settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SimilarSettings {
+    /// Whether score computes them.
+    pub enabled: bool,
+    /// Rows kept per photo.
+    pub k: usize,
+    /// Least co-favourites for a pair.
+    pub min_common: u32,
+    /// The measure.
+    pub similarity: crate::score::similar::Similarity,
 }
 
 /// HTTP service settings.
@@ -486,10 +511,23 @@ impl RawSettings {
             max_failed_percent: positive("extract.max_failed_percent", e.max_failed_percent, 100)?
                 as u32,
         };
+        let similarity = crate::score::similar::Similarity::parse(self.similar.similarity.trim())
+            .ok_or_else(|| ConfigError::Invalid {
+            key: "similar.similarity",
+            value: self.similar.similarity.clone(),
+            problem: "is not a similarity (expected cosine or jaccard)".into(),
+        })?;
+        let similar = SimilarSettings {
+            enabled: self.similar.enabled,
+            k: positive("similar.k", self.similar.k, 1000)?,
+            min_common: positive("similar.min_common", self.similar.min_common, 1_000_000)? as u32,
+            similarity,
+        };
         Ok(Settings {
             storage: StorageSettings { url, endpoint },
             flickr,
             extract,
+            similar,
             score: ScoreSettings {
                 photo_recs_per_user: positive(
                     "score.photo_recs_per_user",

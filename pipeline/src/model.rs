@@ -40,6 +40,8 @@ pub enum Table {
     PhotographerRecs,
     /// Output: when each photo rec was first made, carried from run to run.
     FirstRecommended,
+    /// Output: per-photo similar photos.
+    SimilarPhotos,
 }
 
 /// Column names shared by several tables.
@@ -184,6 +186,17 @@ static FIRST_RECOMMENDED: LazyLock<SchemaRef> = LazyLock::new(|| {
     ])
 });
 
+static SIMILAR_PHOTOS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    schema(vec![
+        utf8(col::PHOTO_ID, false),
+        Field::new(col::RANK, DataType::Int32, false),
+        utf8("similar_photo_id", false),
+        Field::new(col::SCORE, DataType::Float64, false),
+        Field::new(col::COMMON_FAVORITES, DataType::Int64, false),
+        utf8("algorithm", false),
+    ])
+});
+
 static PHOTOGRAPHER_RECS: LazyLock<SchemaRef> = LazyLock::new(|| {
     schema(vec![
         utf8(col::USER_ID, false),
@@ -228,6 +241,7 @@ impl Table {
             Table::PhotoRecs => "photo_recs",
             Table::PhotographerRecs => "photographer_recs",
             Table::FirstRecommended => "first_recommended",
+            Table::SimilarPhotos => "similar_photos",
         }
     }
 
@@ -243,6 +257,7 @@ impl Table {
             Table::PhotoRecs => PHOTO_RECS.clone(),
             Table::PhotographerRecs => PHOTOGRAPHER_RECS.clone(),
             Table::FirstRecommended => FIRST_RECOMMENDED.clone(),
+            Table::SimilarPhotos => SIMILAR_PHOTOS.clone(),
         }
     }
 
@@ -258,6 +273,7 @@ impl Table {
             Table::PhotoRecs => &[col::USER_ID, col::RANK],
             Table::PhotographerRecs => &[col::USER_ID, col::RANK],
             Table::FirstRecommended => &[col::USER_ID, col::PHOTO_ID],
+            Table::SimilarPhotos => &[col::PHOTO_ID, "algorithm", col::RANK],
         }
     }
 
@@ -347,6 +363,7 @@ mod tests {
             Table::PhotoRecs,
             Table::PhotographerRecs,
             Table::FirstRecommended,
+            Table::SimilarPhotos,
         ];
         let names: std::collections::HashSet<_> = all.iter().map(|t| t.name()).collect();
         assert_eq!(names.len(), all.len());

@@ -313,3 +313,44 @@ pub async fn run_items(state: &AppState) -> Result<Vec<RunItem>, ApiError> {
 pub async fn runs(State(state): State<AppState>) -> Result<Json<Vec<RunItem>>, ApiError> {
     Ok(Json(run_items(&state).await?))
 }
+
+/// Checks a photo id's shape.
+pub fn check_photo_id(photo_id: &str) -> Result<(), ApiError> {
+    if pipeline::model::is_photo_id(photo_id) {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "{:?} is not a Flickr photo id (expected up to 20 decimal digits)",
+            truncate(photo_id, 64)
+        )))
+    }
+}
+
+/// `GET /api/photos/{photo_id}/similar`
+pub async fn similar(
+    State(state): State<AppState>,
+    Path(photo_id): Path<String>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let w = window(query)?;
+    check_photo_id(&photo_id)?;
+    let snapshot = state.snapshot().ok_or(ApiError::NotReady)?;
+    let Some(all) = snapshot.similar.get(&photo_id) else {
+        return Err(ApiError::NotFound(format!(
+            "run {} has no similar photos for photo {photo_id}",
+            snapshot.manifest.run_id
+        )));
+    };
+    let start = w.offset.min(all.len());
+    let end = (start + w.limit).min(all.len());
+    Ok(Json(serde_json::json!({
+        "photo_id": photo_id,
+        "run_id": snapshot.manifest.run_id,
+        "photo": snapshot.photos.get(&photo_id),
+        "total": all.len(),
+        "offset": w.offset,
+        "limit": w.limit,
+        "items": &all[start..end],
+    }))
+    .into_response())
+}

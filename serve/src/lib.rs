@@ -48,6 +48,8 @@ pub fn app(state: AppState) -> Router {
         .route("/static/style.css", get(pages::style))
         .route("/static/app.js", get(pages::script))
         .route("/runs", get(pages::runs_page))
+        .route("/photos/{photo_id}", get(pages::photo_page))
+        .route("/api/photos/{photo_id}/similar", get(api::similar))
         .route("/lookup", get(pages::lookup))
         .route("/api/lookup", get(api::lookup))
         .route("/api/runs", get(api::runs))

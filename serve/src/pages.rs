@@ -186,6 +186,7 @@ fn photo_card(p: &PhotoItem) -> Markup {
                     a href={ "https://www.flickr.com/photos/" (owner) "/" } rel="noopener noreferrer" { (by) }
                 } @else { (by) }
             }
+            a.more href={ "/photos/" (p.photo_id) } { "Similar photos →" }
             @if !p.top_neighbors.is_empty() {
                 p.why {
                     "Favourited by " (p.top_neighbors.join(", "))
@@ -249,4 +250,70 @@ pub async fn user_page(
     Ok(Html(
         layout(&format!("Recommended for {user_id}"), body).into_string(),
     ))
+}
+
+/// `GET /photos/{photo_id}`: a photo and its similar photos; each similar photo
+/// links to its own page, so people can wander from photo to photo.
+pub async fn photo_page(
+    State(state): State<AppState>,
+    Path(photo_id): Path<String>,
+) -> Result<Html<String>, PageError> {
+    crate::api::check_photo_id(&photo_id)?;
+    let snapshot = state.snapshot().ok_or(ApiError::NotReady)?;
+    let info = snapshot.photos.get(&photo_id);
+    let similar = snapshot.similar.get(&photo_id);
+    if info.is_none() && similar.is_none() {
+        return Err(ApiError::NotFound(format!(
+            "run {} knows nothing about photo {photo_id}",
+            snapshot.manifest.run_id
+        ))
+        .into());
+    }
+    let title = info.and_then(|i| i.title.as_deref()).unwrap_or("Untitled");
+    let flickr = info.map_or_else(
+        || crate::snapshot::photo_url(&photo_id, None),
+        |i| i.photo_url.clone(),
+    );
+    let body = html! {
+        div.photo {
+            @if let Some(src) = info.and_then(|i| i.thumbnail_url.as_deref()) {
+                img src=(src) alt=(title) width="150" height="150" data-fallback;
+            } @else {
+                div.placeholder role="img" aria-label=(title) { span { (title) } }
+            }
+            div {
+                h1 { (title) }
+                @if let Some(i) = info {
+                    p { "by " a href={ "https://www.flickr.com/photos/" (i.owner_id) "/" } rel="noopener noreferrer" { (i.owner_name.as_deref().unwrap_or(&i.owner_id)) } }
+                }
+                p { a href=(flickr) rel="noopener noreferrer" { "View on Flickr" } }
+            }
+        }
+        h2 { "Similar photos" }
+        @match similar {
+            Some(list) => {
+                ul.grid {
+                    @for s in list {
+                        @let t = s.title.as_deref().unwrap_or("Untitled");
+                        li.card {
+                            a.similar href={ "/photos/" (s.photo_id) } {
+                                @if let Some(src) = &s.thumbnail_url {
+                                    img src=(src) alt=(t) width="150" height="150" loading="lazy" data-fallback;
+                                } @else {
+                                    div.placeholder role="img" aria-label=(t) { span { (t) } }
+                                }
+                            }
+                            div.caption {
+                                a.title href={ "/photos/" (s.photo_id) } { (t) }
+                                @if let Some(o) = s.owner_name.as_deref().or(s.owner_id.as_deref()) { " by " (o) }
+                            }
+                            p.why { (s.common_favorites) " people favourited both · " (s.algorithm) " " (format!("{:.3}", s.score)) }
+                        }
+                    }
+                }
+            }
+            None => p.meta { "This run has no similar photos for this photo." }
+        }
+    };
+    Ok(Html(layout(title, body).into_string()))
 }

@@ -63,6 +63,48 @@ pub struct PhotographerItem {
     pub photostream_url: String,
 }
 
+/// A similar photo as the API returns it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SimilarItem {
+    /// 1-based rank.
+    pub rank: i32,
+    /// The similar photo.
+    pub photo_id: String,
+    /// Similarity score.
+    pub score: f64,
+    /// Users who favourited both.
+    pub common_favorites: i64,
+    /// The measure (`cosine`, `jaccard`).
+    pub algorithm: String,
+    /// Title, when known.
+    pub title: Option<String>,
+    /// Owner NSID, when known.
+    pub owner_id: Option<String>,
+    /// Owner display name, when known.
+    pub owner_name: Option<String>,
+    /// Thumbnail, when known.
+    pub thumbnail_url: Option<String>,
+    /// The photo's page on Flickr.
+    pub photo_url: String,
+}
+
+/// What a run knows about a photo.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PhotoInfo {
+    /// Photo id.
+    pub photo_id: String,
+    /// Owner NSID.
+    pub owner_id: String,
+    /// Owner display name.
+    pub owner_name: Option<String>,
+    /// Title.
+    pub title: Option<String>,
+    /// Thumbnail.
+    pub thumbnail_url: Option<String>,
+    /// The photo's page on Flickr.
+    pub photo_url: String,
+}
+
 /// One user's lists.
 #[derive(Debug, Clone, Default)]
 pub struct UserLists {
@@ -81,6 +123,10 @@ pub struct Snapshot {
     pub published_at: chrono::DateTime<chrono::Utc>,
     /// Lists by user NSID.
     pub users: HashMap<String, UserLists>,
+    /// Similar photos by photo id, rank order.
+    pub similar: HashMap<String, Vec<SimilarItem>>,
+    /// Photos the run knows, by id.
+    pub photos: HashMap<String, PhotoInfo>,
     /// Tracked users of the run: NSID → username.
     pub tracked: HashMap<String, Option<String>>,
     /// Lower-cased username → NSID, for lookups.
@@ -101,6 +147,7 @@ pub enum LoadError {
 }
 
 struct PhotoMeta {
+    owner_id: String,
     owner_name: Option<String>,
     title: Option<String>,
     server: Option<String>,
@@ -162,6 +209,9 @@ impl Snapshot {
         let tracked_rows = read(Table::TrackedUsers)
             .await
             .map_err(|e| fail(e.to_string()))?;
+        let similar_rows = read(Table::SimilarPhotos)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
         let first_rows = read(Table::FirstRecommended)
             .await
             .map_err(|e| fail(e.to_string()))?;
@@ -202,11 +252,12 @@ impl Snapshot {
                 };
                 let owner_name = str_at(b, 2, r);
                 if let Some(n) = &owner_name {
-                    names.entry(owner).or_insert_with(|| n.clone());
+                    names.entry(owner.clone()).or_insert_with(|| n.clone());
                 }
                 meta.insert(
                     id,
                     PhotoMeta {
+                        owner_id: owner,
                         owner_name,
                         title: str_at(b, 3, r),
                         server: str_at(b, 4, r),
@@ -277,6 +328,51 @@ impl Snapshot {
                     });
             }
         }
+        let infos: HashMap<String, PhotoInfo> = meta
+            .iter()
+            .map(|(id, m)| {
+                (
+                    id.clone(),
+                    PhotoInfo {
+                        photo_id: id.clone(),
+                        owner_id: m.owner_id.clone(),
+                        owner_name: m.owner_name.clone(),
+                        title: m.title.clone(),
+                        thumbnail_url: thumbnail_url(id, m.server.as_deref(), m.secret.as_deref()),
+                        photo_url: photo_url(id, Some(&m.owner_id)),
+                    },
+                )
+            })
+            .collect();
+        let mut similar: HashMap<String, Vec<SimilarItem>> = HashMap::new();
+        for b in &similar_rows {
+            let rank = b.column(1).as_primitive::<Int32Type>();
+            let score = b.column(3).as_primitive::<Float64Type>();
+            let common = b.column(4).as_primitive::<Int64Type>();
+            for r in 0..b.num_rows() {
+                let (Some(p), Some(q), Some(alg)) =
+                    (str_at(b, 0, r), str_at(b, 2, r), str_at(b, 5, r))
+                else {
+                    continue;
+                };
+                let info = infos.get(&q);
+                similar.entry(p).or_default().push(SimilarItem {
+                    rank: rank.value(r),
+                    score: score.value(r),
+                    common_favorites: common.value(r),
+                    algorithm: alg,
+                    title: info.and_then(|i| i.title.clone()),
+                    owner_id: info.map(|i| i.owner_id.clone()),
+                    owner_name: info.and_then(|i| i.owner_name.clone()),
+                    thumbnail_url: info.and_then(|i| i.thumbnail_url.clone()),
+                    photo_url: info.map_or_else(|| photo_url(&q, None), |i| i.photo_url.clone()),
+                    photo_id: q,
+                });
+            }
+        }
+        for list in similar.values_mut() {
+            list.sort_by_key(|s| s.rank);
+        }
         // Tables are written in rank order; sort anyway so a hand-made run with
         // several files still serves ranks in order.
         for lists in users.values_mut() {
@@ -289,6 +385,8 @@ impl Snapshot {
             users,
             tracked,
             by_username,
+            similar,
+            photos: infos,
         })
     }
 

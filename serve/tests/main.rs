@@ -566,3 +566,43 @@ async fn a_hundred_and_more_hostile_requests_get_only_4xx() {
     sent += 1;
     assert!(sent >= 100, "only {sent} hostile requests were sent");
 }
+
+#[tokio::test]
+async fn similar_photos_api_and_photo_pages_link_photo_to_photo() {
+    let state = published_state().await;
+    // Photo 10 was favourited by the tracked user 1@N01, so it has similar rows.
+    // U(10) = {1,3,4}@N01; 11 is co-favourited by 1 and 3: cosine 2/sqrt(3·3).
+    let (status, _, body) = get(&state, "/api/photos/10/similar").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["items"][0]["photo_id"], "11");
+    assert_eq!(v["items"][0]["algorithm"], "cosine");
+    assert!((v["items"][0]["score"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-12);
+    assert_eq!(v["items"][0]["common_favorites"], 2);
+    let (status, _, _) = get(&state, "/api/photos/10/similar?limit=0").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _, _) = get(&state, "/api/photos/abc/similar").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _, _) = get(&state, "/api/photos/999999/similar").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The photo page of a recommended photo shows it and links its similar photos
+    // to their own pages.
+    let (status, _, page) = get(&state, "/photos/30").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "escaped title: {page}"
+    );
+    assert!(page.contains("href=\"/photos/"), "{page}");
+    assert!(
+        page.contains("https://www.flickr.com/photos/4@N01/30"),
+        "{page}"
+    );
+    let (_, _, user_page) = get(&state, "/users/1@N01").await;
+    assert!(user_page.contains("href=\"/photos/30\""), "{user_page}");
+    let (status, _, _) = get(&state, "/photos/999999").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = get(&state, "/photos/..%2F..%2Fetc").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

@@ -12,6 +12,7 @@
 
 pub mod flexplore;
 pub mod prepare;
+pub mod similar;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -116,20 +117,23 @@ pub async fn load_inputs(storage: &Storage) -> Result<Inputs, ScoreError> {
     })
 }
 
+fn pool(threads: usize) -> Result<rayon::ThreadPool, ScoreError> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| ScoreError::Threads {
+            threads,
+            reason: e.to_string(),
+        })
+}
+
 /// Runs the kernel on a pool of `threads` workers (0 = one per core).
 pub fn score_with_threads(
     graph: &Graph,
     params: Params,
     threads: usize,
 ) -> Result<Vec<UserRecs>, ScoreError> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| ScoreError::Threads {
-            threads,
-            reason: e.to_string(),
-        })?;
-    Ok(pool.install(|| flexplore::score_all(graph, params)))
+    Ok(pool(threads)?.install(|| flexplore::score_all(graph, params)))
 }
 
 /// Prepares and scores in memory: raw batches in, output batches out. This is the
@@ -230,17 +234,24 @@ pub fn photographer_recs_batch(
     )?)
 }
 
-/// The metadata rows of the photos a run recommends, so a run is self-contained.
+/// The metadata rows of the photos a run shows: those recommended, and those in
+/// the similar-photos rows (both sides), so a run is self-contained.
 fn recommended_photos(
     inputs: &Inputs,
-    photo_recs: &RecordBatch,
+    photo_recs: &[&RecordBatch],
+    similar: &RecordBatch,
 ) -> Result<Vec<RecordBatch>, ScoreError> {
-    let ids = photo_recs
-        .column(2)
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .map(|a| a.iter().flatten().collect::<HashSet<&str>>())
-        .unwrap_or_default();
+    let mut ids: HashSet<&str> = HashSet::new();
+    for b in photo_recs {
+        if let Some(a) = b.column(2).as_any().downcast_ref::<StringArray>() {
+            ids.extend(a.iter().flatten());
+        }
+    }
+    for c in [0, 2] {
+        if let Some(a) = similar.column(c).as_any().downcast_ref::<StringArray>() {
+            ids.extend(a.iter().flatten());
+        }
+    }
     let mut out = Vec::new();
     for batch in &inputs.photos {
         let Some(photo_ids) = batch.column(0).as_any().downcast_ref::<StringArray>() else {
@@ -253,6 +264,40 @@ fn recommended_photos(
         out.push(arrow_select::filter::filter_record_batch(batch, &mask)?);
     }
     Ok(out)
+}
+
+/// Builds the `similar_photos` table, rows ordered by photo then rank.
+pub fn similar_photos_batch(
+    graph: &Graph,
+    similar: Option<&(Vec<u32>, Vec<Vec<similar::SimilarRow>>)>,
+    measure: similar::Similarity,
+) -> Result<RecordBatch, ScoreError> {
+    let (mut photo, mut rank, mut other, mut score, mut common) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    if let Some((sources, rows)) = similar {
+        for (&p, list) in sources.iter().zip(rows) {
+            for (i, r) in list.iter().enumerate() {
+                photo.push(graph.photo_ids[p as usize].as_str());
+                rank.push(i as i32 + 1);
+                other.push(graph.photo_ids[r.photo as usize].as_str());
+                score.push(r.score);
+                common.push(i64::from(r.common));
+            }
+        }
+    }
+    let n = photo.len();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(photo)),
+        Arc::new(Int32Array::from(rank)),
+        Arc::new(StringArray::from(other)),
+        Arc::new(Float64Array::from(score)),
+        Arc::new(Int64Array::from(common)),
+        Arc::new(StringArray::from(vec![measure.name(); n])),
+    ];
+    Ok(RecordBatch::try_new(
+        Table::SimilarPhotos.schema(),
+        columns,
+    )?)
 }
 
 /// When each photo rec was first made. Recs already in the published run keep that
@@ -422,18 +467,43 @@ async fn score_into(
     let inputs = Arc::new(inputs);
     let work = inputs.clone();
     // CPU-bound: keep it off the async workers.
-    let (graph, stats, recs) = tokio::task::spawn_blocking(move || -> Result<_, ScoreError> {
-        let (graph, stats) = prepare::prepare(&work, options.all_users)?;
-        let t = Instant::now();
-        let recs = score_with_threads(&graph, params, threads)?;
-        Ok((graph, stats, (recs, t.elapsed().as_secs_f64())))
-    })
-    .await
-    .map_err(|e| ScoreError::Threads {
-        threads,
-        reason: e.to_string(),
-    })??;
+    let similar_settings = settings.similar.clone();
+    let (graph, stats, recs, similar) =
+        tokio::task::spawn_blocking(move || -> Result<_, ScoreError> {
+            let (graph, stats) = prepare::prepare(&work, options.all_users)?;
+            let t = Instant::now();
+            let recs = score_with_threads(&graph, params, threads)?;
+            let kernel = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let similar = if similar_settings.enabled {
+                let sources = similar::sources(
+                    &graph,
+                    recs.iter().flat_map(|r| r.photos.iter().map(|p| p.photo)),
+                );
+                let sp = similar::SimilarParams {
+                    k: similar_settings.k,
+                    min_common: similar_settings.min_common,
+                    similarity: similar_settings.similarity,
+                };
+                let rows = pool(threads)?.install(|| similar::similar_photos(&graph, &sources, sp));
+                Some((sources, rows))
+            } else {
+                None
+            };
+            Ok((
+                graph,
+                stats,
+                (recs, kernel),
+                (similar, t.elapsed().as_secs_f64()),
+            ))
+        })
+        .await
+        .map_err(|e| ScoreError::Threads {
+            threads,
+            reason: e.to_string(),
+        })??;
     let (recs, kernel_seconds) = recs;
+    let (similar, similar_seconds) = similar;
     manifest
         .rows_in
         .insert("favorites_deduplicated".into(), stats.favorites);
@@ -454,17 +524,25 @@ async fn score_into(
     if let Some(last) = manifest.stages.pop() {
         manifest.stages.push(StageTiming {
             stage: "prepare".into(),
-            seconds: (last.seconds - kernel_seconds).max(0.0),
+            seconds: (last.seconds - kernel_seconds - similar_seconds).max(0.0),
         });
         manifest.stages.push(StageTiming {
             stage: "flexplore".into(),
             seconds: kernel_seconds,
         });
+        if similar.is_some() {
+            manifest.stages.push(StageTiming {
+                stage: "similar_photos".into(),
+                seconds: similar_seconds,
+            });
+        }
     }
 
     let photo_recs = photo_recs_batch(&graph, &recs)?;
     let photographer_recs = photographer_recs_batch(&graph, &recs)?;
-    let photos = recommended_photos(&inputs, &photo_recs)?;
+    let similar_batch =
+        similar_photos_batch(&graph, similar.as_ref(), settings.similar.similarity)?;
+    let photos = recommended_photos(&inputs, &[&photo_recs], &similar_batch)?;
     let first =
         first_recommended(storage, &photo_recs, &manifest.run_id, manifest.started_at).await?;
     // Tables are cut into parts of a fixed row count, so the files do not depend on
@@ -474,6 +552,7 @@ async fn score_into(
         (Table::PhotoRecs, vec![photo_recs]),
         (Table::PhotographerRecs, vec![photographer_recs]),
         (Table::FirstRecommended, vec![first]),
+        (Table::SimilarPhotos, vec![similar_batch]),
         (Table::Photos, photos),
         (Table::TrackedUsers, inputs.tracked_users.clone()),
     ] {
