@@ -139,6 +139,8 @@ enum ImportWhat {
     Contacts { file: PathBuf },
     /// Column user_id and one of photo_id or dismissed_user_id per row.
     Dismissals { file: PathBuf },
+    /// Columns photo_id, owner_id; optional owner_name, title, server, secret, tags, date_upload.
+    Photos { file: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -174,6 +176,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     ImportWhat::Tracked { file } => (ImportKind::Tracked, file),
                     ImportWhat::Contacts { file } => (ImportKind::Contacts, file),
                     ImportWhat::Dismissals { file } => (ImportKind::Dismissals, file),
+                    ImportWhat::Photos { file } => (ImportKind::Photos, file),
                 };
                 let r = import_file(&storage, kind, &file).await?;
                 println!(

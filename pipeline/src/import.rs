@@ -29,6 +29,9 @@ pub enum ImportKind {
     Contacts,
     /// `user_id` and exactly one of `photo_id` or `dismissed_user_id`.
     Dismissals,
+    /// `photo_id`, `owner_id`; optional `owner_name`, `title`, `server`, `secret`,
+    /// `tags`, `date_upload`.
+    Photos,
 }
 
 /// Why an import was refused. Nothing is written when any of these occur.
@@ -146,6 +149,16 @@ const CONTACTS_COLUMNS: &[ColSpec] = &[
     spec(col::USER_ID, true, Check::Nsid),
     spec(col::CONTACT_ID, true, Check::Nsid),
 ];
+const PHOTOS_COLUMNS: &[ColSpec] = &[
+    spec(col::PHOTO_ID, true, Check::PhotoId),
+    spec(col::OWNER_ID, true, Check::Nsid),
+    spec(col::OWNER_NAME, false, Check::Text),
+    spec(col::TITLE, false, Check::Text),
+    spec(col::SERVER, false, Check::Text),
+    spec(col::SECRET, false, Check::Text),
+    spec(col::TAGS, false, Check::Text),
+    spec(col::DATE_UPLOAD, false, Check::Time),
+];
 const DISMISSALS_COLUMNS: &[ColSpec] = &[
     spec(col::USER_ID, true, Check::Nsid),
     spec(col::PHOTO_ID, false, Check::PhotoId),
@@ -160,6 +173,7 @@ impl ImportKind {
             ImportKind::Tracked => Table::TrackedUsers,
             ImportKind::Contacts => Table::Contacts,
             ImportKind::Dismissals => Table::Dismissals,
+            ImportKind::Photos => Table::Photos,
         }
     }
 
@@ -169,6 +183,7 @@ impl ImportKind {
             ImportKind::Tracked => TRACKED_COLUMNS,
             ImportKind::Contacts => CONTACTS_COLUMNS,
             ImportKind::Dismissals => DISMISSALS_COLUMNS,
+            ImportKind::Photos => PHOTOS_COLUMNS,
         }
     }
 
@@ -737,6 +752,24 @@ mod tests {
             parse(ImportKind::Tracked, "t.json", "{}"),
             Err(ImportError::Format { .. })
         ));
+    }
+
+    #[test]
+    fn photos_metadata_keeps_text_as_given() {
+        let b = parse(
+            ImportKind::Photos,
+            "p.csv",
+            "photo_id,owner_id,title,owner_name\n30,4@N01,\"<script>alert(1)</script>\",<b>Dee</b>\n",
+        )
+        .expect("valid");
+        use arrow_array::cast::AsArray;
+        assert_eq!(
+            b.column(3).as_string::<i32>().value(0),
+            "<script>alert(1)</script>"
+        );
+        let err =
+            parse(ImportKind::Photos, "p.csv", "photo_id,title\n30,x\n").expect_err("no owner");
+        assert!(err.to_string().contains("owner_id"), "{err}");
     }
 
     #[test]

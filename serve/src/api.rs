@@ -77,15 +77,32 @@ impl IntoResponse for ApiError {
 pub struct PageQuery {
     limit: Option<String>,
     offset: Option<String>,
+    algorithm: Option<String>,
 }
 
 /// A validated page window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Window {
     /// Items to return.
     pub limit: usize,
     /// Items to skip.
     pub offset: usize,
+    /// The algorithm asked for, if any.
+    pub algorithm: Option<String>,
+}
+
+/// Checks `algorithm=` against the algorithms the run holds.
+pub fn check_algorithm(snapshot: &Snapshot, algorithm: Option<&str>) -> Result<(), ApiError> {
+    match algorithm {
+        None => Ok(()),
+        Some(a) if snapshot.algorithms.iter().any(|x| x == a) => Ok(()),
+        Some(a) => Err(ApiError::BadRequest(format!(
+            "run {} has no algorithm {:?} (it has: {})",
+            snapshot.manifest.run_id,
+            truncate(a, 32),
+            snapshot.algorithms.join(", ")
+        ))),
+    }
 }
 
 fn parse_bounded(
@@ -111,6 +128,7 @@ pub fn window(query: Result<Query<PageQuery>, QueryRejection>) -> Result<Window,
     Ok(Window {
         limit: parse_bounded("limit", q.limit.as_deref(), DEFAULT_LIMIT, 1, MAX_LIMIT)?,
         offset: parse_bounded("offset", q.offset.as_deref(), 0, 0, MAX_OFFSET)?,
+        algorithm: q.algorithm,
     })
 }
 
@@ -140,6 +158,7 @@ pub fn truncate(s: &str, max: usize) -> String {
 #[derive(Serialize)]
 struct Page<'a, T> {
     user_id: &'a str,
+    algorithm: &'a str,
     run_id: &'a str,
     total: usize,
     offset: usize,
@@ -158,6 +177,7 @@ fn page<'a, T: Serialize + 'a>(
     let end = (start + w.limit).min(all.len());
     Json(Page {
         user_id,
+        algorithm: w.algorithm.as_deref().unwrap_or("flexplore"),
         run_id: &snapshot.manifest.run_id,
         total: all.len(),
         offset: w.offset,
@@ -175,6 +195,7 @@ pub async fn user_photos(
 ) -> Result<Response, ApiError> {
     let w = window(query)?;
     let (snapshot, user_id) = user_lists(&state, &user_id)?;
+    check_algorithm(&snapshot, w.algorithm.as_deref())?;
     Ok(page(&snapshot, &user_id, w, |l| l.photos.as_slice()))
 }
 
@@ -186,6 +207,7 @@ pub async fn user_photographers(
 ) -> Result<Response, ApiError> {
     let w = window(query)?;
     let (snapshot, user_id) = user_lists(&state, &user_id)?;
+    check_algorithm(&snapshot, w.algorithm.as_deref())?;
     Ok(page(&snapshot, &user_id, w, |l| l.photographers.as_slice()))
 }
 

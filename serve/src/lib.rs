@@ -45,6 +45,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/", get(pages::home))
         .route("/users/{user_id}", get(pages::user_page))
+        .route("/users/{user_id}/compare", get(pages::compare_page))
         .route("/static/style.css", get(pages::style))
         .route("/static/app.js", get(pages::script))
         .route("/runs", get(pages::runs_page))

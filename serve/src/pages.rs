@@ -160,6 +160,43 @@ pub async fn runs_page(State(state): State<AppState>) -> Result<Html<String>, Pa
 #[derive(Debug, Deserialize, Default)]
 pub struct UserPageQuery {
     page: Option<String>,
+    tab: Option<String>,
+}
+
+fn tabs(user_id: &str, active: &str) -> Markup {
+    let items = [
+        ("Photos", format!("/users/{user_id}")),
+        (
+            "Photographers",
+            format!("/users/{user_id}?tab=photographers"),
+        ),
+        ("Compare", format!("/users/{user_id}/compare")),
+    ];
+    html! {
+        nav.tabs {
+            @for (name, href) in items {
+                @if name == active { span.active aria-current="page" { (name) } } @else { a href=(href) { (name) } }
+            }
+        }
+    }
+}
+
+fn photographers_table(list: &[crate::snapshot::PhotographerItem]) -> Markup {
+    html! {
+        table.people {
+            thead { tr { th { "#" } th { "Photographer" } th { "Favourites in common" } th { "Their favourites" } } }
+            tbody {
+                @for p in list {
+                    tr {
+                        td { (p.rank) }
+                        td { a href=(p.photostream_url) rel="noopener noreferrer" { (p.photographer_name.as_deref().unwrap_or(&p.photographer_id)) } }
+                        td { (p.common_favorites) }
+                        td { (p.total_favorites) }
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn photo_card(p: &PhotoItem) -> Markup {
@@ -223,27 +260,32 @@ pub async fn user_page(
     };
     let shown = &lists.photos[((page - 1) * PER_PAGE).min(lists.photos.len())
         ..(page * PER_PAGE).min(lists.photos.len())];
-    let body = html! {
-        h1 { "Recommended for " (user_id) }
-        p.meta { (lists.photos.len()) " photos from run " code { (snapshot.manifest.run_id) } }
-        ul.grid { @for p in shown { (photo_card(p)) } }
-        nav.pager {
-            @if page > 1 { a rel="prev" href={ "/users/" (user_id) "?page=" (page - 1) } { "← Previous" } }
-            span { "Page " (page) " of " (pages) }
-            @if page < pages { a rel="next" href={ "/users/" (user_id) "?page=" (page + 1) } { "Next →" } }
+    let photographers_tab = match q.tab.as_deref() {
+        None | Some("photos") => false,
+        Some("photographers") => true,
+        Some(_) => {
+            return Err(ApiError::BadRequest("tab must be photos or photographers".into()).into());
         }
-        h2 { "Photographers you may like" }
-        table.people {
-            thead { tr { th { "#" } th { "Photographer" } th { "Favourites in common" } th { "Their favourites" } } }
-            tbody {
-                @for p in &lists.photographers {
-                    tr {
-                        td { (p.rank) }
-                        td { a href=(p.photostream_url) rel="noopener noreferrer" { (p.photographer_name.as_deref().unwrap_or(&p.photographer_id)) } }
-                        td { (p.common_favorites) }
-                        td { (p.total_favorites) }
-                    }
-                }
+    };
+    let name = snapshot
+        .tracked
+        .get(&user_id)
+        .cloned()
+        .flatten()
+        .unwrap_or_else(|| user_id.clone());
+    let body = html! {
+        h1 { "Recommended for " (name) }
+        (tabs(&user_id, if photographers_tab { "Photographers" } else { "Photos" }))
+        @if photographers_tab {
+            p.meta { (lists.photographers.len()) " photographers whose favourites overlap yours, from run " code { (snapshot.manifest.run_id) } }
+            (photographers_table(&lists.photographers))
+        } @else {
+            p.meta { (lists.photos.len()) " photos from run " code { (snapshot.manifest.run_id) } }
+            ul.grid { @for p in shown { (photo_card(p)) } }
+            nav.pager {
+                @if page > 1 { a rel="prev" href={ "/users/" (user_id) "?page=" (page - 1) } { "← Previous" } }
+                span { "Page " (page) " of " (pages) }
+                @if page < pages { a rel="next" href={ "/users/" (user_id) "?page=" (page + 1) } { "Next →" } }
             }
         }
     };
@@ -316,4 +358,46 @@ pub async fn photo_page(
         }
     };
     Ok(Html(layout(title, body).into_string()))
+}
+
+/// `GET /users/{user_id}/compare`: every algorithm in the run side by side.
+pub async fn compare_page(
+    State(state): State<AppState>,
+    Path(user_id): Path<String>,
+) -> Result<Html<String>, PageError> {
+    let (snapshot, user_id) = user_lists(&state, &user_id)?;
+    let lists = snapshot.users.get(&user_id).cloned().unwrap_or_default();
+    let body = html! {
+        h1 { "Compare algorithms for " (user_id) }
+        (tabs(&user_id, "Compare"))
+        div.columns {
+            @for algorithm in &snapshot.algorithms {
+                section.column {
+                    h2 { (algorithm) " · photos" }
+                    ol.compact {
+                        @for p in lists.photos.iter().take(20) {
+                            li {
+                                a href={ "/photos/" (p.photo_id) } { (p.title.as_deref().unwrap_or("Untitled")) }
+                                " " span.meta { (format!("{:.2}", p.score)) }
+                            }
+                        }
+                    }
+                }
+            }
+            section.column {
+                h2 { "flexplore · photographers" }
+                ol.compact {
+                    @for p in lists.photographers.iter().take(20) {
+                        li {
+                            a href=(p.photostream_url) rel="noopener noreferrer" { (p.photographer_name.as_deref().unwrap_or(&p.photographer_id)) }
+                            " " span.meta { (p.common_favorites) " in common" }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(Html(
+        layout(&format!("Compare for {user_id}"), body).into_string(),
+    ))
 }

@@ -123,6 +123,9 @@ pub struct Snapshot {
     pub published_at: chrono::DateTime<chrono::Utc>,
     /// Lists by user NSID.
     pub users: HashMap<String, UserLists>,
+    /// The per-user algorithms in the run, in display order. Runs hold Flexplore
+    /// photo recs today; the list is what `algorithm=` is checked against.
+    pub algorithms: Vec<String>,
     /// Similar photos by photo id, rank order.
     pub similar: HashMap<String, Vec<SimilarItem>>,
     /// Photos the run knows, by id.
@@ -385,6 +388,7 @@ impl Snapshot {
             users,
             tracked,
             by_username,
+            algorithms: vec!["flexplore".to_string()],
             similar,
             photos: infos,
         })

@@ -161,8 +161,16 @@ async fn user_page_shows_the_grid_and_escapes_hostile_text() {
     assert!(body.contains("Favourited by 3@N01, 2@N01"));
     // A first run: every rec is new.
     assert_eq!(body.matches("class=\"new\"").count(), 3, "{body}");
-    // The photographers section lists both neighbors.
-    assert!(body.contains("Photographers you may like"));
+    // Tabs lead to photographers and to the compare page.
+    assert!(
+        body.contains("href=\"/users/1@N01?tab=photographers\""),
+        "{body}"
+    );
+    assert!(body.contains("href=\"/users/1@N01/compare\""), "{body}");
+    assert!(
+        body.contains("Recommended for Alice"),
+        "the username is shown: {body}"
+    );
 }
 
 #[tokio::test]
@@ -605,4 +613,33 @@ async fn similar_photos_api_and_photo_pages_link_photo_to_photo() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _, _) = get(&state, "/photos/..%2F..%2Fetc").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn photographers_tab_compare_page_and_algorithm_parameter() {
+    let state = published_state().await;
+    let (status, _, body) = get(&state, "/users/1@N01?tab=photographers").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("https://www.flickr.com/photos/3@N01/")
+            && body.contains("<td>2</td><td>5</td>"),
+        "{body}"
+    );
+    let (status, _, _) = get(&state, "/users/1@N01?tab=nope").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _, body) = get(&state, "/users/1@N01/compare").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("flexplore · photos") && body.contains("flexplore · photographers"),
+        "{body}"
+    );
+    assert!(body.contains("href=\"/photos/30\""), "{body}");
+    let (status, _, _) = get(&state, "/users/abc/compare").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _, body) = get(&state, "/api/users/1@N01/photos?algorithm=flexplore").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("\"algorithm\":\"flexplore\""), "{body}");
+    let (status, _, body) = get(&state, "/api/users/1@N01/photos?algorithm=magic").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("it has: flexplore"), "{body}");
 }
