@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine.
 #
-# It installs what the tests need before running them: moto's S3 API server (from
-# PyPI, into target/test-venv) for the s3:// code path. Extra arguments go to
-# `cargo test` (e.g. scripts/test.sh -p faverecs-serve).
+# It installs what the tests need before running them:
+# - moto's S3 API server (PyPI, into target/test-venv) for the s3:// code path;
+# - Debian's chromium (apt) and playwright-core (npm, into e2e/node_modules) for
+#   the browser tests in e2e/.
+# Extra arguments go to `cargo test` (e.g. scripts/test.sh -p faverecs-serve).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,4 +17,20 @@ if [ ! -x "$venv/bin/moto_server" ]; then
 fi
 export FAVERECS_MOTO_SERVER="$PWD/$venv/bin/moto_server"
 
+if [ ! -x /usr/bin/chromium ] || ! /usr/bin/chromium --version >/dev/null 2>&1; then
+  echo "installing Debian's chromium ..."
+  sudo_cmd=()
+  [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq chromium >/dev/null
+fi
+if [ ! -d e2e/node_modules/playwright-core ]; then
+  echo "installing playwright-core into e2e/node_modules ..."
+  (cd e2e && npm ci --no-audit --no-fund --silent)
+fi
+
 cargo test --workspace --locked "$@"
+
+# The browser tests drive the real binary.
+cargo build --locked --bin faverecs
+node --test e2e/
