@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): `faverecs serve` against nginx serving the same JSON bodies
+# as static files, with wrk on loopback, in the same run.
+#
+#   bench/serve_vs_nginx.sh [PEOPLE] [SECONDS]
+#
+# Defaults: a synthetic community of 12000 people scored with --all-users (over 10k
+# users with up to 100 photo recs each), 15 s per wrk run. Requests pick a random
+# user from 2000 per request: GET /api/users/{id}/photos (default limit 20).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+people=${1:-12000}
+seconds=${2:-15}
+work=target/bench/serve
+port_ours=18081
+port_nginx=18082
+
+for tool in wrk nginx; do
+  if ! command -v "$tool" >/dev/null; then
+    sudo_cmd=(); [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get install -y -qq wrk nginx >/dev/null
+  fi
+done
+cargo build --release --locked --bin faverecs
+bin=$PWD/target/release/faverecs
+
+rm -rf "$work" && mkdir -p "$work/www" "$work/nginx"
+export FAVERECS__STORAGE__URL="$PWD/$work/data" RUST_LOG=warn
+export FAVERECS__DEMO__USERS=$people FAVERECS__DEMO__TRACKED_USERS=1 FAVERECS__SIMILAR__ENABLED=false
+"$bin" synth >/dev/null
+"$bin" score --all-users >/dev/null
+"$bin" publish >/dev/null
+
+"$bin" serve --addr 127.0.0.1:$port_ours > "$work/serve.log" 2>&1 &
+ours=$!
+trap 'kill $ours 2>/dev/null; [ -n "${nginx_pid:-}" ] && kill $nginx_pid 2>/dev/null; true' EXIT
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port_ours/readyz" >/dev/null && break; sleep 0.2; done
+users_total=$(curl -fs "http://127.0.0.1:$port_ours/api/runs/current" | python3 -c 'import json,sys; m=json.load(sys.stdin)["manifest"]; print(m["rows_in"]["targets"], m["rows_out"]["photo_recs"])')
+echo "run: $users_total (users scored, photo recs)"
+
+# 2000 users, and their bodies as static files for nginx.
+python3 - "$work" "$port_ours" <<'PY'
+import glob, json, os, sys, urllib.request
+work, port = sys.argv[1], sys.argv[2]
+# Users with recs, from the home page's list (server-rendered, sorted).
+html = urllib.request.urlopen(f"http://127.0.0.1:{port}/").read().decode()
+users = [u for u in (line.split('href="/users/')[1].split('"')[0] for line in html.split("<li>") if 'href="/users/' in line)][:2000]
+with open(f"{work}/users.txt", "w") as f:
+    f.write("\n".join(users) + "\n")
+for u in users:
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/api/users/{u}/photos").read()
+    d = f"{work}/www/api/users/{u}"
+    os.makedirs(d, exist_ok=True)
+    with open(f"{d}/photos", "wb") as f:
+        f.write(body)
+print(f"users in the wrk list: {len(users)}")
+PY
+
+cat > "$work/nginx/nginx.conf" <<CONF
+user root;
+worker_processes auto;
+daemon off;
+pid $PWD/$work/nginx/nginx.pid;
+error_log $PWD/$work/nginx/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $PWD/$work/nginx/body;
+  proxy_temp_path $PWD/$work/nginx/proxy;
+  fastcgi_temp_path $PWD/$work/nginx/fastcgi;
+  uwsgi_temp_path $PWD/$work/nginx/uwsgi;
+  scgi_temp_path $PWD/$work/nginx/scgi;
+  server {
+    listen 127.0.0.1:$port_nginx;
+    root $PWD/$work/www;
+    default_type application/json;
+    location / { try_files \$uri =404; }
+  }
+}
+CONF
+nginx -c "$PWD/$work/nginx/nginx.conf" &
+nginx_pid=$!
+sleep 1
+
+cat > "$work/pick.lua" <<LUA
+local users = {}
+for line in io.lines("$PWD/$work/users.txt") do users[#users + 1] = line end
+request = function()
+  return wrk.format("GET", "/api/users/" .. users[math.random(#users)] .. "/photos")
+end
+LUA
+
+run() { wrk -t2 -c32 -d"${seconds}s" --latency -s "$work/pick.lua" "http://127.0.0.1:$1" > "$work/wrk-$2.txt"; }
+summary() {
+  local f=$work/wrk-$1.txt
+  printf "%s req/s  p50 %s  p99 %s  non-2xx %s\n" \
+    "$(awk '/Requests\/sec/ {print $2}' "$f")" \
+    "$(awk '$1=="50%" {print $2}' "$f")" "$(awk '$1=="99%" {print $2}' "$f")" \
+    "$(awk '/Non-2xx/ {print $4}' "$f" | grep . || echo 0)"
+}
+for round in 1 2; do
+  run $port_ours "faverecs-$round"
+  run $port_nginx "nginx-$round"
+done
+rss=$(awk '/VmHWM/ {print $2}' /proc/$ours/status)
+for round in 1 2; do
+  echo "round $round faverecs: $(summary faverecs-$round)"
+  echo "round $round nginx:    $(summary nginx-$round)"
+done
+ratio=$(awk -v a="$(awk '/Requests\/sec/ {print $2}' $work/wrk-faverecs-2.txt)" -v b="$(awk '/Requests\/sec/ {print $2}' $work/wrk-nginx-2.txt)" 'BEGIN {printf "%.2f", a/b}')
+echo "req/s ratio faverecs/nginx (round 2): $ratio"
+echo "faverecs serve peak RSS: $((rss / 1024)) MiB"
