@@ -183,3 +183,18 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     )
         .into_response()
 }
+
+/// Longest request URI accepted; longer ones get 414 before any routing.
+pub const MAX_URI_BYTES: usize = 2048;
+
+/// Refuses over-long URIs.
+pub async fn limit_uri(req: Request, next: Next) -> Response {
+    if req.uri().to_string().len() > MAX_URI_BYTES {
+        return (
+            StatusCode::URI_TOO_LONG,
+            axum::Json(serde_json::json!({ "error": format!("the URI is longer than {MAX_URI_BYTES} bytes") })),
+        )
+            .into_response();
+    }
+    next.run(req).await
+}

@@ -69,6 +69,7 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), http::track))
         .with_state(state)
         .layer(CompressionLayer::new())
+        .layer(middleware::from_fn(http::limit_uri))
         .layer(DefaultBodyLimit::max(16 * 1024))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
