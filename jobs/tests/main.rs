@@ -530,3 +530,41 @@ fn the_demo_runs_the_simulator_and_the_real_extractor() {
             .exists()
     );
 }
+
+#[test]
+fn every_table_opens_in_pyarrow_and_duckdb_with_the_documented_types() {
+    let python = std::env::var("FAVERECS_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!("FAVERECS_TEST_PYTHON is not set: run scripts/test.sh, which installs pyarrow and duckdb into target/test-venv")
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("FAVERECS__DEMO__USERS", "500".to_string()),
+        ("FAVERECS__DEMO__TRACKED_USERS", "6".to_string()),
+    ];
+    ok(&faverecs(dir.path(), &env, &["demo", "--no-serve"]));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/read_tables.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for table in [
+        "favorites",
+        "run/photo_recs",
+        "run/photographer_recs",
+        "run/similar_photos",
+        "run/first_recommended",
+        "extract_state",
+    ] {
+        assert!(
+            stdout.contains(&format!("\"{table}\"")),
+            "{table} was checked: {stdout}"
+        );
+    }
+}
