@@ -64,24 +64,30 @@ struct Server {
     base: String,
 }
 
+/// Starts `faverecs <args>` and returns it with the first line it prints (its
+/// listening address).
+fn spawn_reading_first_line(dir: &Path, env: &[(&str, String)], args: &[&str]) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_faverecs"))
+        .current_dir(dir)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("RUST_LOG", "warn")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line.trim().to_string())
+}
+
 impl Server {
     fn start(dir: &Path, env: &[(&str, String)]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_faverecs"))
-            .current_dir(dir)
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("RUST_LOG", "warn")
-            .args(["serve", "--addr", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let (child, line) = spawn_reading_first_line(dir, env, &["serve", "--addr", "127.0.0.1:0"]);
         let base = line
-            .trim()
             .strip_prefix("serving on ")
             .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
             .trim_end_matches('/')
@@ -308,28 +314,21 @@ struct Sim {
 
 impl Sim {
     fn start(dir: &Path, latency_ms: u64) -> Sim {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_faverecs"))
-            .current_dir(dir)
-            .envs(community_env())
-            .env("FLICKR_API_KEY", SIM_KEY)
-            .env("RUST_LOG", "warn")
-            .args([
+        let mut env = community_env();
+        env.push(("FLICKR_API_KEY", SIM_KEY.to_string()));
+        let latency = latency_ms.to_string();
+        let (child, line) = spawn_reading_first_line(
+            dir,
+            &env,
+            &[
                 "flickr-sim",
                 "--addr",
                 "127.0.0.1:0",
                 "--latency-ms",
-                &latency_ms.to_string(),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+                &latency,
+            ],
+        );
         let url = line
-            .trim()
             .strip_prefix("flickr-sim on ")
             .unwrap_or_else(|| panic!("{line:?}"))
             .to_string();
@@ -406,7 +405,11 @@ fn an_extract_killed_at_any_point_resumes_to_the_same_tables() {
             if child.try_wait().unwrap().is_some() {
                 break;
             }
-            if walk(&pending).len() >= finished_users {
+            let finished = walk(&pending)
+                .iter()
+                .filter(|p| p.extension().is_some_and(|e| e == "json"))
+                .count();
+            if finished >= finished_users {
                 child.kill().unwrap(); // SIGKILL
                 kills += 1;
                 break;
@@ -422,7 +425,14 @@ fn an_extract_killed_at_any_point_resumes_to_the_same_tables() {
     assert_eq!(kills, 3, "the extract was interrupted three times");
     let out = ok(&faverecs(killed.path(), &env, &["extract"]));
     assert!(out.contains("succeeded"), "{out}");
-    assert!(walk(&pending).is_empty(), "pending work was folded");
+    // Only finished users are pending objects (`*.json`). A SIGKILL during a local
+    // write can leave object_store's staging file (`name#N`) behind; object_store
+    // never lists those, so they do not count as pending work.
+    let left: Vec<_> = walk(&pending)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    assert!(left.is_empty(), "pending work was folded: {left:?}");
     for table in ["favorites", "photos", "contacts"] {
         let a = std::fs::read(whole.path().join(format!("data/raw/{table}/data.parquet"))).unwrap();
         let b =

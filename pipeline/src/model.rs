@@ -222,9 +222,11 @@ impl Table {
     /// The tables a score run writes. `photos` and `tracked_users` are included: a
     /// run carries the metadata of every photo it recommends and the users it was
     /// made for, so it is self-contained for `serve`.
-    pub const RUN: [Table; 4] = [
+    pub const RUN: [Table; 6] = [
         Table::PhotoRecs,
         Table::PhotographerRecs,
+        Table::SimilarPhotos,
+        Table::FirstRecommended,
         Table::Photos,
         Table::TrackedUsers,
     ];

@@ -148,6 +148,14 @@ async fn check_runs_and_publish(storage: &Storage) {
     assert_eq!(first.status, RunStatus::Succeeded);
     assert_eq!(first.rows_out["photo_recs"], 3);
     assert!(first.stages.iter().any(|s| s.stage == "flexplore"));
+    let mut written: Vec<&str> = first.tables.keys().map(String::as_str).collect();
+    let mut contract: Vec<&str> = Table::RUN.iter().map(|t| t.name()).collect();
+    written.sort_unstable();
+    contract.sort_unstable();
+    assert_eq!(
+        written, contract,
+        "a run writes exactly the run tables of the contract"
+    );
     assert!(
         current(storage).await.unwrap().is_none(),
         "score does not publish"
