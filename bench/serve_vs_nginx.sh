@@ -5,7 +5,7 @@
 #   bench/serve_vs_nginx.sh [PEOPLE] [SECONDS]
 #
 # Defaults: a synthetic community of 12000 people scored with --all-users (over 10k
-# users with up to 100 photo recs each), 15 s per wrk run. Requests pick a random
+# users with up to 100 photo recs each), 15 s per wrk run, three interleaved rounds. Requests pick a random
 # user from 2000 per request: GET /api/users/{id}/photos (default limit 20).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -99,15 +99,18 @@ summary() {
     "$(awk '$1=="50%" {print $2}' "$f")" "$(awk '$1=="99%" {print $2}' "$f")" \
     "$(awk '/Non-2xx/ {print $4}' "$f" | grep . || echo 0)"
 }
-for round in 1 2; do
+rounds=3
+for round in $(seq $rounds); do
   run $port_ours "faverecs-$round"
   run $port_nginx "nginx-$round"
 done
 rss=$(awk '/VmHWM/ {print $2}' /proc/$ours/status)
-for round in 1 2; do
+for round in $(seq $rounds); do
   echo "round $round faverecs: $(summary faverecs-$round)"
   echo "round $round nginx:    $(summary nginx-$round)"
 done
-ratio=$(awk -v a="$(awk '/Requests\/sec/ {print $2}' $work/wrk-faverecs-2.txt)" -v b="$(awk '/Requests\/sec/ {print $2}' $work/wrk-nginx-2.txt)" 'BEGIN {printf "%.2f", a/b}')
-echo "req/s ratio faverecs/nginx (round 2): $ratio"
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+ours_rps=$(cat $work/wrk-faverecs-*.txt | awk '/Requests\/sec/ {print $2}' | median)
+nginx_rps=$(cat $work/wrk-nginx-*.txt | awk '/Requests\/sec/ {print $2}' | median)
+echo "median req/s: faverecs $ours_rps, nginx $nginx_rps, ratio $(awk -v a="$ours_rps" -v b="$nginx_rps" 'BEGIN {printf "%.2f", a/b}')"
 echo "faverecs serve peak RSS: $((rss / 1024)) MiB"

@@ -166,25 +166,53 @@ struct Page<'a, T> {
     items: &'a [T],
 }
 
-fn page<'a, T: Serialize + 'a>(
-    snapshot: &'a Snapshot,
-    user_id: &'a str,
-    w: Window,
-    list: impl Fn(&'a UserLists) -> &'a [T],
-) -> Response {
-    let all = snapshot.users.get(user_id).map(list).unwrap_or(&[]);
+/// The JSON body of one page of a list.
+pub fn page_json<T: Serialize>(run_id: &str, user_id: &str, w: &Window, all: &[T]) -> Vec<u8> {
     let start = w.offset.min(all.len());
     let end = (start + w.limit).min(all.len());
-    Json(Page {
+    serde_json::to_vec(&Page {
         user_id,
         algorithm: w.algorithm.as_deref().unwrap_or("flexplore"),
-        run_id: &snapshot.manifest.run_id,
+        run_id,
         total: all.len(),
         offset: w.offset,
         limit: w.limit,
         items: &all[start..end],
     })
-    .into_response()
+    .unwrap_or_default()
+}
+
+/// The window most requests ask for: no parameters.
+pub fn default_window() -> Window {
+    Window {
+        limit: DEFAULT_LIMIT,
+        offset: 0,
+        algorithm: None,
+    }
+}
+
+fn json_bytes(body: axum::body::Bytes) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+fn page<'a, T: Serialize + 'a>(
+    snapshot: &'a Snapshot,
+    user_id: &'a str,
+    w: Window,
+    list: impl Fn(&'a UserLists) -> (&'a [T], &'a axum::body::Bytes),
+) -> Response {
+    let Some((all, cached)) = snapshot.users.get(user_id).map(list) else {
+        return json_bytes(page_json::<T>(&snapshot.manifest.run_id, user_id, &w, &[]).into());
+    };
+    // The default page was serialised when the run was loaded.
+    if w == default_window() {
+        return json_bytes(cached.clone());
+    }
+    json_bytes(page_json(&snapshot.manifest.run_id, user_id, &w, all).into())
 }
 
 /// `GET /api/users/{user_id}/photos`
@@ -196,7 +224,9 @@ pub async fn user_photos(
     let w = window(query)?;
     let (snapshot, user_id) = user_lists(&state, &user_id)?;
     check_algorithm(&snapshot, w.algorithm.as_deref())?;
-    Ok(page(&snapshot, &user_id, w, |l| l.photos.as_slice()))
+    Ok(page(&snapshot, &user_id, w, |l| {
+        (l.photos.as_slice(), &l.default_photos)
+    }))
 }
 
 /// `GET /api/users/{user_id}/photographers`
@@ -208,7 +238,9 @@ pub async fn user_photographers(
     let w = window(query)?;
     let (snapshot, user_id) = user_lists(&state, &user_id)?;
     check_algorithm(&snapshot, w.algorithm.as_deref())?;
-    Ok(page(&snapshot, &user_id, w, |l| l.photographers.as_slice()))
+    Ok(page(&snapshot, &user_id, w, |l| {
+        (l.photographers.as_slice(), &l.default_photographers)
+    }))
 }
 
 /// `GET /healthz`: the process is up.

@@ -11,7 +11,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -26,74 +27,106 @@ pub const BUCKETS: [f64; 10] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
 ];
 
-#[derive(Debug, Default, Clone)]
+/// One route's counters. Atomics only, so concurrent requests never wait on each
+/// other to be counted.
+#[derive(Debug)]
 struct RouteStats {
-    by_status: BTreeMap<u16, u64>,
+    /// Requests by status code, indexed by `status - 100`.
+    by_status: Vec<AtomicU64>,
     /// Cumulative counts per bucket bound (Prometheus `le`).
-    buckets: [u64; BUCKETS.len()],
-    sum: f64,
-    count: u64,
+    buckets: [AtomicU64; BUCKETS.len()],
+    sum_nanos: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Default for RouteStats {
+    fn default() -> Self {
+        Self {
+            by_status: (100..600).map(|_| AtomicU64::new(0)).collect(),
+            buckets: Default::default(),
+            sum_nanos: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
 }
 
 /// Request counters and latency histograms by route.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    routes: Mutex<BTreeMap<String, RouteStats>>,
+    /// Written once per route (the first request), read by every other request.
+    routes: RwLock<BTreeMap<String, Arc<RouteStats>>>,
 }
 
 impl Metrics {
+    fn route(&self, route: &str) -> Option<Arc<RouteStats>> {
+        if let Some(r) = self.routes.read().ok()?.get(route) {
+            return Some(r.clone());
+        }
+        let mut w = self.routes.write().ok()?;
+        Some(w.entry(route.to_string()).or_default().clone())
+    }
+
     fn record(&self, route: &str, status: u16, seconds: f64) {
-        let Ok(mut routes) = self.routes.lock() else {
-            return;
-        };
-        let r = routes.entry(route.to_string()).or_default();
-        *r.by_status.entry(status).or_insert(0) += 1;
+        let Some(r) = self.route(route) else { return };
+        if let Some(c) = r.by_status.get(usize::from(status.saturating_sub(100))) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
         for (i, bound) in BUCKETS.iter().enumerate() {
             if seconds <= *bound {
-                r.buckets[i] += 1;
+                r.buckets[i].fetch_add(1, Ordering::Relaxed);
             }
         }
-        r.sum += seconds;
-        r.count += 1;
+        r.sum_nanos
+            .fetch_add((seconds * 1e9) as u64, Ordering::Relaxed);
+        r.count.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition.
     pub fn render(&self, run: Option<(&str, i64)>) -> String {
-        let routes = self.routes.lock().map(|r| r.clone()).unwrap_or_default();
+        let routes: Vec<(String, Arc<RouteStats>)> = self
+            .routes
+            .read()
+            .map(|r| r.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut out = String::new();
         out.push_str("# HELP faverecs_http_requests_total HTTP requests by route and status.\n");
         out.push_str("# TYPE faverecs_http_requests_total counter\n");
         for (route, r) in &routes {
-            for (status, n) in &r.by_status {
-                let _ = writeln!(
-                    out,
-                    "faverecs_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
-                );
+            for (i, n) in r.by_status.iter().enumerate() {
+                let n = load(n);
+                if n > 0 {
+                    let _ = writeln!(
+                        out,
+                        "faverecs_http_requests_total{{route=\"{route}\",status=\"{}\"}} {n}",
+                        i + 100
+                    );
+                }
             }
         }
         out.push_str("# HELP faverecs_http_request_duration_seconds Request latency by route.\n");
         out.push_str("# TYPE faverecs_http_request_duration_seconds histogram\n");
         for (route, r) in &routes {
-            for (bound, n) in BUCKETS.iter().zip(r.buckets) {
+            for (bound, n) in BUCKETS.iter().zip(&r.buckets) {
                 let _ = writeln!(
                     out,
-                    "faverecs_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {n}"
+                    "faverecs_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {}",
+                    load(n)
                 );
             }
+            let count = load(&r.count);
             let _ = writeln!(
                 out,
-                "faverecs_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
-                r.count
+                "faverecs_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}"
             );
             let _ = writeln!(
                 out,
                 "faverecs_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
-                r.sum
+                load(&r.sum_nanos) as f64 / 1e9
             );
             let _ = writeln!(
                 out,
-                "faverecs_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
-                r.count
+                "faverecs_http_request_duration_seconds_count{{route=\"{route}\"}} {count}"
             );
         }
         out.push_str(
@@ -142,7 +175,10 @@ pub async fn caching(State(state): State<AppState>, req: Request, next: Next) ->
     let Some(snapshot) = state.snapshot() else {
         return next.run(req).await;
     };
-    let etag = format!("W/\"{}\"", snapshot.manifest.run_id);
+    let Some(value) = snapshot.etag.clone() else {
+        return next.run(req).await;
+    };
+    let etag = value.to_str().unwrap_or_default();
     let matches = req
         .headers()
         .get(header::IF_NONE_MATCH)
@@ -152,9 +188,6 @@ pub async fn caching(State(state): State<AppState>, req: Request, next: Next) ->
     if resp.status() != StatusCode::OK {
         return resp;
     }
-    let Ok(value) = HeaderValue::from_str(&etag) else {
-        return resp;
-    };
     if matches {
         resp = StatusCode::NOT_MODIFIED.into_response();
     }
@@ -189,7 +222,9 @@ pub const MAX_URI_BYTES: usize = 2048;
 
 /// Refuses over-long URIs.
 pub async fn limit_uri(req: Request, next: Next) -> Response {
-    if req.uri().to_string().len() > MAX_URI_BYTES {
+    let uri = req.uri();
+    let len = uri.path().len() + uri.query().map_or(0, |q| q.len() + 1);
+    if len > MAX_URI_BYTES {
         return (
             StatusCode::URI_TOO_LONG,
             axum::Json(serde_json::json!({ "error": format!("the URI is longer than {MAX_URI_BYTES} bytes") })),

@@ -112,6 +112,11 @@ pub struct UserLists {
     pub photos: Vec<PhotoItem>,
     /// Photographer recs in rank order.
     pub photographers: Vec<PhotographerItem>,
+    /// The JSON of the default photos page, serialised once at load: most
+    /// requests ask for exactly that.
+    pub default_photos: axum::body::Bytes,
+    /// Likewise for photographers.
+    pub default_photographers: axum::body::Bytes,
 }
 
 /// One loaded run.
@@ -121,6 +126,9 @@ pub struct Snapshot {
     pub manifest: Manifest,
     /// When it was published.
     pub published_at: chrono::DateTime<chrono::Utc>,
+    /// `W/"<run_id>"`, built once: the validator of every response that depends
+    /// only on the run.
+    pub etag: Option<axum::http::HeaderValue>,
     /// Lists by user NSID.
     pub users: HashMap<String, UserLists>,
     /// The per-user algorithms in the run, in display order. Runs hold Flexplore
@@ -378,9 +386,13 @@ impl Snapshot {
         }
         // Tables are written in rank order; sort anyway so a hand-made run with
         // several files still serves ranks in order.
-        for lists in users.values_mut() {
+        let w = crate::api::default_window();
+        for (user, lists) in users.iter_mut() {
             lists.photos.sort_by_key(|p| p.rank);
             lists.photographers.sort_by_key(|p| p.rank);
+            lists.default_photos = crate::api::page_json(&run_id, user, &w, &lists.photos).into();
+            lists.default_photographers =
+                crate::api::page_json(&run_id, user, &w, &lists.photographers).into();
         }
         Ok(Snapshot {
             manifest,
@@ -389,6 +401,7 @@ impl Snapshot {
             tracked,
             by_username,
             algorithms: vec!["flexplore".to_string()],
+            etag: axum::http::HeaderValue::from_str(&format!("W/\"{run_id}\"")).ok(),
             similar,
             photos: infos,
         })

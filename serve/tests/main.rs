@@ -643,3 +643,17 @@ async fn photographers_tab_compare_page_and_algorithm_parameter() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body.contains("it has: flexplore"), "{body}");
 }
+
+#[tokio::test]
+async fn the_preserialised_default_page_equals_a_fresh_one() {
+    let state = published_state().await;
+    for list in ["photos", "photographers"] {
+        let (_, _, cached) = get(&state, &format!("/api/users/1@N01/{list}")).await;
+        let (_, _, fresh) = get(
+            &state,
+            &format!("/api/users/1@N01/{list}?algorithm=flexplore"),
+        )
+        .await;
+        assert_eq!(cached, fresh, "{list}");
+    }
+}
