@@ -291,11 +291,6 @@ pub const RUNS_DIR: &str = "runs";
 /// The published-run pointer.
 pub const CURRENT: &str = "CURRENT";
 
-/// The folder of one run.
-pub fn run_dir(run_id: &str) -> Path {
-    Path::from(format!("{RUNS_DIR}/{run_id}"))
-}
-
 /// The folder of one table inside a run.
 pub fn run_table_dir(run_id: &str, table: Table) -> Path {
     Path::from(format!("{RUNS_DIR}/{run_id}/{}", table.name()))

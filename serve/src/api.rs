@@ -199,20 +199,28 @@ fn json_bytes(body: axum::body::Bytes) -> Response {
         .into_response()
 }
 
-fn page<'a, T: Serialize + 'a>(
-    snapshot: &'a Snapshot,
-    user_id: &'a str,
-    w: Window,
-    list: impl Fn(&'a UserLists) -> (&'a [T], &'a axum::body::Bytes),
-) -> Response {
-    let Some((all, cached)) = snapshot.users.get(user_id).map(list) else {
-        return json_bytes(page_json::<T>(&snapshot.manifest.run_id, user_id, &w, &[]).into());
-    };
-    // The default page was serialised when the run was loaded.
+/// Validates the request, then answers one page of one of the user's lists: the
+/// pre-serialised default page when no parameter is given, a fresh one otherwise.
+fn user_list<T: Serialize>(
+    state: &AppState,
+    user_id: &str,
+    query: Result<Query<PageQuery>, QueryRejection>,
+    list: impl Fn(&UserLists) -> (&[T], &axum::body::Bytes),
+) -> Result<Response, ApiError> {
+    let w = window(query)?;
+    let (snapshot, user_id) = user_lists(state, user_id)?;
+    check_algorithm(&snapshot, w.algorithm.as_deref())?;
+    let lists = snapshot
+        .users
+        .get(&user_id)
+        .ok_or_else(|| ApiError::NotFound(format!("no recommendations for user {user_id}")))?;
+    let (all, cached) = list(lists);
     if w == default_window() {
-        return json_bytes(cached.clone());
+        return Ok(json_bytes(cached.clone()));
     }
-    json_bytes(page_json(&snapshot.manifest.run_id, user_id, &w, all).into())
+    Ok(json_bytes(
+        page_json(&snapshot.manifest.run_id, &user_id, &w, all).into(),
+    ))
 }
 
 /// `GET /api/users/{user_id}/photos`
@@ -221,12 +229,9 @@ pub async fn user_photos(
     Path(user_id): Path<String>,
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let w = window(query)?;
-    let (snapshot, user_id) = user_lists(&state, &user_id)?;
-    check_algorithm(&snapshot, w.algorithm.as_deref())?;
-    Ok(page(&snapshot, &user_id, w, |l| {
+    user_list(&state, &user_id, query, |l| {
         (l.photos.as_slice(), &l.default_photos)
-    }))
+    })
 }
 
 /// `GET /api/users/{user_id}/photographers`
@@ -235,12 +240,9 @@ pub async fn user_photographers(
     Path(user_id): Path<String>,
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let w = window(query)?;
-    let (snapshot, user_id) = user_lists(&state, &user_id)?;
-    check_algorithm(&snapshot, w.algorithm.as_deref())?;
-    Ok(page(&snapshot, &user_id, w, |l| {
+    user_list(&state, &user_id, query, |l| {
         (l.photographers.as_slice(), &l.default_photographers)
-    }))
+    })
 }
 
 /// `GET /healthz`: the process is up.

@@ -440,16 +440,6 @@ impl Snapshot {
             .num_seconds()
             .max(0)
     }
-
-    /// The display name of a person, when a photo of theirs is in the run.
-    pub fn name_of(&self, nsid: &str) -> Option<&str> {
-        self.users.values().find_map(|l| {
-            l.photos
-                .iter()
-                .find(|p| p.owner_id.as_deref() == Some(nsid))
-                .and_then(|p| p.owner_name.as_deref())
-        })
-    }
 }
 
 /// Shared state: the storage and the snapshot being served.

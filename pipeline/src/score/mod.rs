@@ -369,6 +369,15 @@ async fn first_recommended(
     )?)
 }
 
+/// Logs a stage's time and adds it to the manifest.
+fn record(manifest: &mut Manifest, stage: &str, seconds: f64) {
+    tracing::info!(stage, seconds, "stage done");
+    manifest.stages.push(StageTiming {
+        stage: stage.to_string(),
+        seconds,
+    });
+}
+
 /// Rows per output file.
 pub const PART_ROWS: usize = 500_000;
 
@@ -437,16 +446,7 @@ async fn score_into(
     options: ScoreOptions,
     manifest: &mut Manifest,
 ) -> Result<(), ScoreError> {
-    let mut clock = Instant::now();
-    let mut lap = |manifest: &mut Manifest, stage: &str| {
-        let seconds = clock.elapsed().as_secs_f64();
-        clock = Instant::now();
-        tracing::info!(stage, seconds, "stage done");
-        manifest.stages.push(StageTiming {
-            stage: stage.to_string(),
-            seconds,
-        });
-    };
+    let clock = Instant::now();
     let inputs = load_inputs(storage).await?;
     for (name, batches) in [
         (Table::Favorites, &inputs.favorites),
@@ -460,7 +460,7 @@ async fn score_into(
             .rows_in
             .insert(name.name().to_string(), rows as u64);
     }
-    lap(manifest, "load");
+    record(manifest, "load", clock.elapsed().as_secs_f64());
 
     let params = Params::from_settings(settings);
     let threads = settings.score.threads;
@@ -468,14 +468,17 @@ async fn score_into(
     let work = inputs.clone();
     // CPU-bound: keep it off the async workers.
     let similar_settings = settings.similar.clone();
-    let (graph, stats, recs, similar) =
+    let (graph, stats, recs, similar, timings) =
         tokio::task::spawn_blocking(move || -> Result<_, ScoreError> {
+            let mut timings = Vec::new();
+            let t = Instant::now();
             let (graph, stats) = prepare::prepare(&work, options.all_users)?;
+            timings.push(("prepare", t.elapsed().as_secs_f64()));
             let t = Instant::now();
             let recs = score_with_threads(&graph, params, threads)?;
-            let kernel = t.elapsed().as_secs_f64();
-            let t = Instant::now();
+            timings.push(("flexplore", t.elapsed().as_secs_f64()));
             let similar = if similar_settings.enabled {
+                let t = Instant::now();
                 let sources = similar::sources(
                     &graph,
                     recs.iter().flat_map(|r| r.photos.iter().map(|p| p.photo)),
@@ -486,24 +489,21 @@ async fn score_into(
                     similarity: similar_settings.similarity,
                 };
                 let rows = pool(threads)?.install(|| similar::similar_photos(&graph, &sources, sp));
+                timings.push(("similar_photos", t.elapsed().as_secs_f64()));
                 Some((sources, rows))
             } else {
                 None
             };
-            Ok((
-                graph,
-                stats,
-                (recs, kernel),
-                (similar, t.elapsed().as_secs_f64()),
-            ))
+            Ok((graph, stats, recs, similar, timings))
         })
         .await
         .map_err(|e| ScoreError::Threads {
             threads,
             reason: e.to_string(),
         })??;
-    let (recs, kernel_seconds) = recs;
-    let (similar, similar_seconds) = similar;
+    for (stage, seconds) in timings {
+        record(manifest, stage, seconds);
+    }
     manifest
         .rows_in
         .insert("favorites_deduplicated".into(), stats.favorites);
@@ -519,25 +519,7 @@ async fn score_into(
             "favourites without a known owner: they count in F(u) but find no neighbor"
         );
     }
-    lap(manifest, "prepare_and_flexplore");
-    // Split the combined lap so the manifest shows the kernel on its own.
-    if let Some(last) = manifest.stages.pop() {
-        manifest.stages.push(StageTiming {
-            stage: "prepare".into(),
-            seconds: (last.seconds - kernel_seconds - similar_seconds).max(0.0),
-        });
-        manifest.stages.push(StageTiming {
-            stage: "flexplore".into(),
-            seconds: kernel_seconds,
-        });
-        if similar.is_some() {
-            manifest.stages.push(StageTiming {
-                stage: "similar_photos".into(),
-                seconds: similar_seconds,
-            });
-        }
-    }
-
+    let clock = Instant::now();
     let photo_recs = photo_recs_batch(&graph, &recs)?;
     let photographer_recs = photographer_recs_batch(&graph, &recs)?;
     let similar_batch =
@@ -584,7 +566,7 @@ async fn score_into(
             .entry(table.name().to_string())
             .or_insert(0) += rows;
     }
-    lap(manifest, "write");
+    record(manifest, "write", clock.elapsed().as_secs_f64());
     Ok(())
 }
 
