@@ -115,8 +115,25 @@ test("a visitor searches, browses the grid, wanders through similar photos and c
   // Back on the user page, the Compare tab.
   await page.goto(`${server.base}/users/${nsid}`);
   await Promise.all([page.waitForURL("**/compare"), page.click("nav.tabs >> text=Compare")]);
-  assert.ok((await page.locator("section.column").count()) >= 2, "algorithms side by side");
+  const headings = await page.locator("section.column h2").allInnerTexts();
+  assert.deepEqual(
+    headings,
+    ["flexplore · photos", "itemknn · photos", "popular · photos", "explore · photos", "flexplore · photographers"],
+    "every algorithm side by side",
+  );
   await page.screenshot({ path: path.join(shots, "4-compare.png"), fullPage: true });
+
+  // Another algorithm's grid, from the switcher on the user page.
+  await page.goto(`${server.base}/users/${nsid}`);
+  await Promise.all([page.waitForURL("**algorithm=itemknn"), page.click("nav.algorithms >> text=itemknn")]);
+  assert.match(await page.locator("p.why").first().innerText(), /Similar to photos you favourited/);
+
+  // The runs page charts the demo run's offline evaluation.
+  await page.goto(`${server.base}/runs`);
+  const bars = page.locator("figure.chart svg rect");
+  assert.equal(await bars.count(), 12, "4 algorithms x 3 cut-offs");
+  assert.ok(await page.locator("figure.chart").isVisible());
+  await page.screenshot({ path: path.join(shots, "7-runs.png"), fullPage: true });
 
   // Phone-sized viewport: the grid reflows to two columns.
   await page.setViewportSize({ width: 390, height: 844 });

@@ -15,6 +15,7 @@ use pipeline::config::Settings;
 use pipeline::extract::client::{ApiKey, FlickrClient};
 use pipeline::extract::{ExtractOptions, fold, parse_phase, parse_shard, run_extract, users};
 use pipeline::import::{ImportKind, import_file};
+use pipeline::model::Table;
 use pipeline::runs::{RunStatus, list_runs, publish};
 use pipeline::score::{ScoreOptions, run_score};
 use pipeline::store::Storage;
@@ -46,6 +47,32 @@ enum Command {
         /// Scoring threads (overrides score.threads; 0 = one per core).
         #[arg(long)]
         threads: Option<usize>,
+    },
+    /// Score into a new run with the offline evaluation: hide the newest favourites
+    /// of each tracked user, score every algorithm on the rest, write and print the
+    /// `metrics` table. The run is not published.
+    Evaluate {
+        /// Evaluate every user with a favourite, not just the tracked users.
+        #[arg(long)]
+        all_users: bool,
+        /// Scoring threads (overrides score.threads; 0 = one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Run Polars SQL over a run's tables (photo_recs, photos, favorites, …) and
+    /// print the result, or write it with --out.
+    Sql {
+        /// The query, e.g. "SELECT algorithm, count(*) FROM photo_recs GROUP BY algorithm".
+        query: String,
+        /// The run to query (default: the published run).
+        #[arg(long = "run", value_name = "ID")]
+        run_id: Option<String>,
+        /// Write every row to this file instead; .csv or .parquet picks the format.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Rows printed at most.
+        #[arg(long, default_value_t = 50)]
+        max_rows: usize,
     },
     /// Make a run current in one atomic step (default: the newest succeeded run).
     /// Publishing an older run is the rollback.
@@ -194,6 +221,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("  {table}: {rows} rows");
                 }
                 println!("publish it with: faverecs publish --run {}", m.run_id);
+            }
+            Command::Evaluate { all_users, threads } => {
+                if let Some(t) = threads {
+                    settings.score.threads = t;
+                }
+                settings.evaluate.enabled = true;
+                let m = run_score(&storage, &settings, ScoreOptions { all_users }).await?;
+                let dir = pipeline::model::run_table_dir(&m.run_id, Table::Metrics);
+                let batches = storage.read_table_dir(&dir, Table::Metrics).await?;
+                let df = pipeline::frame::batches_to_frame(&batches, &Table::Metrics.schema())?;
+                println!(
+                    "run {} {}: held out the newest {}% of each tracked user's favourites",
+                    m.run_id, m.status, settings.evaluate.holdout_percent
+                );
+                print!("{}", pipeline::sql::render(&df, usize::MAX));
+                println!("publish it with: faverecs publish --run {}", m.run_id);
+            }
+            Command::Sql { query, run_id, out, max_rows } => {
+                let (run, mut df) = pipeline::sql::query(&storage, run_id.as_deref(), &query).await?;
+                match out {
+                    Some(path) => {
+                        pipeline::sql::write(&mut df, &path)?;
+                        println!("wrote {} rows from run {run} to {}", df.height(), path.display());
+                    }
+                    None => print!("{}", pipeline::sql::render(&df, max_rows)),
+                }
             }
             Command::Publish { run_id } => {
                 let p = publish(&storage, run_id.as_deref()).await?;

@@ -124,8 +124,10 @@ async fn end_to_end(dir: &Path, env: &[(&str, String)]) {
     ok(&faverecs(dir, env, &["import", "tracked", "tracked.csv"]));
     ok(&faverecs(dir, env, &["import", "contacts", "contacts.csv"]));
     let out = ok(&faverecs(dir, env, &["score"]));
+    // Three Flexplore recs for the one tracked user, and as many from each of the
+    // other three algorithms (the data leaves each exactly three candidates).
     assert!(
-        out.contains("succeeded") && out.contains("photo_recs: 3 rows"),
+        out.contains("succeeded") && out.contains("photo_recs: 12 rows"),
         "{out}"
     );
     // Nothing is served before a publish: the server starts but is not ready.
@@ -154,10 +156,21 @@ async fn end_to_end(dir: &Path, env: &[(&str, String)]) {
         .map(|i| i["photo_id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, vec!["30", "20", "21"]);
+    assert_eq!(v["algorithm"], "flexplore");
     let score = v["items"][0]["score"].as_f64().unwrap();
     assert!(
         (score - (150.0 * (1.0f64 / 253.0).sqrt() + 150.0 * (2.0f64 / 255.0).sqrt())).abs() < 1e-9
     );
+    for algorithm in ["itemknn", "popular", "explore"] {
+        let (status, v) = get_json(&format!(
+            "{}/api/users/1@N01/photos?algorithm={algorithm}",
+            server.base
+        ))
+        .await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["algorithm"], algorithm);
+        assert_eq!(v["items"].as_array().unwrap().len(), 3, "{v}");
+    }
     let (status, v) = get_json(&format!("{}/api/users/1@N01/photographers", server.base)).await;
     assert_eq!(status, 200);
     assert_eq!(
@@ -570,6 +583,8 @@ fn every_table_opens_in_pyarrow_and_duckdb_with_the_documented_types() {
         "run/photographer_recs",
         "run/similar_photos",
         "run/first_recommended",
+        "run/tag_photos",
+        "run/metrics",
         "extract_state",
     ] {
         assert!(
@@ -577,4 +592,76 @@ fn every_table_opens_in_pyarrow_and_duckdb_with_the_documented_types() {
             "{table} was checked: {stdout}"
         );
     }
+}
+
+#[test]
+fn evaluate_prints_every_algorithm_and_sql_joins_recs_with_photos() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("FAVERECS__DEMO__USERS", "600".to_string()),
+        ("FAVERECS__DEMO__TRACKED_USERS", "12".to_string()),
+    ];
+    ok(&faverecs(dir.path(), &env, &["demo", "--no-serve"]));
+    let out = ok(&faverecs(dir.path(), &env, &["evaluate"]));
+    for algorithm in ["flexplore", "itemknn", "popular", "explore"] {
+        for k in ["10", "20", "50"] {
+            let row = out
+                .lines()
+                .find(|l| l.contains(&format!(" {algorithm} ")) && l.contains(&format!(" {k} ")))
+                .unwrap_or_else(|| panic!("no {algorithm}@{k} row in:\n{out}"));
+            assert!(row.contains("temporal"), "{row}");
+        }
+    }
+    assert!(out.contains("12 rows"), "{out}");
+
+    // The published (demo) run: count the recs, then join them with photos.
+    let count = |query: &str| -> u64 {
+        let out = ok(&faverecs(dir.path(), &env, &["sql", query]));
+        out.lines()
+            .filter_map(|l| l.trim_matches(|c| c == '│' || c == ' ').parse::<u64>().ok())
+            .next()
+            .unwrap_or_else(|| panic!("no number in:\n{out}"))
+    };
+    let recs = count("SELECT count(*) AS n FROM photo_recs");
+    let joined =
+        count("SELECT count(*) AS n FROM photo_recs r JOIN photos p ON r.photo_id = p.photo_id");
+    assert!(recs > 0);
+    assert_eq!(
+        joined, recs,
+        "every recommended photo has its metadata in the run"
+    );
+    let csv = dir.path().join("top.csv");
+    let out = ok(&faverecs(
+        dir.path(),
+        &env,
+        &[
+            "sql",
+            "SELECT r.user_id, r.algorithm, r.rank, p.title, p.owner_name FROM photo_recs r \
+             JOIN photos p ON r.photo_id = p.photo_id WHERE r.rank = 1 ORDER BY r.user_id, r.algorithm",
+            "--out",
+            csv.to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        out.starts_with("wrote 48 rows"),
+        "12 users x 4 algorithms: {out}"
+    );
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("user_id,algorithm,rank,title,owner_name")
+    );
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 48);
+    assert!(rows.iter().all(|r| r.contains(",1,")), "{text}");
+    // A bad query names the problem and the tables.
+    let err = failed(&faverecs(dir.path(), &env, &["sql", "SELECT * FROM nope"]));
+    assert!(err.contains("nope") && err.contains("photo_recs"), "{err}");
+    let err = failed(&faverecs(
+        dir.path(),
+        &env,
+        &["sql", "SELECT 1", "--out", "x.txt"],
+    ));
+    assert!(err.contains(".csv or .parquet"), "{err}");
 }

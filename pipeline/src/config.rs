@@ -57,6 +57,7 @@ struct RawSettings {
     extract: RawExtract,
     score: RawScore,
     similar: RawSimilar,
+    evaluate: RawEvaluate,
     serve: RawServe,
     demo: RawDemo,
 }
@@ -99,6 +100,10 @@ struct RawScore {
     photographer_recs_per_user: i64,
     top_neighbors_per_rec: i64,
     threads: i64,
+    algorithms: Vec<String>,
+    itemknn_neighbors: i64,
+    explore_seed: i64,
+    tag_photos_per_tag: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,6 +113,17 @@ struct RawSimilar {
     k: i64,
     min_common: i64,
     similarity: String,
+    bm25_k1: f64,
+    bm25_b: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvaluate {
+    enabled: bool,
+    holdout_percent: i64,
+    seed: i64,
+    ks: Vec<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -140,6 +156,9 @@ pub struct Settings {
     pub score: ScoreSettings,
     /// Similar photos.
     pub similar: SimilarSettings,
+    /// Offline evaluation.
+    #[serde(default)]
+    pub evaluate: EvaluateSettings,
     /// The HTTP service.
     pub serve: ServeSettings,
     /// The synthetic community used by `faverecs demo` and the benchmarks.
@@ -280,6 +299,36 @@ pub struct ScoreSettings {
     pub top_neighbors_per_rec: usize,
     /// Rayon threads for the kernel; 0 means one per core.
     pub threads: usize,
+    /// The photo-rec algorithms, in display order. (The serde defaults below let
+    /// manifests written before a key existed still be read.)
+    #[serde(default = "flexplore_only")]
+    pub algorithms: Vec<crate::score::Algorithm>,
+    /// `itemknn`: similar photos used per favourite.
+    #[serde(default)]
+    pub itemknn_neighbors: usize,
+    /// `explore`: the sample's seed.
+    #[serde(default)]
+    pub explore_seed: u64,
+    /// Photos kept per tag in `tag_photos`.
+    #[serde(default)]
+    pub tag_photos_per_tag: usize,
+}
+
+fn flexplore_only() -> Vec<crate::score::Algorithm> {
+    vec![crate::score::Algorithm::Flexplore]
+}
+
+/// Offline-evaluation settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct EvaluateSettings {
+    /// Whether `score` evaluates too (`faverecs evaluate` always does).
+    pub enabled: bool,
+    /// Share of each tracked user's favourites hidden, newest first.
+    pub holdout_percent: u32,
+    /// Seed of the random split used when `date_faved` is missing.
+    pub seed: u64,
+    /// Cut-offs the metrics are computed at, ascending.
+    pub ks: Vec<usize>,
 }
 
 /// Similar-photos settings.
@@ -293,6 +342,12 @@ pub struct SimilarSettings {
     pub min_common: u32,
     /// The measure.
     pub similarity: crate::score::similar::Similarity,
+    /// BM25's K1.
+    #[serde(default)]
+    pub bm25_k1: f64,
+    /// BM25's B.
+    #[serde(default)]
+    pub bm25_b: f64,
 }
 
 /// HTTP service settings.
@@ -515,13 +570,82 @@ impl RawSettings {
             .ok_or_else(|| ConfigError::Invalid {
             key: "similar.similarity",
             value: self.similar.similarity.clone(),
-            problem: "is not a similarity (expected cosine or jaccard)".into(),
+            problem: "is not a similarity (expected cosine, jaccard or bm25)".into(),
         })?;
+        let (k1, b) = (self.similar.bm25_k1, self.similar.bm25_b);
+        if !(k1.is_finite() && k1 > 0.0 && k1 <= 1e6) {
+            return Err(ConfigError::Invalid {
+                key: "similar.bm25_k1",
+                value: k1.to_string(),
+                problem: "is out of range (expected a number above 0, e.g. 1.2)".into(),
+            });
+        }
+        if !(0.0..=1.0).contains(&b) {
+            return Err(ConfigError::Invalid {
+                key: "similar.bm25_b",
+                value: b.to_string(),
+                problem: "is out of range (expected a number from 0 to 1, e.g. 0.75)".into(),
+            });
+        }
+        let mut algorithms = Vec::new();
+        for name in &self.score.algorithms {
+            let a = crate::score::Algorithm::parse(name.trim()).ok_or_else(|| {
+                ConfigError::Invalid {
+                    key: "score.algorithms",
+                    value: name.clone(),
+                    problem:
+                        "is not an algorithm (expected flexplore, itemknn, popular or explore)"
+                            .into(),
+                }
+            })?;
+            if algorithms.contains(&a) {
+                return Err(ConfigError::Invalid {
+                    key: "score.algorithms",
+                    value: name.clone(),
+                    problem: "is listed twice (list each algorithm once)".into(),
+                });
+            }
+            algorithms.push(a);
+        }
+        if algorithms.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "score.algorithms",
+                value: "[]".into(),
+                problem: "is empty (expected at least one of flexplore, itemknn, popular, explore)"
+                    .into(),
+            });
+        }
+        let ev = &self.evaluate;
+        let mut ks = Vec::new();
+        for &k in &ev.ks {
+            ks.push(positive("evaluate.ks", k, 10_000)?);
+        }
+        ks.sort_unstable();
+        ks.dedup();
+        if ks.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "evaluate.ks",
+                value: "[]".into(),
+                problem: "is empty (expected cut-offs such as [10, 20, 50])".into(),
+            });
+        }
+        let evaluate = EvaluateSettings {
+            enabled: ev.enabled,
+            holdout_percent: positive("evaluate.holdout_percent", ev.holdout_percent, 99)? as u32,
+            seed: u64::try_from(ev.seed).map_err(|_| ConfigError::Invalid {
+                key: "evaluate.seed",
+                value: ev.seed.to_string(),
+                problem: "is negative (expected a whole number ≥ 0)".into(),
+            })?,
+            ks,
+        };
         let similar = SimilarSettings {
             enabled: self.similar.enabled,
             k: positive("similar.k", self.similar.k, 1000)?,
             min_common: positive("similar.min_common", self.similar.min_common, 1_000_000)? as u32,
             similarity,
+            bm25_k1: k1,
+            bm25_b: b,
         };
         Ok(Settings {
             storage: StorageSettings { url, endpoint },
@@ -545,7 +669,26 @@ impl RawSettings {
                     100,
                 )?,
                 threads: threads as usize,
+                algorithms,
+                itemknn_neighbors: positive(
+                    "score.itemknn_neighbors",
+                    self.score.itemknn_neighbors,
+                    10_000,
+                )?,
+                explore_seed: u64::try_from(self.score.explore_seed).map_err(|_| {
+                    ConfigError::Invalid {
+                        key: "score.explore_seed",
+                        value: self.score.explore_seed.to_string(),
+                        problem: "is negative (expected a whole number ≥ 0)".into(),
+                    }
+                })?,
+                tag_photos_per_tag: positive(
+                    "score.tag_photos_per_tag",
+                    self.score.tag_photos_per_tag,
+                    10_000,
+                )?,
             },
+            evaluate,
             serve: ServeSettings {
                 addr,
                 poll_interval_secs: positive(

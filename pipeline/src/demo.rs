@@ -402,6 +402,8 @@ pub async fn run_demo(
     .await;
     server.abort();
     let extract = extract?;
+    // The demo run carries the offline evaluation, so its runs page has metrics.
+    settings.evaluate.enabled = true;
     let run =
         crate::score::run_score(storage, &settings, crate::score::ScoreOptions::default()).await?;
     crate::runs::publish(storage, Some(&run.run_id)).await?;

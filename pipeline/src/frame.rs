@@ -4,17 +4,17 @@
 //! Polars carries its own Arrow implementation, so batches are converted column by
 //! column for the types the table contract uses: strings, 32/64-bit integers,
 //! doubles and UTC microsecond timestamps (held as `i64` microseconds on the Polars
-//! side, which keeps Polars' datetime feature out of the build). List columns exist
-//! only in output tables, which the scoring stage builds directly in Arrow.
+//! side; [`crate::sql`] casts them to datetimes for analysts). List-of-string
+//! columns (output tables only) become Polars lists, one way.
 
 use std::sync::Arc;
 
 use arrow_array::{
-    Array, ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    Array, ArrayRef, Float64Array, Int32Array, Int64Array, ListArray, RecordBatch, StringArray,
     TimestampMicrosecondArray,
 };
 use arrow_schema::{DataType, SchemaRef, TimeUnit};
-use polars::prelude::{Column, DataFrame, PlSmallStr};
+use polars::prelude::{Column, DataFrame, IntoColumn, NamedFrom, PlSmallStr, Series};
 
 /// A column of a type the bridge does not handle, or a Polars/Arrow failure.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +89,28 @@ pub fn batches_to_frame(
                     v.extend(downcast::<TimestampMicrosecondArray>(a, field.name())?.iter());
                 }
                 Column::new(name, v)
+            }
+            DataType::List(item) if item.data_type() == &DataType::Utf8 => {
+                let mut v: Vec<Series> = Vec::new();
+                for a in arrays {
+                    let lists = downcast::<ListArray>(a, field.name())?;
+                    for i in 0..lists.len() {
+                        let inner = lists.value(i);
+                        let values: Vec<Option<&str>> = if lists.is_null(i) {
+                            Vec::new()
+                        } else {
+                            downcast::<StringArray>(&inner, field.name())?
+                                .iter()
+                                .collect()
+                        };
+                        v.push(Series::new(PlSmallStr::EMPTY, values));
+                    }
+                }
+                Series::new(name, v)
+                    .cast(&polars::prelude::DataType::List(Box::new(
+                        polars::prelude::DataType::String,
+                    )))?
+                    .into_column()
             }
             other => {
                 return Err(FrameError::Unsupported {

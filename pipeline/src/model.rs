@@ -42,6 +42,10 @@ pub enum Table {
     FirstRecommended,
     /// Output: per-photo similar photos.
     SimilarPhotos,
+    /// Output: the most favourited photos per tag.
+    TagPhotos,
+    /// Output: offline-evaluation metrics per algorithm and cut-off.
+    Metrics,
 }
 
 /// Column names shared by several tables.
@@ -88,6 +92,12 @@ pub mod col {
     pub const COMMON_FAVORITES: &str = "common_favorites";
     /// |F(n)|.
     pub const TOTAL_FAVORITES: &str = "total_favorites";
+    /// For `itemknn` recs: the user's favourites the photo is most similar to.
+    pub const SIMILAR_TO: &str = "similar_to";
+    /// The algorithm that produced a row.
+    pub const ALGORITHM: &str = "algorithm";
+    /// A Flickr tag.
+    pub const TAG: &str = "tag";
 }
 
 /// The Arrow type of every timestamp column: microseconds, UTC. Parquet stores it as
@@ -174,6 +184,37 @@ static PHOTO_RECS: LazyLock<SchemaRef> = LazyLock::new(|| {
             DataType::List(Arc::new(Field::new("item", DataType::Utf8, false))),
             false,
         ),
+        Field::new(
+            col::SIMILAR_TO,
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, false))),
+            false,
+        ),
+        utf8(col::ALGORITHM, false),
+    ])
+});
+
+static TAG_PHOTOS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    schema(vec![
+        utf8(col::TAG, false),
+        Field::new(col::RANK, DataType::Int32, false),
+        utf8(col::PHOTO_ID, false),
+        Field::new("favorites", DataType::Int64, false),
+    ])
+});
+
+static METRICS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let f = |name: &str| Field::new(name, DataType::Float64, false);
+    schema(vec![
+        utf8(col::ALGORITHM, false),
+        Field::new("k", DataType::Int32, false),
+        Field::new("users_evaluated", DataType::Int64, false),
+        f("precision"),
+        f("recall"),
+        f("ndcg"),
+        f("map"),
+        f("hit_rate"),
+        f("coverage"),
+        utf8("split", false),
     ])
 });
 
@@ -193,7 +234,7 @@ static SIMILAR_PHOTOS: LazyLock<SchemaRef> = LazyLock::new(|| {
         utf8("similar_photo_id", false),
         Field::new(col::SCORE, DataType::Float64, false),
         Field::new(col::COMMON_FAVORITES, DataType::Int64, false),
-        utf8("algorithm", false),
+        utf8(col::ALGORITHM, false),
     ])
 });
 
@@ -222,10 +263,12 @@ impl Table {
     /// The tables a score run writes. `photos` and `tracked_users` are included: a
     /// run carries the metadata of every photo it recommends and the users it was
     /// made for, so it is self-contained for `serve`.
-    pub const RUN: [Table; 6] = [
+    pub const RUN: [Table; 8] = [
         Table::PhotoRecs,
         Table::PhotographerRecs,
         Table::SimilarPhotos,
+        Table::TagPhotos,
+        Table::Metrics,
         Table::FirstRecommended,
         Table::Photos,
         Table::TrackedUsers,
@@ -244,6 +287,8 @@ impl Table {
             Table::PhotographerRecs => "photographer_recs",
             Table::FirstRecommended => "first_recommended",
             Table::SimilarPhotos => "similar_photos",
+            Table::TagPhotos => "tag_photos",
+            Table::Metrics => "metrics",
         }
     }
 
@@ -260,6 +305,8 @@ impl Table {
             Table::PhotographerRecs => PHOTOGRAPHER_RECS.clone(),
             Table::FirstRecommended => FIRST_RECOMMENDED.clone(),
             Table::SimilarPhotos => SIMILAR_PHOTOS.clone(),
+            Table::TagPhotos => TAG_PHOTOS.clone(),
+            Table::Metrics => METRICS.clone(),
         }
     }
 
@@ -272,10 +319,12 @@ impl Table {
             Table::TrackedUsers => &[col::USER_ID],
             Table::Dismissals => &[col::USER_ID, col::PHOTO_ID, col::DISMISSED_USER_ID],
             Table::ExtractState => &[col::USER_ID],
-            Table::PhotoRecs => &[col::USER_ID, col::RANK],
+            Table::PhotoRecs => &[col::USER_ID, col::ALGORITHM, col::RANK],
             Table::PhotographerRecs => &[col::USER_ID, col::RANK],
             Table::FirstRecommended => &[col::USER_ID, col::PHOTO_ID],
-            Table::SimilarPhotos => &[col::PHOTO_ID, "algorithm", col::RANK],
+            Table::SimilarPhotos => &[col::PHOTO_ID, col::ALGORITHM, col::RANK],
+            Table::TagPhotos => &[col::TAG, col::RANK],
+            Table::Metrics => &[col::ALGORITHM, "k"],
         }
     }
 
@@ -361,6 +410,8 @@ mod tests {
             Table::PhotographerRecs,
             Table::FirstRecommended,
             Table::SimilarPhotos,
+            Table::TagPhotos,
+            Table::Metrics,
         ];
         let names: std::collections::HashSet<_> = all.iter().map(|t| t.name()).collect();
         assert_eq!(names.len(), all.len());

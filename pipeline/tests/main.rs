@@ -146,8 +146,9 @@ async fn check_runs_and_publish(storage: &Storage) {
         .await
         .unwrap();
     assert_eq!(first.status, RunStatus::Succeeded);
-    assert_eq!(first.rows_out["photo_recs"], 3);
-    assert!(first.stages.iter().any(|s| s.stage == "flexplore"));
+    // Three recs from each of the four default algorithms.
+    assert_eq!(first.rows_out["photo_recs"], 12);
+    assert!(first.stages.iter().any(|s| s.stage == "recommend"));
     let mut written: Vec<&str> = first.tables.keys().map(String::as_str).collect();
     let mut contract: Vec<&str> = Table::RUN.iter().map(|t| t.name()).collect();
     written.sort_unstable();

@@ -91,20 +91,6 @@ pub struct Window {
     pub algorithm: Option<String>,
 }
 
-/// Checks `algorithm=` against the algorithms the run holds.
-pub fn check_algorithm(snapshot: &Snapshot, algorithm: Option<&str>) -> Result<(), ApiError> {
-    match algorithm {
-        None => Ok(()),
-        Some(a) if snapshot.algorithms.iter().any(|x| x == a) => Ok(()),
-        Some(a) => Err(ApiError::BadRequest(format!(
-            "run {} has no algorithm {:?} (it has: {})",
-            snapshot.manifest.run_id,
-            truncate(a, 32),
-            snapshot.algorithms.join(", ")
-        ))),
-    }
-}
-
 fn parse_bounded(
     name: &str,
     value: Option<&str>,
@@ -167,12 +153,18 @@ struct Page<'a, T> {
 }
 
 /// The JSON body of one page of a list.
-pub fn page_json<T: Serialize>(run_id: &str, user_id: &str, w: &Window, all: &[T]) -> Vec<u8> {
+pub fn page_json<T: Serialize>(
+    run_id: &str,
+    user_id: &str,
+    algorithm: &str,
+    w: &Window,
+    all: &[T],
+) -> Vec<u8> {
     let start = w.offset.min(all.len());
     let end = (start + w.limit).min(all.len());
     serde_json::to_vec(&Page {
         user_id,
-        algorithm: w.algorithm.as_deref().unwrap_or("flexplore"),
+        algorithm,
         run_id,
         total: all.len(),
         offset: w.offset,
@@ -201,48 +193,79 @@ fn json_bytes(body: axum::body::Bytes) -> Response {
 
 /// Validates the request, then answers one page of one of the user's lists: the
 /// pre-serialised default page when no parameter is given, a fresh one otherwise.
+/// `algorithms` names the algorithms the list exists for (the first is the
+/// default) and `pick` returns the list of the one at an index, with the cached
+/// default page.
 fn user_list<T: Serialize>(
     state: &AppState,
     user_id: &str,
     query: Result<Query<PageQuery>, QueryRejection>,
-    list: impl Fn(&UserLists) -> (&[T], &axum::body::Bytes),
+    algorithms: fn(&Snapshot) -> Vec<String>,
+    pick: fn(&UserLists, usize) -> (&[T], &axum::body::Bytes),
 ) -> Result<Response, ApiError> {
     let w = window(query)?;
     let (snapshot, user_id) = user_lists(state, user_id)?;
-    check_algorithm(&snapshot, w.algorithm.as_deref())?;
+    let names = algorithms(&snapshot);
+    let index = match w.algorithm.as_deref() {
+        None => 0,
+        Some(a) => names.iter().position(|x| x == a).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "run {} has no algorithm {:?} for this list (it has: {})",
+                snapshot.manifest.run_id,
+                truncate(a, 32),
+                names.join(", ")
+            ))
+        })?,
+    };
     let lists = snapshot
         .users
         .get(&user_id)
         .ok_or_else(|| ApiError::NotFound(format!("no recommendations for user {user_id}")))?;
-    let (all, cached) = list(lists);
+    let (all, cached) = pick(lists, index);
     if w == default_window() {
         return Ok(json_bytes(cached.clone()));
     }
+    let name = names.get(index).map_or("flexplore", String::as_str);
     Ok(json_bytes(
-        page_json(&snapshot.manifest.run_id, &user_id, &w, all).into(),
+        page_json(&snapshot.manifest.run_id, &user_id, name, &w, all).into(),
     ))
 }
 
-/// `GET /api/users/{user_id}/photos`
+/// `GET /api/users/{user_id}/photos`: one algorithm's photo recs
+/// (`algorithm=`, default the run's first).
 pub async fn user_photos(
     State(state): State<AppState>,
     Path(user_id): Path<String>,
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    user_list(&state, &user_id, query, |l| {
-        (l.photos.as_slice(), &l.default_photos)
-    })
+    user_list(
+        &state,
+        &user_id,
+        query,
+        |s| s.algorithms.clone(),
+        |l, i| {
+            (
+                l.photos.get(i).map_or(&[][..], Vec::as_slice),
+                &l.default_photos,
+            )
+        },
+    )
 }
 
-/// `GET /api/users/{user_id}/photographers`
+/// `GET /api/users/{user_id}/photographers`: Flexplore's photographer recs
+/// (`algorithm=flexplore`, or none).
 pub async fn user_photographers(
     State(state): State<AppState>,
     Path(user_id): Path<String>,
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    user_list(&state, &user_id, query, |l| {
-        (l.photographers.as_slice(), &l.default_photographers)
-    })
+    user_list(
+        &state,
+        &user_id,
+        query,
+        |_| vec!["flexplore".to_string()],
+        |l, _| (l.photographers.as_slice(), &l.default_photographers),
+    )
 }
 
 /// `GET /healthz`: the process is up.

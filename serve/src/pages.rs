@@ -10,7 +10,7 @@ use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 
 use crate::api::{ApiError, user_lists};
-use crate::snapshot::{AppState, PhotoItem};
+use crate::snapshot::{AppState, MetricRow, PhotoItem, Snapshot};
 
 /// Photos per page of the grid.
 pub const PER_PAGE: usize = 24;
@@ -125,11 +125,85 @@ pub async fn lookup(
     Ok(axum::response::Redirect::to(&format!("/users/{id}")))
 }
 
-/// `GET /runs`: every run, its status, row counts and stage timings.
+/// Bar colours per algorithm position (the stylesheet cannot reach SVG fills
+/// under a strict CSP without classes, so they are classes too).
+const BAR_CLASSES: [&str; 6] = ["bar0", "bar1", "bar2", "bar3", "bar4", "bar5"];
+
+/// A grouped bar chart of recall@k per algorithm, server-rendered SVG, then the
+/// full metrics as a table.
+fn metrics_chart(algorithms: &[String], metrics: &[MetricRow]) -> Markup {
+    let mut ks: Vec<i32> = metrics.iter().map(|m| m.k).collect();
+    ks.sort_unstable();
+    ks.dedup();
+    let max = metrics
+        .iter()
+        .map(|m| m.recall)
+        .fold(0.0f64, f64::max)
+        .max(1e-9);
+    let (bar, gap, height, top, left) = (22.0, 18.0, 160.0, 10.0, 40.0);
+    let group = algorithms.len() as f64 * bar + gap;
+    let width = left + group * ks.len() as f64 + gap;
+    let value = |a: &str, k: i32| metrics.iter().find(|m| m.algorithm == a && m.k == k);
+    html! {
+        figure.chart {
+            svg role="img" aria-labelledby="chart-title" viewBox=(format!("0 0 {width} {}", height + top + 30.0)) width=(width) height=(height + top + 30.0) {
+                title #chart-title { "Recall at k per algorithm" }
+                line x1=(left) y1=(top + height) x2=(width) y2=(top + height) class="axis" {}
+                text x="2" y=(top + 10.0) class="tick" { (format!("{max:.2}")) }
+                text x="2" y=(top + height) class="tick" { "0" }
+                @for (g, k) in ks.iter().enumerate() {
+                    @let x0 = left + gap + g as f64 * group;
+                    @for (i, a) in algorithms.iter().enumerate() {
+                        @if let Some(m) = value(a, *k) {
+                            @let h = height * m.recall / max;
+                            rect class=(BAR_CLASSES[i % BAR_CLASSES.len()]) x=(x0 + i as f64 * bar) y=(top + height - h) width=(bar - 4.0) height=(h) {
+                                title { (a) " recall@" (k) " = " (format!("{:.4}", m.recall)) }
+                            }
+                        }
+                    }
+                    text x=(x0) y=(top + height + 18.0) class="tick" { "k = " (k) }
+                }
+            }
+            figcaption {
+                "Recall@k on the held-out favourites: "
+                @for (i, a) in algorithms.iter().enumerate() {
+                    span class=(format!("key {}", BAR_CLASSES[i % BAR_CLASSES.len()])) { "■" } " " (a) " "
+                }
+            }
+        }
+        table.people.metrics {
+            thead { tr { th { "Algorithm" } th { "k" } th { "Precision" } th { "Recall" } th { "nDCG" } th { "MAP" } th { "Hit rate" } th { "Coverage" } th { "Users" } } }
+            tbody {
+                @for m in metrics {
+                    tr {
+                        td { (m.algorithm) } td { (m.k) }
+                        td { (format!("{:.4}", m.precision)) } td { (format!("{:.4}", m.recall)) }
+                        td { (format!("{:.4}", m.ndcg)) } td { (format!("{:.4}", m.map)) }
+                        td { (format!("{:.4}", m.hit_rate)) } td { (format!("{:.4}", m.coverage)) }
+                        td { (m.users_evaluated) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `GET /runs`: every run, its status, row counts and stage timings, and the
+/// served run's offline-evaluation metrics.
 pub async fn runs_page(State(state): State<AppState>) -> Result<Html<String>, PageError> {
     let runs = crate::api::run_items(&state).await?;
+    let snapshot = state.snapshot();
     let body = html! {
         h1 { "Runs" }
+        @if let Some(s) = &snapshot {
+            h2 { "Offline evaluation of run " code { (s.manifest.run_id) } }
+            @if s.metrics.is_empty() {
+                p.meta { "This run was not evaluated. Run " code { "faverecs evaluate" } " (or set evaluate.enabled) and publish that run." }
+            } @else {
+                (metrics_chart(&s.algorithms, &s.metrics))
+            }
+            h2 { "All runs" }
+        }
         table.people {
             thead { tr { th { "Run" } th { "Status" } th { "Photo recs" } th { "Photographer recs" } th { "Stages" } th { "Started" } } }
             tbody {
@@ -156,11 +230,12 @@ pub async fn runs_page(State(state): State<AppState>) -> Result<Html<String>, Pa
     Ok(Html(layout("Runs", body).into_string()))
 }
 
-/// `?page=N` on the user page.
+/// `?page=N&tab=…&algorithm=…` on the user page.
 #[derive(Debug, Deserialize, Default)]
 pub struct UserPageQuery {
     page: Option<String>,
     tab: Option<String>,
+    algorithm: Option<String>,
 }
 
 fn tabs(user_id: &str, active: &str) -> Markup {
@@ -199,7 +274,44 @@ fn photographers_table(list: &[crate::snapshot::PhotographerItem]) -> Markup {
     }
 }
 
-fn photo_card(p: &PhotoItem) -> Markup {
+/// Why a photo is recommended, in the algorithm's terms.
+fn explanation(snapshot: &Snapshot, algorithm: &str, p: &PhotoItem) -> Markup {
+    let title = |id: &String| {
+        snapshot
+            .photos
+            .get(id)
+            .and_then(|i| i.title.clone())
+            .unwrap_or_else(|| format!("photo {id}"))
+    };
+    html! {
+        @if !p.similar_to.is_empty() {
+            p.why {
+                "Similar to photos you favourited: "
+                @for (i, id) in p.similar_to.iter().enumerate() {
+                    @if i > 0 { ", " }
+                    a href={ "/photos/" (id) } { (title(id)) }
+                }
+                @if p.neighbor_count as usize > p.similar_to.len() {
+                    " and " (p.neighbor_count as usize - p.similar_to.len()) " more"
+                }
+                "."
+            }
+        } @else if algorithm == "popular" {
+            p.why { "Favourited by " (p.neighbor_count) " people in the tracked users' neighbourhood." }
+        } @else if !p.top_neighbors.is_empty() {
+            p.why {
+                @if algorithm == "explore" { "A random pick to explore. " }
+                "Favourited by " (p.top_neighbors.join(", "))
+                @if p.neighbor_count as usize > p.top_neighbors.len() {
+                    " and " (p.neighbor_count as usize - p.top_neighbors.len()) " more"
+                }
+                ", whose tastes match yours."
+            }
+        }
+    }
+}
+
+fn photo_card(snapshot: &Snapshot, algorithm: &str, p: &PhotoItem) -> Markup {
     let title = p.title.as_deref().unwrap_or("Untitled");
     let by = p
         .owner_name
@@ -224,15 +336,7 @@ fn photo_card(p: &PhotoItem) -> Markup {
                 } @else { (by) }
             }
             a.more href={ "/photos/" (p.photo_id) } { "Similar photos →" }
-            @if !p.top_neighbors.is_empty() {
-                p.why {
-                    "Favourited by " (p.top_neighbors.join(", "))
-                    @if p.neighbor_count as usize > p.top_neighbors.len() {
-                        " and " (p.neighbor_count as usize - p.top_neighbors.len()) " more"
-                    }
-                    ", whose tastes match yours."
-                }
-            }
+            (explanation(snapshot, algorithm, p))
         }
     }
 }
@@ -247,7 +351,23 @@ pub async fn user_page(
         query.map_err(|e| ApiError::BadRequest(format!("bad query string: {}", e.body_text())))?;
     let (snapshot, user_id) = user_lists(&state, &user_id)?;
     let lists = snapshot.users.get(&user_id).cloned().unwrap_or_default();
-    let pages = lists.photos.len().div_ceil(PER_PAGE).max(1);
+    let index = snapshot
+        .algorithm_index(q.algorithm.as_deref())
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "algorithm must be one of: {}",
+                snapshot.algorithms.join(", ")
+            ))
+        })?;
+    let algorithm = snapshot.algorithms[index].clone();
+    // Links keep the algorithm only when it is not the default.
+    let alg_param = if index == 0 {
+        String::new()
+    } else {
+        format!("&algorithm={algorithm}")
+    };
+    let photos = lists.photos.get(index).cloned().unwrap_or_default();
+    let pages = photos.len().div_ceil(PER_PAGE).max(1);
     let page = match q.page.as_deref() {
         None => 1,
         Some(p) => p
@@ -258,8 +378,8 @@ pub async fn user_page(
                 ApiError::BadRequest(format!("page must be a whole number from 1 to {pages}"))
             })?,
     };
-    let shown = &lists.photos[((page - 1) * PER_PAGE).min(lists.photos.len())
-        ..(page * PER_PAGE).min(lists.photos.len())];
+    let shown =
+        &photos[((page - 1) * PER_PAGE).min(photos.len())..(page * PER_PAGE).min(photos.len())];
     let photographers_tab = match q.tab.as_deref() {
         None | Some("photos") => false,
         Some("photographers") => true,
@@ -280,12 +400,23 @@ pub async fn user_page(
             p.meta { (lists.photographers.len()) " photographers whose favourites overlap yours, from run " code { (snapshot.manifest.run_id) } }
             (photographers_table(&lists.photographers))
         } @else {
-            p.meta { (lists.photos.len()) " photos from run " code { (snapshot.manifest.run_id) } }
-            ul.grid { @for p in shown { (photo_card(p)) } }
+            @if snapshot.algorithms.len() > 1 {
+                nav.algorithms aria-label="Algorithm" {
+                    "Algorithm: "
+                    @for (i, a) in snapshot.algorithms.iter().enumerate() {
+                        @if i == index { strong aria-current="true" { (a) } }
+                        @else if i == 0 { a href={ "/users/" (user_id) } { (a) } }
+                        @else { a href={ "/users/" (user_id) "?algorithm=" (a) } { (a) } }
+                        " "
+                    }
+                }
+            }
+            p.meta { (photos.len()) " photos by " (algorithm) " from run " code { (snapshot.manifest.run_id) } }
+            ul.grid { @for p in shown { (photo_card(&snapshot, &algorithm, p)) } }
             nav.pager {
-                @if page > 1 { a rel="prev" href={ "/users/" (user_id) "?page=" (page - 1) } { "← Previous" } }
+                @if page > 1 { a rel="prev" href={ "/users/" (user_id) "?page=" (page - 1) (alg_param) } { "← Previous" } }
                 span { "Page " (page) " of " (pages) }
-                @if page < pages { a rel="next" href={ "/users/" (user_id) "?page=" (page + 1) } { "Next →" } }
+                @if page < pages { a rel="next" href={ "/users/" (user_id) "?page=" (page + 1) (alg_param) } { "Next →" } }
             }
         }
     };
@@ -371,11 +502,11 @@ pub async fn compare_page(
         h1 { "Compare algorithms for " (user_id) }
         (tabs(&user_id, "Compare"))
         div.columns {
-            @for algorithm in &snapshot.algorithms {
+            @for (i, algorithm) in snapshot.algorithms.iter().enumerate() {
                 section.column {
                     h2 { (algorithm) " · photos" }
                     ol.compact {
-                        @for p in lists.photos.iter().take(20) {
+                        @for p in lists.photos.get(i).map_or(&[][..], Vec::as_slice).iter().take(20) {
                             li {
                                 a href={ "/photos/" (p.photo_id) } { (p.title.as_deref().unwrap_or("Untitled")) }
                                 " " span.meta { (format!("{:.2}", p.score)) }

@@ -28,12 +28,14 @@ pub struct PhotoItem {
     pub owner_name: Option<String>,
     /// Title, when known.
     pub title: Option<String>,
-    /// Flexplore score.
+    /// The algorithm's score.
     pub score: f64,
-    /// Scoring neighbors who favourited it.
+    /// How many neighbors back it (photos, for `itemknn`).
     pub neighbor_count: i32,
-    /// The neighbors who contributed most, best first.
+    /// The neighbors who contributed most, best first (`flexplore`, `explore`).
     pub top_neighbors: Vec<String>,
+    /// The user's favourites it is most similar to, best first (`itemknn`).
+    pub similar_to: Vec<String>,
     /// 150 px square thumbnail, when the server and secret are known.
     pub thumbnail_url: Option<String>,
     /// The photo's page on Flickr.
@@ -108,12 +110,13 @@ pub struct PhotoInfo {
 /// One user's lists.
 #[derive(Debug, Clone, Default)]
 pub struct UserLists {
-    /// Photo recs in rank order.
-    pub photos: Vec<PhotoItem>,
+    /// Photo recs in rank order, one list per algorithm, in the order of
+    /// [`Snapshot::algorithms`].
+    pub photos: Vec<Vec<PhotoItem>>,
     /// Photographer recs in rank order.
     pub photographers: Vec<PhotographerItem>,
-    /// The JSON of the default photos page, serialised once at load: most
-    /// requests ask for exactly that.
+    /// The JSON of the default photos page (first algorithm), serialised once at
+    /// load: most requests ask for exactly that.
     pub default_photos: axum::body::Bytes,
     /// Likewise for photographers.
     pub default_photographers: axum::body::Bytes,
@@ -131,9 +134,11 @@ pub struct Snapshot {
     pub etag: Option<axum::http::HeaderValue>,
     /// Lists by user NSID.
     pub users: HashMap<String, UserLists>,
-    /// The per-user algorithms in the run, in display order. Runs hold Flexplore
-    /// photo recs today; the list is what `algorithm=` is checked against.
+    /// The per-user algorithms in the run, in display order (the run's
+    /// `score.algorithms`); what `algorithm=` is checked against.
     pub algorithms: Vec<String>,
+    /// The run's offline-evaluation metrics (empty when it was not evaluated).
+    pub metrics: Vec<MetricRow>,
     /// Similar photos by photo id, rank order.
     pub similar: HashMap<String, Vec<SimilarItem>>,
     /// Photos the run knows, by id.
@@ -142,6 +147,29 @@ pub struct Snapshot {
     pub tracked: HashMap<String, Option<String>>,
     /// Lower-cased username → NSID, for lookups.
     by_username: HashMap<String, String>,
+}
+
+/// One row of the run's `metrics` table.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MetricRow {
+    /// The algorithm.
+    pub algorithm: String,
+    /// The cut-off.
+    pub k: i32,
+    /// Users evaluated.
+    pub users_evaluated: i64,
+    /// Mean precision@k.
+    pub precision: f64,
+    /// Mean recall@k.
+    pub recall: f64,
+    /// Mean nDCG@k.
+    pub ndcg: f64,
+    /// MAP@k.
+    pub map: f64,
+    /// Hit rate@k.
+    pub hit_rate: f64,
+    /// Catalogue coverage@k.
+    pub coverage: f64,
 }
 
 /// Why a run could not be loaded.
@@ -190,6 +218,15 @@ fn str_at(batch: &RecordBatch, col: usize, row: usize) -> Option<String> {
 }
 
 impl Snapshot {
+    /// The position of `algorithm` in [`Snapshot::algorithms`] (the first when
+    /// `None`), or `None` when the run does not have it.
+    pub fn algorithm_index(&self, algorithm: Option<&str>) -> Option<usize> {
+        match algorithm {
+            None => (!self.algorithms.is_empty()).then_some(0),
+            Some(a) => self.algorithms.iter().position(|x| x == a),
+        }
+    }
+
     /// Loads a succeeded run completely.
     pub async fn load(storage: &Storage, pointer: &Pointer) -> Result<Self, LoadError> {
         let run_id = pointer.run_id.clone();
@@ -226,6 +263,56 @@ impl Snapshot {
         let first_rows = read(Table::FirstRecommended)
             .await
             .map_err(|e| fail(e.to_string()))?;
+        let metric_rows = read(Table::Metrics)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let mut metrics = Vec::new();
+        for b in &metric_rows {
+            let f = |c: usize| b.column(c).as_primitive::<Float64Type>();
+            let (k, users) = (
+                b.column(1).as_primitive::<Int32Type>(),
+                b.column(2).as_primitive::<Int64Type>(),
+            );
+            for r in 0..b.num_rows() {
+                let Some(algorithm) = str_at(b, 0, r) else {
+                    continue;
+                };
+                metrics.push(MetricRow {
+                    algorithm,
+                    k: k.value(r),
+                    users_evaluated: users.value(r),
+                    precision: f(3).value(r),
+                    recall: f(4).value(r),
+                    ndcg: f(5).value(r),
+                    map: f(6).value(r),
+                    hit_rate: f(7).value(r),
+                    coverage: f(8).value(r),
+                });
+            }
+        }
+        // Display order: the run's configured algorithms, then any other found in
+        // the rows (a hand-made run), by name.
+        let mut algorithms: Vec<String> = manifest
+            .config
+            .score
+            .algorithms
+            .iter()
+            .map(|a| a.name().to_string())
+            .collect();
+        let mut found: Vec<String> = Vec::new();
+        for b in &photo_recs {
+            let a = b.column(8).as_string::<i32>();
+            for r in 0..b.num_rows() {
+                if !a.is_null(r)
+                    && !algorithms.iter().any(|x| x == a.value(r))
+                    && !found.iter().any(|x| x == a.value(r))
+                {
+                    found.push(a.value(r).to_string());
+                }
+            }
+        }
+        found.sort();
+        algorithms.extend(found);
         let mut first: HashMap<(String, String), (i64, bool)> = HashMap::new();
         for b in &first_rows {
             let t = b
@@ -284,10 +371,18 @@ impl Snapshot {
             let score = b.column(4).as_primitive::<Float64Type>();
             let count = b.column(5).as_primitive::<Int32Type>();
             let top = b.column(6).as_list::<i32>();
+            let because = b.column(7).as_list::<i32>();
             for r in 0..b.num_rows() {
-                let (Some(user), Some(photo_id)) = (str_at(b, 0, r), str_at(b, 2, r)) else {
+                let (Some(user), Some(photo_id), Some(algorithm)) =
+                    (str_at(b, 0, r), str_at(b, 2, r), str_at(b, 8, r))
+                else {
                     continue;
                 };
+                let Some(slot) = algorithms.iter().position(|a| *a == algorithm) else {
+                    continue;
+                };
+                let similar_to = because.value(r);
+                let similar_to = similar_to.as_string::<i32>();
                 let owner_id = str_at(b, 3, r);
                 let m = meta.get(&photo_id);
                 let neighbors = top.value(r);
@@ -297,7 +392,11 @@ impl Snapshot {
                     .map_or((None, false), |(t, n)| {
                         (chrono::DateTime::from_timestamp_micros(*t), *n)
                     });
-                users.entry(user).or_default().photos.push(PhotoItem {
+                let lists = &mut users.entry(user).or_default().photos;
+                if lists.len() < algorithms.len() {
+                    lists.resize(algorithms.len(), Vec::new());
+                }
+                lists[slot].push(PhotoItem {
                     first_recommended_at: first_at,
                     is_new,
                     rank: rank.value(r),
@@ -312,6 +411,7 @@ impl Snapshot {
                     score: score.value(r),
                     neighbor_count: count.value(r),
                     top_neighbors: neighbors.iter().flatten().map(str::to_string).collect(),
+                    similar_to: similar_to.iter().flatten().map(str::to_string).collect(),
                 });
             }
         }
@@ -387,12 +487,17 @@ impl Snapshot {
         // Tables are written in rank order; sort anyway so a hand-made run with
         // several files still serves ranks in order.
         let w = crate::api::default_window();
+        let first = algorithms.first().map_or("flexplore", String::as_str);
         for (user, lists) in users.iter_mut() {
-            lists.photos.sort_by_key(|p| p.rank);
+            lists.photos.resize(algorithms.len(), Vec::new());
+            for list in &mut lists.photos {
+                list.sort_by_key(|p| p.rank);
+            }
             lists.photographers.sort_by_key(|p| p.rank);
-            lists.default_photos = crate::api::page_json(&run_id, user, &w, &lists.photos).into();
+            let default = lists.photos.first().map_or(&[][..], Vec::as_slice);
+            lists.default_photos = crate::api::page_json(&run_id, user, first, &w, default).into();
             lists.default_photographers =
-                crate::api::page_json(&run_id, user, &w, &lists.photographers).into();
+                crate::api::page_json(&run_id, user, "flexplore", &w, &lists.photographers).into();
         }
         Ok(Snapshot {
             manifest,
@@ -400,7 +505,8 @@ impl Snapshot {
             users,
             tracked,
             by_username,
-            algorithms: vec!["flexplore".to_string()],
+            algorithms,
+            metrics,
             etag: axum::http::HeaderValue::from_str(&format!("W/\"{run_id}\"")).ok(),
             similar,
             photos: infos,

@@ -250,7 +250,7 @@ async fn runs_endpoints_and_page_show_every_run_and_the_current_one() {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     let run_id = v["manifest"]["run_id"].as_str().unwrap().to_string();
     assert_eq!(v["manifest"]["status"], "succeeded");
-    assert_eq!(v["manifest"]["rows_out"]["photo_recs"], 3);
+    assert_eq!(v["manifest"]["rows_out"]["photo_recs"], 12);
     let (status, _, body) = get(&state, "/api/runs").await;
     assert_eq!(status, StatusCode::OK);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -259,7 +259,7 @@ async fn runs_endpoints_and_page_show_every_run_and_the_current_one() {
     let (status, _, body) = get(&state, "/runs").await;
     assert_eq!(status, StatusCode::OK);
     assert!(
-        body.contains(&run_id) && body.contains("current") && body.contains("flexplore"),
+        body.contains(&run_id) && body.contains("current") && body.contains("recommend"),
         "{body}"
     );
 }
@@ -633,6 +633,16 @@ async fn photographers_tab_compare_page_and_algorithm_parameter() {
         body.contains("flexplore · photos") && body.contains("flexplore · photographers"),
         "{body}"
     );
+    // Every algorithm of the run gets a column, in the run's order.
+    let at = |name: &str| {
+        body.find(&format!(">{name} · photos"))
+            .unwrap_or_else(|| panic!("no {name} column: {body}"))
+    };
+    assert!(
+        at("flexplore") < at("itemknn")
+            && at("itemknn") < at("popular")
+            && at("popular") < at("explore")
+    );
     assert!(body.contains("href=\"/photos/30\""), "{body}");
     let (status, _, _) = get(&state, "/users/abc/compare").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -641,7 +651,66 @@ async fn photographers_tab_compare_page_and_algorithm_parameter() {
     assert!(body.contains("\"algorithm\":\"flexplore\""), "{body}");
     let (status, _, body) = get(&state, "/api/users/1@N01/photos?algorithm=magic").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body.contains("it has: flexplore"), "{body}");
+    assert!(
+        body.contains("it has: flexplore, itemknn, popular, explore"),
+        "{body}"
+    );
+    // Photographer recs are Flexplore's only.
+    let (status, _, body) = get(&state, "/api/users/1@N01/photographers?algorithm=itemknn").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, _, body) = get(&state, "/api/users/1@N01/photographers?algorithm=flexplore").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Each algorithm's list: itemknn explains itself by the user's favourites.
+    let (status, _, body) = get(&state, "/api/users/1@N01/photos?algorithm=itemknn").await;
+    assert_eq!(status, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["algorithm"], "itemknn");
+    let first = &v["items"][0];
+    assert!(!first["similar_to"].as_array().unwrap().is_empty(), "{v}");
+    let (status, _, page) = get(&state, "/users/1@N01?algorithm=itemknn").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Similar to photos you favourited"), "{page}");
+    assert!(page.contains("photos by itemknn"), "{page}");
+    let (status, _, page) = get(&state, "/users/1@N01?algorithm=popular").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("people in the tracked users"), "{page}");
+    let (status, _, _) = get(&state, "/users/1@N01?algorithm=%3Cscript%3E").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_runs_page_charts_the_metrics_of_an_evaluated_run() {
+    let storage = helpers::empty_storage();
+    helpers::write_example(&storage).await;
+    let mut settings = pipeline::config::Settings::load_with_env(None, Vec::new()).unwrap();
+    settings.evaluate.enabled = true;
+    let run = pipeline::score::run_score(&storage, &settings, Default::default())
+        .await
+        .unwrap();
+    assert_eq!(run.rows_out["metrics"], 12, "4 algorithms x 3 cut-offs");
+    pipeline::runs::publish(&storage, Some(&run.run_id))
+        .await
+        .unwrap();
+    let state = serve::AppState::new(storage);
+    state.refresh().await.unwrap();
+    let (status, _, body) = get(&state, "/runs").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("<svg") && body.contains("Recall at k per algorithm"),
+        "{body}"
+    );
+    for a in ["flexplore", "itemknn", "popular", "explore"] {
+        for k in [10, 20, 50] {
+            assert!(
+                body.contains(&format!("{a} recall@{k} = ")),
+                "no bar for {a}@{k}: {body}"
+            );
+        }
+    }
+    // The unevaluated example run says so instead.
+    let state = published_state().await;
+    let (_, _, body) = get(&state, "/runs").await;
+    assert!(body.contains("This run was not evaluated"), "{body}");
 }
 
 #[tokio::test]

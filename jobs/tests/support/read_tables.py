@@ -25,13 +25,20 @@ EXPECTED = {
                       "newest_date_faved": TS, "outcome": S, "next_attempt_at": TS},
     "photo_recs": {"user_id": S, "rank": pa.int32(), "photo_id": S, "owner_id": S,
                    "score": pa.float64(), "neighbor_count": pa.int32(),
-                   "top_neighbors": pa.list_(pa.field("item", S, nullable=False))},
+                   "top_neighbors": pa.list_(pa.field("item", S, nullable=False)),
+                   "similar_to": pa.list_(pa.field("item", S, nullable=False)),
+                   "algorithm": S},
     "photographer_recs": {"user_id": S, "rank": pa.int32(), "photographer_id": S,
                           "score": pa.float64(), "common_favorites": pa.int64(),
                           "total_favorites": pa.int64()},
     "first_recommended": {"user_id": S, "photo_id": S, "first_recommended_at": TS, "first_run_id": S},
     "similar_photos": {"photo_id": S, "rank": pa.int32(), "similar_photo_id": S, "score": pa.float64(),
                        "common_favorites": pa.int64(), "algorithm": S},
+    "tag_photos": {"tag": S, "rank": pa.int32(), "photo_id": S, "favorites": pa.int64()},
+    "metrics": {"algorithm": S, "k": pa.int32(), "users_evaluated": pa.int64(),
+                "precision": pa.float64(), "recall": pa.float64(), "ndcg": pa.float64(),
+                "map": pa.float64(), "hit_rate": pa.float64(), "coverage": pa.float64(),
+                "split": S},
 }
 
 data = sys.argv[1]

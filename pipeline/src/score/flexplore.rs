@@ -12,6 +12,12 @@
 //! contacts and dismissed users. Zero scores are dropped. Ties break by score
 //! descending, then id ascending (integer order is string order, see `prepare`).
 //!
+//! The same pass yields `explore`, Art Snob's serendipity list: a seeded random
+//! sample of the user's candidate photos (everything a scoring neighbor
+//! favourited, after the same exclusions), drawn by ranking the candidates on a
+//! hash of (seed, user id, photo id). The hash is of the id strings, so the sample
+//! does not depend on the integer ids, the thread count or the shard count.
+//!
 //! Users are independent, so Rayon scores them in parallel; each worker owns dense
 //! scratch arrays (one slot per user and per photo) reset by generation stamps
 //! rather than by clearing. Within one user the arithmetic runs in a fixed order
@@ -38,6 +44,8 @@ pub struct Params {
     pub photographer_recs: usize,
     /// Neighbors listed per photo rec.
     pub top_neighbors: usize,
+    /// Seed of the `explore` sample; `None` skips it.
+    pub explore_seed: Option<u64>,
 }
 
 /// One recommended photo.
@@ -51,6 +59,9 @@ pub struct PhotoRec {
     pub neighbor_count: u32,
     /// The best contributing neighbors, best first.
     pub top_neighbors: Vec<u32>,
+    /// For `itemknn`: the user's favourites it is most similar to, best first.
+    /// Empty for the other algorithms.
+    pub similar_to: Vec<u32>,
 }
 
 /// One recommended photographer.
@@ -75,6 +86,8 @@ pub struct UserRecs {
     pub photos: Vec<PhotoRec>,
     /// Photographer recs, rank 1 first.
     pub photographers: Vec<PhotographerRec>,
+    /// The `explore` sample, rank 1 first (empty without a seed).
+    pub explore: Vec<PhotoRec>,
 }
 
 /// The neighbor score, exactly as the original photo-recommender computed it.
@@ -93,7 +106,7 @@ fn rank_order(a: (f64, u32), b: (f64, u32)) -> Ordering {
 }
 
 /// Keeps the best `k` of `items` in rank order.
-fn top_k<T>(items: &mut Vec<T>, k: usize, key: impl Fn(&T) -> (f64, u32)) {
+pub fn top_k<T>(items: &mut Vec<T>, k: usize, key: impl Fn(&T) -> (f64, u32)) {
     let cmp = |a: &T, b: &T| rank_order(key(a), key(b));
     if items.len() > k {
         if k == 0 {
@@ -159,18 +172,66 @@ impl Scratch {
 pub fn score_all(graph: &Graph, params: Params) -> Vec<UserRecs> {
     let users = graph.user_ids.len();
     let photos = graph.photo_ids.len();
+    let hashes = params.explore_seed.map(|_| IdHashes::new(graph));
+    let hashes = hashes.as_ref();
     graph
         .targets
         .par_iter()
         .with_min_len(16)
         .map_init(
             || Scratch::new(users, photos),
-            |scratch, &u| score_user(graph, params, scratch, u),
+            |scratch, &u| score_user(graph, params, hashes, scratch, u),
         )
         .collect()
 }
 
-fn score_user(g: &Graph, params: Params, s: &mut Scratch, u: u32) -> UserRecs {
+/// Stable hashes of every user and photo id string, for the `explore` draw.
+pub struct IdHashes {
+    /// Per user.
+    pub user: Vec<u64>,
+    /// Per photo.
+    pub photo: Vec<u64>,
+}
+
+impl IdHashes {
+    /// Hashes the graph's ids.
+    pub fn new(graph: &Graph) -> Self {
+        IdHashes {
+            user: graph.user_ids.iter().map(|i| id_hash(i)).collect(),
+            photo: graph.photo_ids.iter().map(|i| id_hash(i)).collect(),
+        }
+    }
+}
+
+/// FNV-1a of an id string: stable across runs, platforms and versions.
+pub fn id_hash(id: &str) -> u64 {
+    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// SplitMix64's finaliser: spreads the bits of `x`.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The `explore` draw of a (user, photo) pair under `seed`: uniform in (0, 1].
+/// Candidates are ranked by it, so the top N are a uniform sample of N.
+pub fn explore_key(seed: u64, user_hash: u64, photo_hash: u64) -> f64 {
+    let h = mix(seed ^ mix(user_hash ^ mix(photo_hash)));
+    ((h >> 11) as f64 + 1.0) * (1.0 / (1u64 << 53) as f64)
+}
+
+fn score_user(
+    g: &Graph,
+    params: Params,
+    hashes: Option<&IdHashes>,
+    s: &mut Scratch,
+    u: u32,
+) -> UserRecs {
     s.stamp = s.stamp.wrapping_add(1);
     if s.stamp == 0 {
         // Wrapped after 2^32 users: clear once so stale stamps cannot match.
@@ -180,6 +241,7 @@ fn score_user(g: &Graph, params: Params, s: &mut Scratch, u: u32) -> UserRecs {
             &mut s.excluded,
             &mut s.blocked,
             &mut s.dismissed,
+            &mut s.selected,
         ] {
             v.fill(0);
         }
@@ -250,7 +312,7 @@ fn score_user(g: &Graph, params: Params, s: &mut Scratch, u: u32) -> UserRecs {
             s.pairs.push((p, n));
         }
     }
-    let mut photo_recs: Vec<(f64, u32)> = s
+    let candidates: Vec<(f64, u32)> = s
         .touched
         .iter()
         .filter(|&&p| {
@@ -262,33 +324,54 @@ fn score_user(g: &Graph, params: Params, s: &mut Scratch, u: u32) -> UserRecs {
         })
         .map(|&p| (s.acc[p as usize], p))
         .collect();
+    let mut explore: Vec<(f64, u32)> = match (params.explore_seed, hashes) {
+        (Some(seed), Some(h)) => candidates
+            .iter()
+            .map(|&(_, p)| {
+                (
+                    explore_key(seed, h.user[u as usize], h.photo[p as usize]),
+                    p,
+                )
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    top_k(&mut explore, params.photo_recs, |&x| x);
+    let mut photo_recs = candidates;
     top_k(&mut photo_recs, params.photo_recs, |&x| x);
 
-    // Contributors of each selected photo, from the recorded contributions.
-    for (i, &(_, p)) in photo_recs.iter().enumerate() {
-        s.selected[p as usize] = stamp;
-        s.position[p as usize] = i as u32;
+    // Contributors of each selected photo (either list), from the recorded
+    // contributions.
+    let mut selected = 0usize;
+    for &(_, p) in photo_recs.iter().chain(&explore) {
+        if s.selected[p as usize] != stamp {
+            s.selected[p as usize] = stamp;
+            s.position[p as usize] = selected as u32;
+            selected += 1;
+        }
     }
-    let mut contributors: Vec<Vec<(f64, u32)>> = vec![Vec::new(); photo_recs.len()];
+    let mut contributors: Vec<Vec<(f64, u32)>> = vec![Vec::new(); selected];
     for &(p, n) in &s.pairs {
         if s.selected[p as usize] == stamp {
             contributors[s.position[p as usize] as usize].push((s.nscore[n as usize], n));
         }
     }
-    let photos = photo_recs
-        .into_iter()
-        .zip(contributors)
-        .map(|((score, p), mut contributors)| {
-            let neighbor_count = contributors.len() as u32;
-            top_k(&mut contributors, params.top_neighbors, |&x| x);
-            PhotoRec {
-                photo: p,
-                score,
-                neighbor_count,
-                top_neighbors: contributors.into_iter().map(|(_, v)| v).collect(),
-            }
-        })
-        .collect();
+    let neighbor_counts: Vec<u32> = contributors.iter().map(|c| c.len() as u32).collect();
+    for c in &mut contributors {
+        top_k(c, params.top_neighbors, |&x| x);
+    }
+    let rec = |&(score, p): &(f64, u32)| {
+        let at = s.position[p as usize] as usize;
+        PhotoRec {
+            photo: p,
+            score,
+            neighbor_count: neighbor_counts[at],
+            top_neighbors: contributors[at].iter().map(|&(_, v)| v).collect(),
+            similar_to: Vec::new(),
+        }
+    };
+    let photos = photo_recs.iter().map(rec).collect();
+    let explore = explore.iter().map(rec).collect();
 
     // 6. Photographer recs: the scoring neighbors, minus contacts and dismissed.
     let mut photographers: Vec<PhotographerRec> = s
@@ -310,6 +393,7 @@ fn score_user(g: &Graph, params: Params, s: &mut Scratch, u: u32) -> UserRecs {
         user: u,
         photos,
         photographers,
+        explore,
     }
 }
 

@@ -4,15 +4,20 @@
 //!
 //! 1. `load` — read the raw tables from storage;
 //! 2. `prepare` — Polars table work into an integer graph ([`prepare`]);
-//! 3. `flexplore` — the Rayon kernel ([`flexplore`]);
-//! 4. `write` — the output tables (plus the run's copy of `photos` for the
+//! 3. `recommend` — the Rayon kernels of every configured algorithm
+//!    ([`algorithms`]: Flexplore with its `explore` sample, `itemknn`, `popular`);
+//! 4. `similar_photos` — item-to-item rows ([`similar`]);
+//! 5. `evaluate` — when enabled, the offline evaluation ([`crate::evaluate`]);
+//! 6. `write` — the output tables (plus the run's copy of `photos` for the
 //!    recommended photos and of `tracked_users`), built straight into Arrow from the kernel's
 //!    integer results (they are already in final row order, so a Polars frame in
 //!    between would only add a copy), then the manifest.
 
+pub mod algorithms;
 pub mod flexplore;
 pub mod prepare;
 pub mod similar;
+pub mod tags;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -29,6 +34,7 @@ use crate::model::{Table, run_table_dir};
 use crate::runs::{Manifest, RunStatus, StageTiming, new_run_id, write_manifest};
 use crate::store::{Storage, StoreError};
 
+pub use algorithms::{Algorithm, AlgorithmParams, Recommendations};
 pub use flexplore::{Params, UserRecs};
 pub use prepare::{Graph, Inputs, PrepareStats};
 
@@ -93,7 +99,35 @@ impl Params {
             photo_recs: settings.score.photo_recs_per_user,
             photographer_recs: settings.score.photographer_recs_per_user,
             top_neighbors: settings.score.top_neighbors_per_rec,
+            explore_seed: Some(settings.score.explore_seed),
         }
+    }
+}
+
+impl AlgorithmParams {
+    /// Every algorithm's parameters from settings.
+    pub fn from_settings(settings: &Settings) -> Self {
+        AlgorithmParams {
+            algorithms: settings.score.algorithms.clone(),
+            flexplore: Params::from_settings(settings),
+            itemknn: similar::SimilarParams {
+                k: settings.score.itemknn_neighbors,
+                ..similar_params(settings)
+            },
+        }
+    }
+}
+
+/// The similar-photos parameters from settings.
+pub fn similar_params(settings: &Settings) -> similar::SimilarParams {
+    similar::SimilarParams {
+        k: settings.similar.k,
+        min_common: settings.similar.min_common,
+        similarity: settings.similar.similarity,
+        bm25: similar::Bm25 {
+            k1: settings.similar.bm25_k1,
+            b: settings.similar.bm25_b,
+        },
     }
 }
 
@@ -127,58 +161,76 @@ fn pool(threads: usize) -> Result<rayon::ThreadPool, ScoreError> {
         })
 }
 
-/// Runs the kernel on a pool of `threads` workers (0 = one per core).
-pub fn score_with_threads(
+/// Runs every algorithm on a pool of `threads` workers (0 = one per core).
+pub fn recommend_with_threads(
     graph: &Graph,
-    params: Params,
+    params: &AlgorithmParams,
     threads: usize,
-) -> Result<Vec<UserRecs>, ScoreError> {
-    Ok(pool(threads)?.install(|| flexplore::score_all(graph, params)))
+) -> Result<Recommendations, ScoreError> {
+    Ok(pool(threads)?.install(|| algorithms::recommend(graph, params)))
 }
 
-/// Prepares and scores in memory: raw batches in, output batches out. This is the
-/// whole computation without storage, used by the stage and by the tests.
+/// Prepares and scores in memory: raw batches in, `photo_recs` and
+/// `photographer_recs` out. This is the whole computation without storage, used by
+/// the tests.
 pub fn compute(
     inputs: &Inputs,
     options: ScoreOptions,
-    params: Params,
+    params: &AlgorithmParams,
     threads: usize,
 ) -> Result<(RecordBatch, RecordBatch, PrepareStats), ScoreError> {
     let (graph, stats) = prepare::prepare(inputs, options.all_users)?;
-    let recs = score_with_threads(&graph, params, threads)?;
+    let recs = recommend_with_threads(&graph, params, threads)?;
     Ok((
         photo_recs_batch(&graph, &recs)?,
-        photographer_recs_batch(&graph, &recs)?,
+        photographer_recs_batch(&graph, &recs.photographers)?,
         stats,
     ))
 }
 
-/// Builds the `photo_recs` table, rows ordered by user then rank.
-pub fn photo_recs_batch(graph: &Graph, recs: &[UserRecs]) -> Result<RecordBatch, ScoreError> {
-    let n: usize = recs.iter().map(|r| r.photos.len()).sum();
+/// Builds the `photo_recs` table, rows ordered by user, then algorithm (in config
+/// order), then rank.
+pub fn photo_recs_batch(graph: &Graph, recs: &Recommendations) -> Result<RecordBatch, ScoreError> {
+    let n: usize = recs
+        .photos
+        .iter()
+        .flat_map(|(_, l)| l.iter().map(Vec::len))
+        .sum();
     let mut user = StringBuilder::with_capacity(n, n * 14);
     let mut rank = Vec::with_capacity(n);
     let mut photo = StringBuilder::with_capacity(n, n * 11);
     let mut owner = StringBuilder::with_capacity(n, n * 14);
     let mut score = Vec::with_capacity(n);
     let mut count = Vec::with_capacity(n);
+    let mut algorithm = StringBuilder::with_capacity(n, n * 9);
     let item = Arc::new(Field::new("item", DataType::Utf8, false));
-    let mut top = ListBuilder::new(StringBuilder::new()).with_field(item);
-    for r in recs {
-        for (i, p) in r.photos.iter().enumerate() {
-            user.append_value(&graph.user_ids[r.user as usize]);
-            rank.push(i as i32 + 1);
-            photo.append_value(&graph.photo_ids[p.photo as usize]);
-            match graph.owner[p.photo as usize] {
-                prepare::NO_OWNER => owner.append_null(),
-                o => owner.append_value(&graph.user_ids[o as usize]),
+    let mut top = ListBuilder::new(StringBuilder::new()).with_field(item.clone());
+    let mut similar_to = ListBuilder::new(StringBuilder::new()).with_field(item);
+    for (i, &u) in graph.targets.iter().enumerate() {
+        for (a, lists) in &recs.photos {
+            let Some(list) = lists.get(i) else { continue };
+            for (r, p) in list.iter().enumerate() {
+                user.append_value(&graph.user_ids[u as usize]);
+                rank.push(r as i32 + 1);
+                photo.append_value(&graph.photo_ids[p.photo as usize]);
+                match graph.owner[p.photo as usize] {
+                    prepare::NO_OWNER => owner.append_null(),
+                    o => owner.append_value(&graph.user_ids[o as usize]),
+                }
+                score.push(p.score);
+                count.push(p.neighbor_count as i32);
+                for &v in &p.top_neighbors {
+                    top.values().append_value(&graph.user_ids[v as usize]);
+                }
+                top.append(true);
+                for &f in &p.similar_to {
+                    similar_to
+                        .values()
+                        .append_value(&graph.photo_ids[f as usize]);
+                }
+                similar_to.append(true);
+                algorithm.append_value(a.name());
             }
-            score.push(p.score);
-            count.push(p.neighbor_count as i32);
-            for &v in &p.top_neighbors {
-                top.values().append_value(&graph.user_ids[v as usize]);
-            }
-            top.append(true);
         }
     }
     let columns: Vec<ArrayRef> = vec![
@@ -189,6 +241,8 @@ pub fn photo_recs_batch(graph: &Graph, recs: &[UserRecs]) -> Result<RecordBatch,
         Arc::new(Float64Array::from(score)),
         Arc::new(Int32Array::from(count)),
         Arc::new(top.finish()),
+        Arc::new(similar_to.finish()),
+        Arc::new(algorithm.finish()),
     ];
     Ok(RecordBatch::try_new(Table::PhotoRecs.schema(), columns)?)
 }
@@ -196,14 +250,13 @@ pub fn photo_recs_batch(graph: &Graph, recs: &[UserRecs]) -> Result<RecordBatch,
 /// Builds the `photographer_recs` table, rows ordered by user then rank.
 pub fn photographer_recs_batch(
     graph: &Graph,
-    recs: &[UserRecs],
+    recs: &[Vec<flexplore::PhotographerRec>],
 ) -> Result<RecordBatch, ScoreError> {
-    let rows = recs.iter().flat_map(|r| {
-        r.photographers
-            .iter()
-            .enumerate()
-            .map(move |(i, p)| (r.user, i, p))
-    });
+    let rows = graph
+        .targets
+        .iter()
+        .zip(recs)
+        .flat_map(|(&u, list)| list.iter().enumerate().map(move |(i, p)| (u, i, p)));
     let (mut user, mut rank, mut who, mut score, mut common, mut total) = (
         Vec::new(),
         Vec::new(),
@@ -234,21 +287,16 @@ pub fn photographer_recs_batch(
     )?)
 }
 
-/// The metadata rows of the photos a run shows: those recommended, and those in
-/// the similar-photos rows (both sides), so a run is self-contained.
+/// The metadata rows of the photos a run shows (the given id columns: recommended
+/// photos, both sides of the similar-photos rows, tag photos), so a run is
+/// self-contained.
 fn recommended_photos(
     inputs: &Inputs,
-    photo_recs: &[&RecordBatch],
-    similar: &RecordBatch,
+    shown: &[(&RecordBatch, usize)],
 ) -> Result<Vec<RecordBatch>, ScoreError> {
     let mut ids: HashSet<&str> = HashSet::new();
-    for b in photo_recs {
-        if let Some(a) = b.column(2).as_any().downcast_ref::<StringArray>() {
-            ids.extend(a.iter().flatten());
-        }
-    }
-    for c in [0, 2] {
-        if let Some(a) = similar.column(c).as_any().downcast_ref::<StringArray>() {
+    for &(b, c) in shown {
+        if let Some(a) = b.column(c).as_any().downcast_ref::<StringArray>() {
             ids.extend(a.iter().flatten());
         }
     }
@@ -275,7 +323,7 @@ pub fn similar_photos_batch(
     let (mut photo, mut rank, mut other, mut score, mut common) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     if let Some((sources, rows)) = similar {
-        for (&p, list) in sources.iter().zip(rows) {
+        for (&p, list) in sources.iter().zip(rows.iter()) {
             for (i, r) in list.iter().enumerate() {
                 photo.push(graph.photo_ids[p as usize].as_str());
                 rank.push(i as i32 + 1);
@@ -309,6 +357,7 @@ async fn first_recommended(
     run_id: &str,
     started: chrono::DateTime<Utc>,
 ) -> Result<RecordBatch, ScoreError> {
+    use arrow_array::Array;
     use arrow_array::cast::AsArray;
     use arrow_array::types::TimestampMicrosecondType;
     let mut previous: std::collections::HashMap<(String, String), (i64, String)> =
@@ -346,7 +395,19 @@ async fn first_recommended(
     let now = started.timestamp_micros();
     let rows = photo_recs.num_rows();
     let (mut at, mut first_run) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
+    // One row per (user, photo), whichever algorithms recommended it, in first
+    // appearance order (photo_recs is ordered by user, so this is deterministic).
+    let mut seen: HashSet<(&str, &str)> = HashSet::with_capacity(rows);
+    let mut keep = Vec::with_capacity(rows);
     for i in 0..rows {
+        keep.push(seen.insert((users.value(i), photos.value(i))));
+    }
+    let keep = arrow_array::BooleanArray::from(keep);
+    let users = arrow_select::filter::filter(users, &keep)?;
+    let photos = arrow_select::filter::filter(photos, &keep)?;
+    let (users_col, photos_col) = (users.clone(), photos.clone());
+    let (users, photos) = (users.as_string::<i32>(), photos.as_string::<i32>());
+    for i in 0..users.len() {
         match previous.get(&(users.value(i).to_string(), photos.value(i).to_string())) {
             Some((t, r)) => {
                 at.push(*t);
@@ -361,8 +422,8 @@ async fn first_recommended(
     Ok(RecordBatch::try_new(
         Table::FirstRecommended.schema(),
         vec![
-            photo_recs.column(0).clone(),
-            photo_recs.column(2).clone(),
+            users_col,
+            photos_col,
             Arc::new(arrow_array::TimestampMicrosecondArray::from(at).with_timezone("UTC")),
             Arc::new(StringArray::from(first_run)),
         ],
@@ -402,6 +463,103 @@ fn split_rows(batches: &[RecordBatch], rows: usize) -> Vec<Vec<RecordBatch>> {
         }
     }
     parts
+}
+
+/// What the CPU-bound part of a score run produces.
+struct Computed {
+    graph: Graph,
+    stats: PrepareStats,
+    recs: Recommendations,
+    similar: Option<(Vec<u32>, Vec<Vec<similar::SimilarRow>>)>,
+    metrics: RecordBatch,
+    timings: Vec<(&'static str, f64)>,
+}
+
+fn compute_all(
+    inputs: &Inputs,
+    options: ScoreOptions,
+    params: &AlgorithmParams,
+    settings: &Settings,
+    threads: usize,
+) -> Result<Computed, ScoreError> {
+    let mut timings = Vec::new();
+    let t = Instant::now();
+    let (graph, stats) = prepare::prepare(inputs, options.all_users)?;
+    timings.push(("prepare", t.elapsed().as_secs_f64()));
+    let pool = pool(threads)?;
+    let t = Instant::now();
+    let recs = pool.install(|| algorithms::recommend(&graph, params));
+    timings.push(("recommend", t.elapsed().as_secs_f64()));
+    let similar = if settings.similar.enabled {
+        let t = Instant::now();
+        let rows = pool.install(|| similar_rows(&graph, &recs, params, similar_params(settings)));
+        timings.push(("similar_photos", t.elapsed().as_secs_f64()));
+        Some(rows)
+    } else {
+        None
+    };
+    let metrics = if settings.evaluate.enabled {
+        let t = Instant::now();
+        let metrics =
+            crate::evaluate::evaluate(inputs, options, params, &settings.evaluate, &pool)?;
+        timings.push(("evaluate", t.elapsed().as_secs_f64()));
+        crate::evaluate::metrics_batch(&metrics)?
+    } else {
+        crate::evaluate::metrics_batch(&[])?
+    };
+    Ok(Computed {
+        graph,
+        stats,
+        recs,
+        similar,
+        metrics,
+        timings,
+    })
+}
+
+/// Similar-photo rows for every photo the targets favourited or were recommended
+/// (by any algorithm). The rows `itemknn` already computed for the favourites are
+/// reused when they were made with the same measure and at least as many
+/// neighbours; only the remaining photos are computed.
+fn similar_rows(
+    graph: &Graph,
+    recs: &Recommendations,
+    params: &AlgorithmParams,
+    sp: similar::SimilarParams,
+) -> (Vec<u32>, Vec<Vec<similar::SimilarRow>>) {
+    let recommended = recs
+        .photos
+        .iter()
+        .flat_map(|(_, lists)| lists.iter().flatten().map(|r| r.photo));
+    let sources = similar::sources(graph, recommended);
+    let reusable = recs.knn.as_ref().filter(|_| {
+        let k = params.itemknn;
+        k.similarity == sp.similarity
+            && k.min_common == sp.min_common
+            && k.bm25 == sp.bm25
+            && k.k >= sp.k
+    });
+    let Some(knn) = reusable else {
+        let rows = similar::similar_photos(graph, &sources, sp);
+        return (sources, rows);
+    };
+    let missing: Vec<u32> = sources
+        .iter()
+        .copied()
+        .filter(|&p| knn.sources.binary_search(&p).is_err())
+        .collect();
+    let mut computed = similar::similar_photos(graph, &missing, sp).into_iter();
+    let rows = sources
+        .iter()
+        .map(|&p| {
+            if knn.sources.binary_search(&p).is_ok() {
+                knn.of(p).iter().take(sp.k).copied().collect()
+            } else {
+                computed.next().unwrap_or_default()
+            }
+        })
+        .collect();
+    (sources, rows)
 }
 
 /// Scores, writes a new run and returns its manifest. The run is not published.
@@ -462,45 +620,28 @@ async fn score_into(
     }
     record(manifest, "load", clock.elapsed().as_secs_f64());
 
-    let params = Params::from_settings(settings);
+    let params = AlgorithmParams::from_settings(settings);
     let threads = settings.score.threads;
     let inputs = Arc::new(inputs);
     let work = inputs.clone();
+    let settings_ = settings.clone();
     // CPU-bound: keep it off the async workers.
-    let similar_settings = settings.similar.clone();
-    let (graph, stats, recs, similar, timings) =
-        tokio::task::spawn_blocking(move || -> Result<_, ScoreError> {
-            let mut timings = Vec::new();
-            let t = Instant::now();
-            let (graph, stats) = prepare::prepare(&work, options.all_users)?;
-            timings.push(("prepare", t.elapsed().as_secs_f64()));
-            let t = Instant::now();
-            let recs = score_with_threads(&graph, params, threads)?;
-            timings.push(("flexplore", t.elapsed().as_secs_f64()));
-            let similar = if similar_settings.enabled {
-                let t = Instant::now();
-                let sources = similar::sources(
-                    &graph,
-                    recs.iter().flat_map(|r| r.photos.iter().map(|p| p.photo)),
-                );
-                let sp = similar::SimilarParams {
-                    k: similar_settings.k,
-                    min_common: similar_settings.min_common,
-                    similarity: similar_settings.similarity,
-                };
-                let rows = pool(threads)?.install(|| similar::similar_photos(&graph, &sources, sp));
-                timings.push(("similar_photos", t.elapsed().as_secs_f64()));
-                Some((sources, rows))
-            } else {
-                None
-            };
-            Ok((graph, stats, recs, similar, timings))
-        })
-        .await
-        .map_err(|e| ScoreError::Threads {
-            threads,
-            reason: e.to_string(),
-        })??;
+    let computed = tokio::task::spawn_blocking(move || {
+        compute_all(&work, options, &params, &settings_, threads)
+    })
+    .await
+    .map_err(|e| ScoreError::Threads {
+        threads,
+        reason: e.to_string(),
+    })??;
+    let Computed {
+        graph,
+        stats,
+        recs,
+        similar,
+        metrics,
+        timings,
+    } = computed;
     for (stage, seconds) in timings {
         record(manifest, stage, seconds);
     }
@@ -521,10 +662,20 @@ async fn score_into(
     }
     let clock = Instant::now();
     let photo_recs = photo_recs_batch(&graph, &recs)?;
-    let photographer_recs = photographer_recs_batch(&graph, &recs)?;
+    let photographer_recs = photographer_recs_batch(&graph, &recs.photographers)?;
     let similar_batch =
         similar_photos_batch(&graph, similar.as_ref(), settings.similar.similarity)?;
-    let photos = recommended_photos(&inputs, &[&photo_recs], &similar_batch)?;
+    let tag_photos =
+        tags::tag_photos_batch(&graph, &inputs.photos, settings.score.tag_photos_per_tag)?;
+    let photos = recommended_photos(
+        &inputs,
+        &[
+            (&photo_recs, 2),
+            (&similar_batch, 0),
+            (&similar_batch, 2),
+            (&tag_photos, 2),
+        ],
+    )?;
     let first =
         first_recommended(storage, &photo_recs, &manifest.run_id, manifest.started_at).await?;
     // Tables are cut into parts of a fixed row count, so the files do not depend on
@@ -535,6 +686,8 @@ async fn score_into(
         (Table::PhotographerRecs, vec![photographer_recs]),
         (Table::FirstRecommended, vec![first]),
         (Table::SimilarPhotos, vec![similar_batch]),
+        (Table::TagPhotos, vec![tag_photos]),
+        (Table::Metrics, vec![metrics]),
         (Table::Photos, photos),
         (Table::TrackedUsers, inputs.tracked_users.clone()),
     ] {

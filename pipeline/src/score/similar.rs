@@ -6,6 +6,11 @@
 //!
 //! - `cosine`  = co / sqrt(|U(p)| · |U(q)|)
 //! - `jaccard` = co / (|U(p)| + |U(q)| − co)
+//! - `bm25`    = c(p) · c(q) · Σ_{u ∈ U(p) ∩ U(q)} idf(u)², the weighting the
+//!   `implicit` library's `BM25Recommender` uses (binary favourites):
+//!   c(x) = (K1 + 1) / (K1 · ((1 − B) + B · |U(x)| / avg|U|) + 1) and
+//!   idf(u) = ln(N) − ln(1 + |F(u)|), with N the number of favourited photos and
+//!   avg|U| the mean favoriters per photo.
 //!
 //! Only pairs with co ≥ `min_common` count. Each source photo keeps its top K by
 //! score descending, then photo id ascending. The work is sparse: a source photo
@@ -27,6 +32,8 @@ pub enum Similarity {
     Cosine,
     /// Jaccard index.
     Jaccard,
+    /// BM25-weighted co-occurrence, as `implicit` computes it.
+    Bm25,
 }
 
 impl Similarity {
@@ -35,6 +42,7 @@ impl Similarity {
         match self {
             Similarity::Cosine => "cosine",
             Similarity::Jaccard => "jaccard",
+            Similarity::Bm25 => "bm25",
         }
     }
 
@@ -43,18 +51,73 @@ impl Similarity {
         match text {
             "cosine" => Some(Similarity::Cosine),
             "jaccard" => Some(Similarity::Jaccard),
+            "bm25" => Some(Similarity::Bm25),
             _ => None,
         }
     }
 
-    /// The score of a pair from its co-occurrence and the two degrees.
+    /// The score of a pair from its co-occurrence and the two degrees, for the
+    /// measures that need nothing else (`bm25` is scored by [`Bm25Weights`]).
     #[inline]
     pub fn score(self, common: u32, deg_p: u32, deg_q: u32) -> f64 {
         let c = f64::from(common);
         match self {
-            Similarity::Cosine => c / (f64::from(deg_p) * f64::from(deg_q)).sqrt(),
+            Similarity::Cosine | Similarity::Bm25 => {
+                c / (f64::from(deg_p) * f64::from(deg_q)).sqrt()
+            }
             Similarity::Jaccard => c / (f64::from(deg_p) + f64::from(deg_q) - c),
         }
+    }
+}
+
+/// BM25's K1 and B.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bm25 {
+    /// Term-frequency saturation.
+    pub k1: f64,
+    /// Length normalisation, 0 to 1.
+    pub b: f64,
+}
+
+impl Default for Bm25 {
+    /// `implicit`'s `BM25Recommender` defaults.
+    fn default() -> Self {
+        Bm25 { k1: 1.2, b: 0.75 }
+    }
+}
+
+/// The per-photo and per-user factors of BM25 similarity.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Bm25Weights {
+    /// c(x) per photo.
+    pub photo: Vec<f64>,
+    /// idf(u)² per user.
+    pub idf2: Vec<f64>,
+}
+
+impl Bm25Weights {
+    /// Computes the weights of a graph.
+    pub fn new(graph: &Graph, bm25: Bm25) -> Self {
+        let photos = graph.photo_ids.len();
+        let n = (0..photos as u32)
+            .filter(|&p| !graph.favoriters.row(p).is_empty())
+            .count()
+            .max(1) as f64;
+        let avg = graph.favoriters.values.len() as f64 / n;
+        let photo = (0..photos as u32)
+            .map(|p| {
+                let len = graph.favoriters.row(p).len() as f64;
+                let norm = (1.0 - bm25.b) + bm25.b * len / avg;
+                (bm25.k1 + 1.0) / (bm25.k1 * norm + 1.0)
+            })
+            .collect();
+        let idf2 = (0..graph.user_ids.len() as u32)
+            .map(|u| {
+                let idf = n.ln() - (graph.favorites.row(u).len() as f64).ln_1p();
+                idf * idf
+            })
+            .collect();
+        Bm25Weights { photo, idf2 }
     }
 }
 
@@ -67,6 +130,8 @@ pub struct SimilarParams {
     pub min_common: u32,
     /// The measure.
     pub similarity: Similarity,
+    /// K1 and B, used by `bm25` only.
+    pub bm25: Bm25,
 }
 
 /// One similar photo.
@@ -87,69 +152,107 @@ pub fn similar_photos(
     params: SimilarParams,
 ) -> Vec<Vec<SimilarRow>> {
     let photos = graph.photo_ids.len();
+    let bm25 =
+        (params.similarity == Similarity::Bm25).then(|| Bm25Weights::new(graph, params.bm25));
     sources
         .par_iter()
         .with_min_len(64)
         .map_init(
-            || {
-                (
-                    vec![0u32; photos],
-                    vec![0u32; photos],
-                    Vec::<u32>::new(),
-                    0u32,
-                )
+            || Scratch {
+                stamp: vec![0u32; photos],
+                co: vec![0u32; photos],
+                weight: if bm25.is_some() {
+                    vec![0.0; photos]
+                } else {
+                    Vec::new()
+                },
+                touched: Vec::new(),
+                generation: 0,
             },
-            |(stamp, co, touched, gen_), &p| {
-                *gen_ = gen_.wrapping_add(1);
-                if *gen_ == 0 {
-                    stamp.fill(0);
-                    *gen_ = 1;
-                }
-                let g = *gen_;
-                touched.clear();
-                for &v in graph.favoriters.row(p) {
-                    for &q in graph.favorites.row(v) {
-                        if q == p {
-                            continue;
-                        }
-                        let qi = q as usize;
-                        if stamp[qi] != g {
-                            stamp[qi] = g;
-                            co[qi] = 0;
-                            touched.push(q);
-                        }
-                        co[qi] += 1;
-                    }
-                }
-                let deg_p = graph.favoriters.row(p).len() as u32;
-                let mut rows: Vec<SimilarRow> = touched
-                    .iter()
-                    .filter(|&&q| co[q as usize] >= params.min_common.max(1))
-                    .map(|&q| {
-                        let common = co[q as usize];
-                        let deg_q = graph.favoriters.row(q).len() as u32;
-                        SimilarRow {
-                            photo: q,
-                            score: params.similarity.score(common, deg_p, deg_q),
-                            common,
-                        }
-                    })
-                    .collect();
-                let cmp = |a: &SimilarRow, b: &SimilarRow| {
-                    b.score.total_cmp(&a.score).then(a.photo.cmp(&b.photo))
-                };
-                if rows.len() > params.k && params.k > 0 {
-                    rows.select_nth_unstable_by(params.k - 1, cmp);
-                    rows.truncate(params.k);
-                }
-                if params.k == 0 {
-                    rows.clear();
-                }
-                rows.sort_unstable_by(cmp);
-                rows
-            },
+            |s, &p| top_similar(graph, bm25.as_ref(), params, s, p),
         )
         .collect()
+}
+
+/// Per-worker scratch of the similar-photos kernel.
+struct Scratch {
+    stamp: Vec<u32>,
+    co: Vec<u32>,
+    /// Σ idf(u)² over shared users, for `bm25`.
+    weight: Vec<f64>,
+    touched: Vec<u32>,
+    generation: u32,
+}
+
+fn top_similar(
+    graph: &Graph,
+    bm25: Option<&Bm25Weights>,
+    params: SimilarParams,
+    s: &mut Scratch,
+    p: u32,
+) -> Vec<SimilarRow> {
+    s.generation = s.generation.wrapping_add(1);
+    if s.generation == 0 {
+        s.stamp.fill(0);
+        s.generation = 1;
+    }
+    let g = s.generation;
+    s.touched.clear();
+    // Favoriters ascending, then their photos ascending: a fixed order, so the
+    // floating-point sums do not depend on the thread count.
+    for &v in graph.favoriters.row(p) {
+        let idf2 = bm25.map_or(0.0, |w| w.idf2[v as usize]);
+        for &q in graph.favorites.row(v) {
+            if q == p {
+                continue;
+            }
+            let qi = q as usize;
+            if s.stamp[qi] != g {
+                s.stamp[qi] = g;
+                s.co[qi] = 0;
+                if bm25.is_some() {
+                    s.weight[qi] = 0.0;
+                }
+                s.touched.push(q);
+            }
+            s.co[qi] += 1;
+            if bm25.is_some() {
+                s.weight[qi] += idf2;
+            }
+        }
+    }
+    let deg_p = graph.favoriters.row(p).len() as u32;
+    let mut rows: Vec<SimilarRow> = s
+        .touched
+        .iter()
+        .filter(|&&q| s.co[q as usize] >= params.min_common.max(1))
+        .map(|&q| {
+            let common = s.co[q as usize];
+            let score = match bm25 {
+                Some(w) => w.photo[p as usize] * w.photo[q as usize] * s.weight[q as usize],
+                None => {
+                    let deg_q = graph.favoriters.row(q).len() as u32;
+                    params.similarity.score(common, deg_p, deg_q)
+                }
+            };
+            SimilarRow {
+                photo: q,
+                score,
+                common,
+            }
+        })
+        .collect();
+    let cmp =
+        |a: &SimilarRow, b: &SimilarRow| b.score.total_cmp(&a.score).then(a.photo.cmp(&b.photo));
+    if params.k == 0 {
+        return Vec::new();
+    }
+    if rows.len() > params.k {
+        rows.select_nth_unstable_by(params.k - 1, cmp);
+        rows.truncate(params.k);
+    }
+    rows.sort_unstable_by(cmp);
+    rows
 }
 
 /// The photos that get similar-photo rows: those the targets favourited and those
@@ -194,7 +297,9 @@ mod tests {
         }
     }
 
-    /// Straight from the definitions, with sets.
+    const BM25: Bm25 = Bm25 { k1: 1.2, b: 0.75 };
+
+    /// Straight from the definitions, with sets: every candidate, ranked.
     fn naive(
         favs: &[(u32, u32)],
         photos: usize,
@@ -202,9 +307,19 @@ mod tests {
         params: SimilarParams,
     ) -> Vec<(u32, f64, u32)> {
         let mut by_photo: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
+        let mut by_user: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
         for &(u, q) in favs {
             by_photo.entry(q).or_default().insert(u);
+            by_user.entry(u).or_default().insert(q);
         }
+        // BM25 straight from implicit's bm25_weight over the photo × user matrix.
+        let n = by_photo.len() as f64;
+        let avg = favs.iter().collect::<BTreeSet<_>>().len() as f64 / n;
+        let c = |x: &BTreeSet<u32>| {
+            let norm = (1.0 - params.bm25.b) + params.bm25.b * x.len() as f64 / avg;
+            (params.bm25.k1 + 1.0) / (params.bm25.k1 * norm + 1.0)
+        };
+        let idf = |u: u32| n.ln() - (1.0 + by_user[&u].len() as f64).ln();
         let empty = BTreeSet::new();
         let up = by_photo.get(&p).unwrap_or(&empty);
         let mut rows: Vec<(u32, f64, u32)> = (0..photos as u32)
@@ -218,12 +333,16 @@ mod tests {
                 let s = match params.similarity {
                     Similarity::Cosine => co / ((up.len() * uq.len()) as f64).sqrt(),
                     Similarity::Jaccard => co / (up.len() as f64 + uq.len() as f64 - co),
+                    // implicit: Σ_u w(p,u)·w(q,u), w(x,u) = c(x)·idf(u).
+                    Similarity::Bm25 => up
+                        .intersection(uq)
+                        .map(|&u| (c(up) * idf(u)) * (c(uq) * idf(u)))
+                        .sum(),
                 };
                 Some((q, s, co as u32))
             })
             .collect();
         rows.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        rows.truncate(params.k);
         rows
     }
 
@@ -238,6 +357,7 @@ mod tests {
             k: 5,
             min_common: 1,
             similarity: Similarity::Cosine,
+            bm25: BM25,
         };
         let rows = &similar_photos(&g, &[0], p)[0];
         assert_eq!(rows.iter().map(|r| r.photo).collect::<Vec<_>>(), vec![1, 2]);
@@ -254,6 +374,36 @@ mod tests {
         assert_eq!(similar_photos(&g, &[0], strict)[0].len(), 1);
     }
 
+    #[test]
+    fn hand_computed_bm25() {
+        // Photos 0..3, users 0..3. U(0) = {0,1}, U(1) = {0,1}, U(2) = {1}.
+        // N = 3 photos, avg|U| = 5/3. F(0) = {0,1}, F(1) = {0,1,2}.
+        // idf(0) = ln 3 − ln 3 = 0, idf(1) = ln 3 − ln 4.
+        // c(0) = c(1) = 2.2 / (1.2 · (0.25 + 0.75 · 2 / (5/3)) + 1) = 2.2 / 2.38.
+        // bm25(0,1) = c(0) · c(1) · (idf(0)² + idf(1)²) = (2.2/2.38)² · ln(3/4)².
+        // c(2) = 2.2 / (1.2 · (0.25 + 0.75 · 1 / (5/3)) + 1) = 2.2 / 1.84, so
+        // bm25(0,2) = c(0) · c(2) · idf(1)² ranks first: the rarer photo weighs more.
+        let favs = [(0, 0), (1, 0), (0, 1), (1, 1), (1, 2)];
+        let g = graph(&favs, 2, 3);
+        let p = SimilarParams {
+            k: 5,
+            min_common: 1,
+            similarity: Similarity::Bm25,
+            bm25: BM25,
+        };
+        let rows = &similar_photos(&g, &[0], p)[0];
+        let want1 = (2.2f64 / 2.38).powi(2) * (0.75f64).ln().powi(2);
+        let want2 = (2.2f64 / 2.38) * (2.2 / 1.84) * (0.75f64).ln().powi(2);
+        assert_eq!((rows[0].photo, rows[0].common), (2, 1));
+        assert!(
+            (rows[0].score - want2).abs() < 1e-12,
+            "{} vs {want2}",
+            rows[0].score
+        );
+        assert_eq!((rows[1].photo, rows[1].common), (1, 2));
+        assert!((rows[1].score - want1).abs() < 1e-12);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 150, ..ProptestConfig::default() })]
 
@@ -262,12 +412,15 @@ mod tests {
             favs in proptest::collection::vec((0u32..12, 0u32..25), 1..150),
             k in 1usize..8,
             min_common in 1u32..3,
-            jaccard in any::<bool>(),
+            measure in 0usize..3,
+            k1 in 0.5f64..150.0,
+            b in 0.0f64..1.0,
         ) {
             let params = SimilarParams {
                 k,
                 min_common,
-                similarity: if jaccard { Similarity::Jaccard } else { Similarity::Cosine },
+                similarity: [Similarity::Cosine, Similarity::Jaccard, Similarity::Bm25][measure],
+                bm25: Bm25 { k1, b },
             };
             let g = graph(&favs, 12, 25);
             let all: Vec<u32> = (0..25).collect();
@@ -279,12 +432,22 @@ mod tests {
             let g2 = graph(&reversed, 12, 25);
             prop_assert_eq!(&one, &similar_photos(&g2, &all, params));
             for p in 0..25u32 {
-                let want = naive(&favs, 25, p, params);
+                let all = naive(&favs, 25, p, params);
+                let want = &all[..all.len().min(k)];
                 let got = &one[p as usize];
                 prop_assert_eq!(got.len(), want.len(), "photo {}", p);
-                for (g, w) in got.iter().zip(&want) {
-                    prop_assert_eq!((g.photo, g.common), (w.0, w.2));
+                for (i, (g, w)) in got.iter().zip(want).enumerate() {
+                    // Each row's score and co-favourites equal the reference's for
+                    // that photo, and the ranked scores agree position by position.
+                    let r = all.iter().find(|r| r.0 == g.photo).expect("kernel row is a candidate");
+                    prop_assert!((g.score - r.1).abs() < 1e-9);
+                    prop_assert_eq!(g.common, r.2);
                     prop_assert!((g.score - w.1).abs() < 1e-9);
+                    // Where the reference has no near-tie, the photo is the same too.
+                    let near = |j: usize| all.get(j).is_some_and(|o| (o.1 - w.1).abs() < 1e-9);
+                    if !near(i + 1) && (i == 0 || !near(i - 1)) {
+                        prop_assert_eq!(g.photo, w.0);
+                    }
                 }
             }
         }

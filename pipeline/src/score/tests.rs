@@ -69,10 +69,25 @@ fn dismissals(rows: &[(&str, Option<&str>, Option<&str>)]) -> RecordBatch {
 }
 
 const PARAMS: Params = Params {
+    explore_seed: None,
     photo_recs: 100,
     photographer_recs: 50,
     top_neighbors: 3,
 };
+
+/// Flexplore alone, so `photo_recs` holds its rows only.
+fn only(params: Params) -> AlgorithmParams {
+    AlgorithmParams {
+        algorithms: vec![Algorithm::Flexplore],
+        flexplore: params,
+        itemknn: crate::score::similar::SimilarParams {
+            k: 20,
+            min_common: 1,
+            similarity: crate::score::similar::Similarity::Cosine,
+            bm25: crate::score::similar::Bm25::default(),
+        },
+    }
+}
 
 /// (user, photo, score, top_neighbors) per photo_recs row.
 type PhotoRow = (String, i32, String, f64, Vec<String>);
@@ -162,7 +177,7 @@ fn example() -> Inputs {
 #[test]
 fn hand_computed_example_matches_the_formula() {
     let (photos, photographers, _) =
-        compute(&example(), ScoreOptions::default(), PARAMS, 1).expect("scores");
+        compute(&example(), ScoreOptions::default(), &only(PARAMS), 1).expect("scores");
     let b = 150.0 * (1.0f64 / 253.0).sqrt();
     let c = 150.0 * (2.0f64 / 255.0).sqrt();
     assert!((b - 9.430419201928972).abs() < 1e-12);
@@ -197,7 +212,7 @@ fn contacts_and_dismissals_are_excluded() {
     inputs.contacts = vec![contacts(&[(A, B)])];
     inputs.dismissals = vec![dismissals(&[(A, Some("20"), None), (A, None, Some(D))])];
     let (photos, photographers, _) =
-        compute(&inputs, ScoreOptions::default(), PARAMS, 1).expect("scores");
+        compute(&inputs, ScoreOptions::default(), &only(PARAMS), 1).expect("scores");
     // 20 is dismissed; 30 belongs to the dismissed D. Only 21 remains.
     let rows = photo_rows(&photos);
     assert_eq!(
@@ -244,7 +259,8 @@ fn owners_can_come_from_the_photos_table() {
     )
     .expect("photos");
     inputs.photos = vec![photos];
-    let (out, _, stats) = compute(&inputs, ScoreOptions::default(), PARAMS, 1).expect("scores");
+    let (out, _, stats) =
+        compute(&inputs, ScoreOptions::default(), &only(PARAMS), 1).expect("scores");
     assert_eq!(stats.favorites_without_owner, 0);
     let owners = out.column(3).as_string::<i32>();
     assert_eq!(owners.value(0), D);
@@ -257,13 +273,14 @@ fn no_owner_at_all_is_a_clear_error() {
         tracked_users: vec![tracked(&[A])],
         ..Inputs::default()
     };
-    let err = compute(&inputs, ScoreOptions::default(), PARAMS, 1).expect_err("no owners");
+    let err = compute(&inputs, ScoreOptions::default(), &only(PARAMS), 1).expect_err("no owners");
     assert!(err.to_string().contains("owner_id"), "{err}");
     let no_tracked = Inputs {
         tracked_users: vec![],
         ..example()
     };
-    let err = compute(&no_tracked, ScoreOptions::default(), PARAMS, 1).expect_err("no targets");
+    let err =
+        compute(&no_tracked, ScoreOptions::default(), &only(PARAMS), 1).expect_err("no targets");
     assert!(err.to_string().contains("--all-users"), "{err}");
 }
 
@@ -404,7 +421,7 @@ prop_compose! {
         let dismissed = dismissed.into_iter().map(|(u, x, is_photo)| {
             if is_photo { (nsid(u), Some((1000 + x).to_string()), None) } else { (nsid(u), None, Some(nsid(x % 14))) }
         }).collect();
-        (favs, tracked, contacts, dismissed, Params { photo_recs: keep, photographer_recs: keep, top_neighbors: top })
+        (favs, tracked, contacts, dismissed, Params { photo_recs: keep, photographer_recs: keep, top_neighbors: top, explore_seed: None })
     }
 }
 
@@ -447,7 +464,7 @@ proptest! {
         // missing the stage refuses to run, which the naive version cannot express.
         prop_assume!(favs.iter().any(|f| f.2.is_some()));
         let inputs = to_inputs(&favs, &targets, &cs, &ds);
-        let (photos, photographers, _) = compute(&inputs, ScoreOptions::default(), params, 2).expect("scores");
+        let (photos, photographers, _) = compute(&inputs, ScoreOptions::default(), &only(params), 2).expect("scores");
         let (want_photos, want_people) = naive(&favs, &targets, &cs, &ds, params);
         let got = photo_rows(&photos);
         prop_assert_eq!(got.len(), want_photos.len());
@@ -481,8 +498,8 @@ fn results_are_identical_for_one_and_two_threads_and_shuffled_input() {
         tracked_users: vec![community.tracked_users.clone()],
         dismissals: vec![],
     };
-    let one = compute(&inputs, ScoreOptions::default(), PARAMS, 1).expect("1 thread");
-    let two = compute(&inputs, ScoreOptions::default(), PARAMS, 2).expect("2 threads");
+    let one = compute(&inputs, ScoreOptions::default(), &only(PARAMS), 1).expect("1 thread");
+    let two = compute(&inputs, ScoreOptions::default(), &only(PARAMS), 2).expect("2 threads");
     assert!(
         one.0.num_rows() > 1000,
         "the community should produce many recs"
@@ -508,7 +525,8 @@ fn results_are_identical_for_one_and_two_threads_and_shuffled_input() {
         ],
         ..inputs.clone()
     };
-    let three = compute(&shuffled_inputs, ScoreOptions::default(), PARAMS, 2).expect("shuffled");
+    let three =
+        compute(&shuffled_inputs, ScoreOptions::default(), &only(PARAMS), 2).expect("shuffled");
     assert_eq!(one.0, three.0);
     assert_eq!(one.1, three.1);
 }

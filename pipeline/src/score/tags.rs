@@ -1,0 +1,91 @@
+//! `tag_photos`: the most favourited photos per tag.
+//!
+//! Tags come from the `photos` table (space-separated, as Flickr's `tags` extra
+//! gives them; lower-cased here). A photo's weight is its favourites held (|U(p)|);
+//! photos nobody favourited are left out. Each tag keeps its top N, ranked by
+//! favourites descending, then photo id ascending. Rows are ordered by tag, then
+//! rank.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
+
+use super::ScoreError;
+use super::flexplore::top_k;
+use super::prepare::Graph;
+use crate::model::Table;
+
+/// Longest tag kept; longer ones are noise (Flickr's clean tags are short).
+pub const MAX_TAG_LEN: usize = 64;
+
+/// The top `per_tag` photos of every tag, as grouped lists of (favourites, photo).
+pub fn tag_photos(
+    graph: &Graph,
+    photos: &[RecordBatch],
+    per_tag: usize,
+) -> BTreeMap<String, Vec<(f64, u32)>> {
+    let mut by_tag: BTreeMap<String, Vec<(f64, u32)>> = BTreeMap::new();
+    for b in photos {
+        let ids = b.column(0).as_string::<i32>();
+        let tags = b.column(6).as_string::<i32>();
+        for i in 0..b.num_rows() {
+            if tags.is_null(i) || ids.is_null(i) {
+                continue;
+            }
+            let Ok(p) = graph
+                .photo_ids
+                .binary_search_by(|x| x.as_str().cmp(ids.value(i)))
+            else {
+                continue;
+            };
+            let favorites = graph.favoriters.row(p as u32).len();
+            if favorites == 0 {
+                continue;
+            }
+            for tag in tags.value(i).split_whitespace() {
+                if tag.chars().count() > MAX_TAG_LEN {
+                    continue;
+                }
+                by_tag
+                    .entry(tag.to_lowercase())
+                    .or_default()
+                    .push((favorites as f64, p as u32));
+            }
+        }
+    }
+    for list in by_tag.values_mut() {
+        // A photo listed twice (a repeated tag, a repeated row) counts once.
+        list.sort_unstable_by_key(|&(_, p)| p);
+        list.dedup_by_key(|&mut (_, p)| p);
+        top_k(list, per_tag, |&x| x);
+    }
+    by_tag
+}
+
+/// Builds the `tag_photos` table.
+pub fn tag_photos_batch(
+    graph: &Graph,
+    photos: &[RecordBatch],
+    per_tag: usize,
+) -> Result<RecordBatch, ScoreError> {
+    let (mut tag, mut rank, mut photo, mut favorites) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let grouped = tag_photos(graph, photos, per_tag);
+    for (t, list) in &grouped {
+        for (i, &(f, p)) in list.iter().enumerate() {
+            tag.push(t.as_str());
+            rank.push(i as i32 + 1);
+            photo.push(graph.photo_ids[p as usize].as_str());
+            favorites.push(f as i64);
+        }
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(tag)),
+        Arc::new(Int32Array::from(rank)),
+        Arc::new(StringArray::from(photo)),
+        Arc::new(Int64Array::from(favorites)),
+    ];
+    Ok(RecordBatch::try_new(Table::TagPhotos.schema(), columns)?)
+}
