@@ -35,6 +35,7 @@ export FAVERECS__DEMO__USERS=$users FAVERECS__DEMO__TRACKED_USERS=$tracked
 export RUST_LOG=warn
 # Like for like: the baseline computes photo and photographer recs only.
 export FAVERECS__SIMILAR__ENABLED=false
+export FAVERECS__SCORE__ALGORITHMS='["flexplore"]'
 # The community is deterministic: regenerate it only when its size changed.
 if [ "$(cat "$work/size" 2>/dev/null)" != "$users/$tracked" ]; then
   rm -rf "$work" && mkdir -p "$work"

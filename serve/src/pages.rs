@@ -276,7 +276,7 @@ fn photographers_table(list: &[crate::snapshot::PhotographerItem]) -> Markup {
 
 /// Why a photo is recommended, in the algorithm's terms.
 fn explanation(snapshot: &Snapshot, algorithm: &str, p: &PhotoItem) -> Markup {
-    let title = |id: &String| {
+    let title = |id: &str| {
         snapshot
             .photos
             .get(id)
@@ -289,7 +289,7 @@ fn explanation(snapshot: &Snapshot, algorithm: &str, p: &PhotoItem) -> Markup {
                 "Similar to photos you favourited: "
                 @for (i, id) in p.similar_to.iter().enumerate() {
                     @if i > 0 { ", " }
-                    a href={ "/photos/" (id) } { (title(id)) }
+                    a href={ "/photos/" (id) } { (title(&**id)) }
                 }
                 @if p.neighbor_count as usize > p.similar_to.len() {
                     " and " (p.neighbor_count as usize - p.similar_to.len()) " more"
@@ -301,7 +301,7 @@ fn explanation(snapshot: &Snapshot, algorithm: &str, p: &PhotoItem) -> Markup {
         } @else if !p.top_neighbors.is_empty() {
             p.why {
                 @if algorithm == "explore" { "A random pick to explore. " }
-                "Favourited by " (p.top_neighbors.join(", "))
+                "Favourited by " (p.top_neighbors.iter().map(|n| &**n).collect::<Vec<&str>>().join(", "))
                 @if p.neighbor_count as usize > p.top_neighbors.len() {
                     " and " (p.neighbor_count as usize - p.top_neighbors.len()) " more"
                 }

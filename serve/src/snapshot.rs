@@ -15,11 +15,11 @@ use pipeline::runs::{Manifest, Pointer, RunStatus, current, read_manifest};
 use pipeline::store::Storage;
 use serde::Serialize;
 
-/// A photo rec as the API returns it.
+/// What a list item shows of a photo: held once per photo and shared by every
+/// list that contains it, so a run of millions of recs over far fewer photos
+/// costs memory per photo, not per rec.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct PhotoItem {
-    /// 1-based rank.
-    pub rank: i32,
+pub struct PhotoCard {
     /// Flickr photo id.
     pub photo_id: String,
     /// Owner NSID, when known.
@@ -28,22 +28,85 @@ pub struct PhotoItem {
     pub owner_name: Option<String>,
     /// Title, when known.
     pub title: Option<String>,
+    /// 150 px square thumbnail, when the server and secret are known.
+    pub thumbnail_url: Option<String>,
+    /// The photo's page on Flickr.
+    pub photo_url: String,
+}
+
+/// A photo rec as the API returns it (serialised by hand below: the shared card's
+/// fields appear inline).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhotoItem {
+    /// 1-based rank.
+    pub rank: i32,
+    /// The photo, shared.
+    pub photo: Arc<PhotoCard>,
     /// The algorithm's score.
     pub score: f64,
     /// How many neighbors back it (photos, for `itemknn`).
     pub neighbor_count: i32,
     /// The neighbors who contributed most, best first (`flexplore`, `explore`).
-    pub top_neighbors: Vec<String>,
+    pub top_neighbors: Box<[Arc<str>]>,
     /// The user's favourites it is most similar to, best first (`itemknn`).
-    pub similar_to: Vec<String>,
-    /// 150 px square thumbnail, when the server and secret are known.
-    pub thumbnail_url: Option<String>,
-    /// The photo's page on Flickr.
-    pub photo_url: String,
+    pub similar_to: Box<[Arc<str>]>,
     /// When this photo was first recommended to this user.
     pub first_recommended_at: Option<chrono::DateTime<chrono::Utc>>,
     /// First recommended in the run being served.
     pub is_new: bool,
+}
+
+/// A list of shared strings, serialised as a JSON array of strings.
+struct Strs<'a>(&'a [Arc<str>]);
+
+impl Serialize for Strs<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|x| &**x))
+    }
+}
+
+impl Serialize for PhotoItem {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let p = &*self.photo;
+        let mut m = s.serialize_map(Some(13))?;
+        m.serialize_entry("rank", &self.rank)?;
+        m.serialize_entry("photo_id", &p.photo_id)?;
+        m.serialize_entry("owner_id", &p.owner_id)?;
+        m.serialize_entry("owner_name", &p.owner_name)?;
+        m.serialize_entry("title", &p.title)?;
+        m.serialize_entry("score", &self.score)?;
+        m.serialize_entry("neighbor_count", &self.neighbor_count)?;
+        m.serialize_entry("top_neighbors", &Strs(&self.top_neighbors))?;
+        m.serialize_entry("similar_to", &Strs(&self.similar_to))?;
+        m.serialize_entry("thumbnail_url", &p.thumbnail_url)?;
+        m.serialize_entry("photo_url", &p.photo_url)?;
+        m.serialize_entry("first_recommended_at", &self.first_recommended_at)?;
+        m.serialize_entry("is_new", &self.is_new)?;
+        m.end()
+    }
+}
+
+impl std::ops::Deref for PhotoItem {
+    type Target = PhotoCard;
+    fn deref(&self) -> &PhotoCard {
+        &self.photo
+    }
+}
+
+/// Hands out one shared copy of each distinct string (NSIDs, photo ids).
+#[derive(Default)]
+struct Interner(std::collections::HashSet<Arc<str>>);
+
+impl Interner {
+    fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.0.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.0.insert(a.clone());
+        a
+    }
 }
 
 /// A photographer rec as the API returns it.
@@ -313,17 +376,26 @@ impl Snapshot {
         }
         found.sort();
         algorithms.extend(found);
-        let mut first: HashMap<(String, String), (i64, bool)> = HashMap::new();
+        // Ids are interned while loading: every NSID and photo id is held once.
+        let mut names_pool = Interner::default();
+        let mut first: HashMap<(Arc<str>, Arc<str>), (i64, bool)> = HashMap::new();
         for b in &first_rows {
             let t = b
                 .column(2)
                 .as_primitive::<arrow_array::types::TimestampMicrosecondType>();
+            let (u, p, run) = (
+                b.column(0).as_string::<i32>(),
+                b.column(1).as_string::<i32>(),
+                b.column(3).as_string::<i32>(),
+            );
             for r in 0..b.num_rows() {
-                if let (Some(u), Some(p), Some(run)) =
-                    (str_at(b, 0, r), str_at(b, 1, r), str_at(b, 3, r))
-                {
-                    first.insert((u, p), (t.value(r), run == run_id));
+                if u.is_null(r) || p.is_null(r) || run.is_null(r) {
+                    continue;
                 }
+                first.insert(
+                    (names_pool.get(u.value(r)), names_pool.get(p.value(r))),
+                    (t.value(r), run.value(r) == run_id),
+                );
             }
         }
         let mut tracked = HashMap::new();
@@ -366,33 +438,59 @@ impl Snapshot {
         }
 
         let mut users: HashMap<String, UserLists> = HashMap::new();
+        let mut cards: HashMap<String, Arc<PhotoCard>> = HashMap::new();
         for b in &photo_recs {
             let rank = b.column(1).as_primitive::<Int32Type>();
             let score = b.column(4).as_primitive::<Float64Type>();
             let count = b.column(5).as_primitive::<Int32Type>();
             let top = b.column(6).as_list::<i32>();
             let because = b.column(7).as_list::<i32>();
+            let (users_col, photos_col) = (
+                b.column(0).as_string::<i32>(),
+                b.column(2).as_string::<i32>(),
+            );
+            let algorithm_col = b.column(8).as_string::<i32>();
             for r in 0..b.num_rows() {
-                let (Some(user), Some(photo_id), Some(algorithm)) =
-                    (str_at(b, 0, r), str_at(b, 2, r), str_at(b, 8, r))
-                else {
+                if users_col.is_null(r) || photos_col.is_null(r) || algorithm_col.is_null(r) {
+                    continue;
+                }
+                let (user, photo_id) = (users_col.value(r), photos_col.value(r));
+                let Some(slot) = algorithms.iter().position(|a| a == algorithm_col.value(r)) else {
                     continue;
                 };
-                let Some(slot) = algorithms.iter().position(|a| *a == algorithm) else {
-                    continue;
+                let card = match cards.get(photo_id) {
+                    Some(c) => c.clone(),
+                    None => {
+                        let owner_id = str_at(b, 3, r);
+                        let m = meta.get(photo_id);
+                        let card = Arc::new(PhotoCard {
+                            photo_id: photo_id.to_string(),
+                            thumbnail_url: m.and_then(|m| {
+                                thumbnail_url(photo_id, m.server.as_deref(), m.secret.as_deref())
+                            }),
+                            photo_url: photo_url(photo_id, owner_id.as_deref()),
+                            owner_name: m.and_then(|m| m.owner_name.clone()),
+                            title: m.and_then(|m| m.title.clone()),
+                            owner_id,
+                        });
+                        cards.insert(photo_id.to_string(), card.clone());
+                        card
+                    }
                 };
-                let similar_to = because.value(r);
-                let similar_to = similar_to.as_string::<i32>();
-                let owner_id = str_at(b, 3, r);
-                let m = meta.get(&photo_id);
-                let neighbors = top.value(r);
-                let neighbors = neighbors.as_string::<i32>();
-                let (first_at, is_new) = first
-                    .get(&(user.clone(), photo_id.clone()))
-                    .map_or((None, false), |(t, n)| {
-                        (chrono::DateTime::from_timestamp_micros(*t), *n)
-                    });
-                let lists = &mut users.entry(user).or_default().photos;
+                let mut interned = |list: arrow_array::ArrayRef| -> Box<[Arc<str>]> {
+                    let list = list.as_string::<i32>();
+                    list.iter().flatten().map(|s| names_pool.get(s)).collect()
+                };
+                let top_neighbors = interned(top.value(r));
+                let similar_to = interned(because.value(r));
+                let key = (names_pool.get(user), names_pool.get(photo_id));
+                let (first_at, is_new) = first.get(&key).map_or((None, false), |(t, n)| {
+                    (chrono::DateTime::from_timestamp_micros(*t), *n)
+                });
+                let lists = match users.get_mut(user) {
+                    Some(l) => &mut l.photos,
+                    None => &mut users.entry(user.to_string()).or_default().photos,
+                };
                 if lists.len() < algorithms.len() {
                     lists.resize(algorithms.len(), Vec::new());
                 }
@@ -400,18 +498,11 @@ impl Snapshot {
                     first_recommended_at: first_at,
                     is_new,
                     rank: rank.value(r),
-                    thumbnail_url: m.and_then(|m| {
-                        thumbnail_url(&photo_id, m.server.as_deref(), m.secret.as_deref())
-                    }),
-                    photo_url: photo_url(&photo_id, owner_id.as_deref()),
-                    owner_name: m.and_then(|m| m.owner_name.clone()),
-                    title: m.and_then(|m| m.title.clone()),
-                    photo_id,
-                    owner_id,
+                    photo: card,
                     score: score.value(r),
                     neighbor_count: count.value(r),
-                    top_neighbors: neighbors.iter().flatten().map(str::to_string).collect(),
-                    similar_to: similar_to.iter().flatten().map(str::to_string).collect(),
+                    top_neighbors,
+                    similar_to,
                 });
             }
         }

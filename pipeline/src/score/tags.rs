@@ -89,3 +89,65 @@ pub fn tag_photos_batch(
     ];
     Ok(RecordBatch::try_new(Table::TagPhotos.schema(), columns)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::TimestampMicrosecondArray;
+
+    use super::*;
+    use crate::score::prepare::Csr;
+
+    #[test]
+    fn hand_computed_tag_photos() {
+        // Photos 0..4 ("100".."103"); favourites: 100 ×3, 101 ×1, 102 ×2, 103 ×0.
+        let favs = vec![(0, 0), (1, 0), (2, 0), (0, 1), (0, 2), (1, 2)];
+        let favorites = Csr::from_pairs(3, favs);
+        let graph = Graph {
+            user_ids: vec!["1@N01".into(), "2@N01".into(), "3@N01".into()],
+            photo_ids: vec!["100".into(), "101".into(), "102".into(), "103".into()],
+            favoriters: favorites.transpose(4),
+            favorites,
+            owner: vec![0; 4],
+            ..Graph::default()
+        };
+        let s = |v: Vec<Option<&str>>| Arc::new(StringArray::from(v)) as ArrayRef;
+        let n = 5;
+        let photos = RecordBatch::try_new(
+            Table::Photos.schema(),
+            vec![
+                s(vec![
+                    Some("100"),
+                    Some("101"),
+                    Some("102"),
+                    Some("103"),
+                    Some("999"),
+                ]),
+                s(vec![Some("1@N01"); n]),
+                s(vec![None; n]),
+                s(vec![None; n]),
+                s(vec![None; n]),
+                s(vec![None; n]),
+                // 101 lists "Film" twice and in upper case; 103 has no favourite;
+                // 999 is not in the graph.
+                s(vec![
+                    Some("film sea"),
+                    Some("Film film"),
+                    Some("film"),
+                    Some("film"),
+                    Some("sea"),
+                ]),
+                Arc::new(TimestampMicrosecondArray::from(vec![None; n]).with_timezone("UTC")),
+            ],
+        )
+        .expect("photos batch");
+        let got = tag_photos(&graph, &[photos.clone()], 2);
+        // film: 100 (3), 102 (2), then 101 (1) cut by per_tag = 2.
+        assert_eq!(got["film"], vec![(3.0, 0), (2.0, 2)]);
+        assert_eq!(got["sea"], vec![(3.0, 0)]);
+        assert_eq!(got.len(), 2);
+        let batch = tag_photos_batch(&graph, &[photos], 2).expect("batch");
+        assert_eq!(batch.num_rows(), 3);
+        assert_eq!(batch.column(0).as_string::<i32>().value(2), "sea");
+        assert_eq!(batch.column(2).as_string::<i32>().value(1), "102");
+    }
+}
