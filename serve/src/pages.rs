@@ -289,7 +289,7 @@ fn explanation(snapshot: &Snapshot, algorithm: &str, p: &PhotoItem) -> Markup {
                 "Similar to photos you favourited: "
                 @for (i, id) in p.similar_to.iter().enumerate() {
                     @if i > 0 { ", " }
-                    a href={ "/photos/" (id) } { (title(&**id)) }
+                    a href={ "/photos/" (id) } { (title(id)) }
                 }
                 @if p.neighbor_count as usize > p.similar_to.len() {
                     " and " (p.neighbor_count as usize - p.similar_to.len()) " more"

@@ -140,7 +140,7 @@ mod tests {
             ],
         )
         .expect("photos batch");
-        let got = tag_photos(&graph, &[photos.clone()], 2);
+        let got = tag_photos(&graph, std::slice::from_ref(&photos), 2);
         // film: 100 (3), 102 (2), then 101 (1) cut by per_tag = 2.
         assert_eq!(got["film"], vec![(3.0, 0), (2.0, 2)]);
         assert_eq!(got["sea"], vec![(3.0, 0)]);
