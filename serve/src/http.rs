@@ -144,38 +144,37 @@ impl Metrics {
     }
 }
 
-/// Counts every request under its matched route.
+fn volatile(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics" | "/runs") || path.starts_with("/api/runs")
+}
+
+/// The per-request work every route shares, in one middleware (each layer costs a
+/// boxed future per request): count the request under its matched route, and set
+/// the cache validators — ETag / If-None-Match / Cache-Control.
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    // MatchedPath is an Arc: cloning it does not copy the route text.
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let started = Instant::now();
-    let resp = next.run(req).await;
+    let resp = if volatile(req.uri().path()) {
+        let mut resp = next.run(req).await;
+        resp.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        resp
+    } else {
+        cached(&state, req, next).await
+    };
     state.metrics.record(
-        &route,
+        route.as_ref().map_or("unmatched", |m| m.as_str()),
         resp.status().as_u16(),
         started.elapsed().as_secs_f64(),
     );
     resp
 }
 
-fn volatile(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz" | "/metrics" | "/runs") || path.starts_with("/api/runs")
-}
-
-/// ETag / If-None-Match / Cache-Control.
-pub async fn caching(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if volatile(req.uri().path()) {
-        let mut resp = next.run(req).await;
-        resp.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        return resp;
-    }
-    let Some(snapshot) = state.snapshot() else {
-        return next.run(req).await;
-    };
-    let Some(value) = snapshot.etag.clone() else {
+/// A response that depends only on the run: weak ETag of the run id, 304 when the
+/// client holds it.
+async fn cached(state: &AppState, req: Request, next: Next) -> Response {
+    let Some(value) = state.snapshot().and_then(|s| s.etag.clone()) else {
         return next.run(req).await;
     };
     let etag = value.to_str().unwrap_or_default();

@@ -65,7 +65,6 @@ pub fn app(state: AppState) -> Router {
         )
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), http::caching))
         .layer(middleware::from_fn_with_state(state.clone(), http::track))
         .with_state(state)
         .layer(CompressionLayer::new())

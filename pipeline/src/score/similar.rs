@@ -154,104 +154,145 @@ pub fn similar_photos(
     let photos = graph.photo_ids.len();
     let bm25 =
         (params.similarity == Similarity::Bm25).then(|| Bm25Weights::new(graph, params.bm25));
+    // 1/sqrt(|U(x)|) per photo, so cosine is two multiplications per candidate.
+    let inv_norm: Vec<f64> = if params.similarity == Similarity::Cosine {
+        (0..photos as u32)
+            .map(|q| 1.0 / (graph.favoriters.row(q).len().max(1) as f64).sqrt())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let ctx = Context {
+        graph,
+        bm25: bm25.as_ref(),
+        inv_norm: &inv_norm,
+        params,
+    };
     sources
         .par_iter()
         .with_min_len(64)
         .map_init(
             || Scratch {
-                stamp: vec![0u32; photos],
-                co: vec![0u32; photos],
+                slot: vec![0u64; photos],
                 weight: if bm25.is_some() {
                     vec![0.0; photos]
                 } else {
                     Vec::new()
                 },
                 touched: Vec::new(),
+                best: std::collections::BinaryHeap::new(),
                 generation: 0,
             },
-            |s, &p| top_similar(graph, bm25.as_ref(), params, s, p),
+            |s, &p| top_similar(&ctx, s, p),
         )
         .collect()
 }
 
+/// What every source's computation reads.
+struct Context<'a> {
+    graph: &'a Graph,
+    bm25: Option<&'a Bm25Weights>,
+    inv_norm: &'a [f64],
+    params: SimilarParams,
+}
+
+/// A candidate, ordered by rank: greater is better (score descending, then photo
+/// id ascending), so a min-heap of `Reverse<Ranked>` keeps the K best with the
+/// worst on top.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Ranked(SimilarRow);
+
+impl Eq for Ranked {}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0
+            .score
+            .total_cmp(&other.0.score)
+            .then(other.0.photo.cmp(&self.0.photo))
+    }
+}
+
 /// Per-worker scratch of the similar-photos kernel.
 struct Scratch {
-    stamp: Vec<u32>,
-    co: Vec<u32>,
+    /// Per photo: the generation in the high 32 bits, the co-favourite count in
+    /// the low 32 — one array, so the inner loop touches one cache line per photo.
+    slot: Vec<u64>,
     /// Σ idf(u)² over shared users, for `bm25`.
     weight: Vec<f64>,
     touched: Vec<u32>,
+    best: std::collections::BinaryHeap<std::cmp::Reverse<Ranked>>,
     generation: u32,
 }
 
-fn top_similar(
-    graph: &Graph,
-    bm25: Option<&Bm25Weights>,
-    params: SimilarParams,
-    s: &mut Scratch,
-    p: u32,
-) -> Vec<SimilarRow> {
+fn top_similar(ctx: &Context<'_>, s: &mut Scratch, p: u32) -> Vec<SimilarRow> {
+    let (graph, params) = (ctx.graph, ctx.params);
+    if params.k == 0 {
+        return Vec::new();
+    }
     s.generation = s.generation.wrapping_add(1);
     if s.generation == 0 {
-        s.stamp.fill(0);
+        s.slot.fill(0);
         s.generation = 1;
     }
-    let g = s.generation;
+    let g = u64::from(s.generation) << 32;
     s.touched.clear();
     // Favoriters ascending, then their photos ascending: a fixed order, so the
     // floating-point sums do not depend on the thread count.
     for &v in graph.favoriters.row(p) {
-        let idf2 = bm25.map_or(0.0, |w| w.idf2[v as usize]);
+        let idf2 = ctx.bm25.map_or(0.0, |w| w.idf2[v as usize]);
         for &q in graph.favorites.row(v) {
-            if q == p {
-                continue;
-            }
             let qi = q as usize;
-            if s.stamp[qi] != g {
-                s.stamp[qi] = g;
-                s.co[qi] = 0;
-                if bm25.is_some() {
+            let e = &mut s.slot[qi];
+            if *e & !0xffff_ffff != g {
+                *e = g;
+                s.touched.push(q);
+                if ctx.bm25.is_some() {
                     s.weight[qi] = 0.0;
                 }
-                s.touched.push(q);
             }
-            s.co[qi] += 1;
-            if bm25.is_some() {
+            *e += 1;
+            if ctx.bm25.is_some() {
                 s.weight[qi] += idf2;
             }
         }
     }
     let deg_p = graph.favoriters.row(p).len() as u32;
-    let mut rows: Vec<SimilarRow> = s
-        .touched
-        .iter()
-        .filter(|&&q| s.co[q as usize] >= params.min_common.max(1))
-        .map(|&q| {
-            let common = s.co[q as usize];
-            let score = match bm25 {
-                Some(w) => w.photo[p as usize] * w.photo[q as usize] * s.weight[q as usize],
-                None => {
-                    let deg_q = graph.favoriters.row(q).len() as u32;
-                    params.similarity.score(common, deg_p, deg_q)
-                }
-            };
-            SimilarRow {
-                photo: q,
-                score,
-                common,
+    let min_common = params.min_common.max(1);
+    s.best.clear();
+    for &q in &s.touched {
+        let common = (s.slot[q as usize] & 0xffff_ffff) as u32;
+        if q == p || common < min_common {
+            continue;
+        }
+        let score = match (ctx.bm25, params.similarity) {
+            (Some(w), _) => w.photo[p as usize] * w.photo[q as usize] * s.weight[q as usize],
+            (None, Similarity::Cosine) => {
+                f64::from(common) * ctx.inv_norm[p as usize] * ctx.inv_norm[q as usize]
             }
-        })
-        .collect();
-    let cmp =
-        |a: &SimilarRow, b: &SimilarRow| b.score.total_cmp(&a.score).then(a.photo.cmp(&b.photo));
-    if params.k == 0 {
-        return Vec::new();
+            (None, m) => m.score(common, deg_p, graph.favoriters.row(q).len() as u32),
+        };
+        let cand = Ranked(SimilarRow {
+            photo: q,
+            score,
+            common,
+        });
+        if s.best.len() < params.k {
+            s.best.push(std::cmp::Reverse(cand));
+        } else if let Some(mut worst) = s.best.peek_mut()
+            && cand > worst.0
+        {
+            *worst = std::cmp::Reverse(cand);
+        }
     }
-    if rows.len() > params.k {
-        rows.select_nth_unstable_by(params.k - 1, cmp);
-        rows.truncate(params.k);
-    }
-    rows.sort_unstable_by(cmp);
+    let mut rows: Vec<SimilarRow> = s.best.drain().map(|r| r.0.0).collect();
+    rows.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.photo.cmp(&b.photo)));
     rows
 }
 
