@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow_array::builder::{ListBuilder, StringBuilder};
+use arrow_array::builder::StringBuilder;
 use arrow_array::{ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field};
 use chrono::Utc;
@@ -188,13 +188,83 @@ pub fn compute(
     ))
 }
 
-/// Builds the `photo_recs` table, rows ordered by user, then algorithm (in config
-/// order), then rank.
+/// Builds the `photo_recs` table as one batch, rows ordered by user, then
+/// algorithm (in config order), then rank.
 pub fn photo_recs_batch(graph: &Graph, recs: &Recommendations) -> Result<RecordBatch, ScoreError> {
+    let batches = photo_recs_batches(graph, recs)?;
+    Ok(arrow_select::concat::concat_batches(
+        &Table::PhotoRecs.schema(),
+        &batches,
+    )?)
+}
+
+/// Targets per batch when output batches are built in parallel.
+const TARGETS_PER_BATCH: usize = 2048;
+
+/// Builds the `photo_recs` table as batches of whole users, in parallel, in
+/// final row order.
+pub fn photo_recs_batches(
+    graph: &Graph,
+    recs: &Recommendations,
+) -> Result<Vec<RecordBatch>, ScoreError> {
+    use rayon::prelude::*;
+    let chunks: Vec<usize> = (0..graph.targets.len())
+        .step_by(TARGETS_PER_BATCH)
+        .collect();
+    chunks
+        .par_iter()
+        .map(|&start| {
+            let end = (start + TARGETS_PER_BATCH).min(graph.targets.len());
+            photo_recs_chunk(graph, recs, start..end)
+        })
+        .collect()
+}
+
+/// A list<string> column built from offsets and values directly.
+struct StringLists {
+    offsets: Vec<i32>,
+    values: StringBuilder,
+}
+
+impl StringLists {
+    fn new(rows: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        Self {
+            offsets,
+            values: StringBuilder::new(),
+        }
+    }
+
+    fn push<'a>(&mut self, items: impl Iterator<Item = &'a str>) {
+        let mut n = *self.offsets.last().unwrap_or(&0);
+        for s in items {
+            self.values.append_value(s);
+            n += 1;
+        }
+        self.offsets.push(n);
+    }
+
+    fn finish(mut self) -> Result<ArrayRef, ScoreError> {
+        let field = Arc::new(Field::new("item", DataType::Utf8, false));
+        Ok(Arc::new(arrow_array::ListArray::try_new(
+            field,
+            arrow_buffer::OffsetBuffer::new(self.offsets.into()),
+            Arc::new(self.values.finish()),
+            None,
+        )?))
+    }
+}
+
+fn photo_recs_chunk(
+    graph: &Graph,
+    recs: &Recommendations,
+    targets: std::ops::Range<usize>,
+) -> Result<RecordBatch, ScoreError> {
     let n: usize = recs
         .photos
         .iter()
-        .flat_map(|(_, l)| l.iter().map(Vec::len))
+        .flat_map(|(_, l)| l[targets.clone()].iter().map(Vec::len))
         .sum();
     let mut user = StringBuilder::with_capacity(n, n * 14);
     let mut rank = Vec::with_capacity(n);
@@ -203,10 +273,10 @@ pub fn photo_recs_batch(graph: &Graph, recs: &Recommendations) -> Result<RecordB
     let mut score = Vec::with_capacity(n);
     let mut count = Vec::with_capacity(n);
     let mut algorithm = StringBuilder::with_capacity(n, n * 9);
-    let item = Arc::new(Field::new("item", DataType::Utf8, false));
-    let mut top = ListBuilder::new(StringBuilder::new()).with_field(item.clone());
-    let mut similar_to = ListBuilder::new(StringBuilder::new()).with_field(item);
-    for (i, &u) in graph.targets.iter().enumerate() {
+    let mut top = StringLists::new(n);
+    let mut similar_to = StringLists::new(n);
+    for i in targets {
+        let u = graph.targets[i];
         for (a, lists) in &recs.photos {
             let Some(list) = lists.get(i) else { continue };
             for (r, p) in list.iter().enumerate() {
@@ -219,16 +289,16 @@ pub fn photo_recs_batch(graph: &Graph, recs: &Recommendations) -> Result<RecordB
                 }
                 score.push(p.score);
                 count.push(p.neighbor_count as i32);
-                for &v in &p.top_neighbors {
-                    top.values().append_value(&graph.user_ids[v as usize]);
-                }
-                top.append(true);
-                for &f in &p.similar_to {
-                    similar_to
-                        .values()
-                        .append_value(&graph.photo_ids[f as usize]);
-                }
-                similar_to.append(true);
+                top.push(
+                    p.top_neighbors
+                        .iter()
+                        .map(|&v| graph.user_ids[v as usize].as_str()),
+                );
+                similar_to.push(
+                    p.similar_to
+                        .iter()
+                        .map(|&f| graph.photo_ids[f as usize].as_str()),
+                );
                 algorithm.append_value(a.name());
             }
         }
@@ -240,8 +310,8 @@ pub fn photo_recs_batch(graph: &Graph, recs: &Recommendations) -> Result<RecordB
         Arc::new(owner.finish()),
         Arc::new(Float64Array::from(score)),
         Arc::new(Int32Array::from(count)),
-        Arc::new(top.finish()),
-        Arc::new(similar_to.finish()),
+        top.finish()?,
+        similar_to.finish()?,
         Arc::new(algorithm.finish()),
     ];
     Ok(RecordBatch::try_new(Table::PhotoRecs.schema(), columns)?)
@@ -353,15 +423,19 @@ pub fn similar_photos_batch(
 /// table stays a pure function of the input.
 async fn first_recommended(
     storage: &Storage,
-    photo_recs: &RecordBatch,
+    photo_recs: &[RecordBatch],
     run_id: &str,
     started: chrono::DateTime<Utc>,
-) -> Result<RecordBatch, ScoreError> {
+) -> Result<Vec<RecordBatch>, ScoreError> {
     use arrow_array::Array;
     use arrow_array::cast::AsArray;
     use arrow_array::types::TimestampMicrosecondType;
-    let mut previous: std::collections::HashMap<(String, String), (i64, String)> =
-        Default::default();
+    // user → photo → (first time, index into `runs`): looked up by &str, no
+    // allocation per row.
+    type Previous =
+        std::collections::HashMap<String, std::collections::HashMap<String, (i64, usize)>>;
+    let mut previous: Previous = Default::default();
+    let mut runs: Vec<String> = Vec::new();
     if let Some(pointer) = crate::runs::current(storage).await? {
         let dir = run_table_dir(&pointer.run_id, Table::FirstRecommended);
         match storage.read_table_dir(&dir, Table::FirstRecommended).await {
@@ -376,10 +450,17 @@ async fn first_recommended(
                         b.column(3).as_string::<i32>(),
                     );
                     for i in 0..b.num_rows() {
-                        previous.insert(
-                            (u.value(i).to_string(), p.value(i).to_string()),
-                            (t.value(i), r.value(i).to_string()),
-                        );
+                        let run = match runs.iter().position(|x| x == r.value(i)) {
+                            Some(at) => at,
+                            None => {
+                                runs.push(r.value(i).to_string());
+                                runs.len() - 1
+                            }
+                        };
+                        previous
+                            .entry(u.value(i).to_string())
+                            .or_default()
+                            .insert(p.value(i).to_string(), (t.value(i), run));
                     }
                 }
             }
@@ -388,46 +469,57 @@ async fn first_recommended(
             }
         }
     }
-    let (users, photos) = (
-        photo_recs.column(0).as_string::<i32>(),
-        photo_recs.column(2).as_string::<i32>(),
-    );
     let now = started.timestamp_micros();
-    let rows = photo_recs.num_rows();
-    let (mut at, mut first_run) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
-    // One row per (user, photo), whichever algorithms recommended it, in first
-    // appearance order (photo_recs is ordered by user, so this is deterministic).
-    let mut seen: HashSet<(&str, &str)> = HashSet::with_capacity(rows);
-    let mut keep = Vec::with_capacity(rows);
-    for i in 0..rows {
-        keep.push(seen.insert((users.value(i), photos.value(i))));
-    }
-    let keep = arrow_array::BooleanArray::from(keep);
-    let users = arrow_select::filter::filter(users, &keep)?;
-    let photos = arrow_select::filter::filter(photos, &keep)?;
-    let (users_col, photos_col) = (users.clone(), photos.clone());
-    let (users, photos) = (users.as_string::<i32>(), photos.as_string::<i32>());
-    for i in 0..users.len() {
-        match previous.get(&(users.value(i).to_string(), photos.value(i).to_string())) {
-            Some((t, r)) => {
-                at.push(*t);
-                first_run.push(r.clone());
+    let mut out = Vec::with_capacity(photo_recs.len());
+    for batch in photo_recs {
+        let (users, photos) = (
+            batch.column(0).as_string::<i32>(),
+            batch.column(2).as_string::<i32>(),
+        );
+        // One row per (user, photo), whichever algorithms recommended it, in
+        // first appearance order. A batch holds whole users, ordered by user, so a
+        // set of the current user's photos suffices.
+        let mut keep = Vec::with_capacity(batch.num_rows());
+        let mut seen: HashSet<&str> = HashSet::new();
+        for i in 0..batch.num_rows() {
+            if i > 0 && users.value(i) != users.value(i - 1) {
+                seen.clear();
             }
-            None => {
-                at.push(now);
-                first_run.push(run_id.to_string());
+            keep.push(seen.insert(photos.value(i)));
+        }
+        let keep = arrow_array::BooleanArray::from(keep);
+        let users = arrow_select::filter::filter(users, &keep)?;
+        let photos = arrow_select::filter::filter(photos, &keep)?;
+        let (users_col, photos_col) = (users.clone(), photos.clone());
+        let (users, photos) = (users.as_string::<i32>(), photos.as_string::<i32>());
+        let mut at = Vec::with_capacity(users.len());
+        let mut first_run = StringBuilder::with_capacity(users.len(), users.len() * run_id.len());
+        for i in 0..users.len() {
+            match previous
+                .get(users.value(i))
+                .and_then(|m| m.get(photos.value(i)))
+            {
+                Some(&(t, r)) => {
+                    at.push(t);
+                    first_run.append_value(&runs[r]);
+                }
+                None => {
+                    at.push(now);
+                    first_run.append_value(run_id);
+                }
             }
         }
+        out.push(RecordBatch::try_new(
+            Table::FirstRecommended.schema(),
+            vec![
+                users_col,
+                photos_col,
+                Arc::new(arrow_array::TimestampMicrosecondArray::from(at).with_timezone("UTC")),
+                Arc::new(first_run.finish()),
+            ],
+        )?);
     }
-    Ok(RecordBatch::try_new(
-        Table::FirstRecommended.schema(),
-        vec![
-            users_col,
-            photos_col,
-            Arc::new(arrow_array::TimestampMicrosecondArray::from(at).with_timezone("UTC")),
-            Arc::new(StringArray::from(first_run)),
-        ],
-    )?)
+    Ok(out)
 }
 
 /// Logs a stage's time and adds it to the manifest.
@@ -661,30 +753,34 @@ async fn score_into(
         );
     }
     let clock = Instant::now();
-    let photo_recs = photo_recs_batch(&graph, &recs)?;
+    let lap = |what: &str| {
+        tracing::debug!(
+            step = what,
+            ms = clock.elapsed().as_millis() as u64,
+            "write"
+        )
+    };
+    let photo_recs = photo_recs_batches(&graph, &recs)?;
+    lap("photo_recs");
     let photographer_recs = photographer_recs_batch(&graph, &recs.photographers)?;
     let similar_batch =
         similar_photos_batch(&graph, similar.as_ref(), settings.similar.similarity)?;
     let tag_photos =
         tags::tag_photos_batch(&graph, &inputs.photos, settings.score.tag_photos_per_tag)?;
-    let photos = recommended_photos(
-        &inputs,
-        &[
-            (&photo_recs, 2),
-            (&similar_batch, 0),
-            (&similar_batch, 2),
-            (&tag_photos, 2),
-        ],
-    )?;
+    let mut shown: Vec<(&RecordBatch, usize)> = photo_recs.iter().map(|b| (b, 2)).collect();
+    shown.extend([(&similar_batch, 0), (&similar_batch, 2), (&tag_photos, 2)]);
+    let photos = recommended_photos(&inputs, &shown)?;
+    lap("batches");
     let first =
         first_recommended(storage, &photo_recs, &manifest.run_id, manifest.started_at).await?;
+    lap("first_recommended");
     // Tables are cut into parts of a fixed row count, so the files do not depend on
     // the thread count, and the parts are encoded concurrently.
     let mut jobs = Vec::new();
     for (table, batches) in [
-        (Table::PhotoRecs, vec![photo_recs]),
+        (Table::PhotoRecs, photo_recs),
         (Table::PhotographerRecs, vec![photographer_recs]),
-        (Table::FirstRecommended, vec![first]),
+        (Table::FirstRecommended, first),
         (Table::SimilarPhotos, vec![similar_batch]),
         (Table::TagPhotos, vec![tag_photos]),
         (Table::Metrics, vec![metrics]),
