@@ -664,4 +664,16 @@ fn evaluate_prints_every_algorithm_and_sql_joins_recs_with_photos() {
         &["sql", "SELECT 1", "--out", "x.txt"],
     ));
     assert!(err.contains(".csv or .parquet"), "{err}");
+    let err = failed(&faverecs(
+        dir.path(),
+        &env,
+        &["sql", "SELECT 1", "--run", "20990101T000000Z-000000"],
+    ));
+    assert!(err.contains("20990101T000000Z-000000"), "{err}");
+    let err = failed(&faverecs(
+        dir.path(),
+        &env,
+        &["sql", "SELECT 1", "--run", "../../etc"],
+    ));
+    assert!(err.contains("../../etc"), "{err}");
 }

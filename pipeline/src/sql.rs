@@ -29,6 +29,16 @@ pub enum SqlError {
         "no run is published; run `faverecs score` then `faverecs publish`, or name one with --run (see `faverecs runs`)"
     )]
     NoRun,
+    /// The named run did not succeed, so its tables may be incomplete.
+    #[error(
+        "run {run_id} is {status}, not succeeded: its tables may be incomplete; pick a succeeded run from `faverecs runs`"
+    )]
+    NotSucceeded {
+        /// The run.
+        run_id: String,
+        /// Its status.
+        status: String,
+    },
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -99,7 +109,16 @@ pub async fn query(
     query: &str,
 ) -> Result<(String, DataFrame), SqlError> {
     let run_id = match run_id {
-        Some(id) => runs::read_manifest(storage, id).await?.run_id,
+        Some(id) => {
+            let m = runs::read_manifest(storage, id).await?;
+            if m.status != runs::RunStatus::Succeeded {
+                return Err(SqlError::NotSucceeded {
+                    run_id: m.run_id,
+                    status: m.status.to_string(),
+                });
+            }
+            m.run_id
+        }
         None => runs::current(storage).await?.ok_or(SqlError::NoRun)?.run_id,
     };
     let used = words(query);
