@@ -507,6 +507,20 @@ async fn a_hundred_and_more_hostile_requests_get_only_4xx() {
     for q in ["page=0", "page=-1", "page=abc", "page=99", "page=%00"] {
         uris.push(format!("/users/1@N01?{q}"));
     }
+    let long_algorithm = format!("algorithm={}", "a".repeat(1500));
+    for q in [
+        "algorithm=",
+        "algorithm=FLEXPLORE",
+        "algorithm=%00",
+        "algorithm=%3Cscript%3E",
+        "algorithm=..%2F..",
+        "algorithm=%FF%FE",
+        long_algorithm.as_str(),
+    ] {
+        uris.push(format!("/api/users/1@N01/photos?{q}"));
+        uris.push(format!("/users/1@N01?{q}"));
+    }
+    uris.push("/api/users/1@N01/photographers?algorithm=itemknn".into());
     for q in ["", "q=", "q=nobody", &format!("q={}", "x".repeat(600))] {
         uris.push(format!("/api/lookup?{q}"));
     }
