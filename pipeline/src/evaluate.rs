@@ -338,6 +338,111 @@ mod tests {
         items.iter().copied().collect()
     }
 
+    fn inputs(rows: &[(&str, &str, Option<i64>)], tracked: &[&str]) -> Inputs {
+        let s = |v: Vec<Option<&str>>| Arc::new(StringArray::from(v)) as ArrayRef;
+        let favorites = RecordBatch::try_new(
+            Table::Favorites.schema(),
+            vec![
+                s(rows.iter().map(|r| Some(r.0)).collect()),
+                s(rows.iter().map(|r| Some(r.1)).collect()),
+                s(rows.iter().map(|_| Some("9@N09")).collect()),
+                Arc::new(
+                    arrow_array::TimestampMicrosecondArray::from(
+                        rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+                    )
+                    .with_timezone("UTC"),
+                ),
+            ],
+        )
+        .expect("favorites");
+        let tracked_users = RecordBatch::try_new(
+            Table::TrackedUsers.schema(),
+            vec![
+                s(tracked.iter().map(|t| Some(*t)).collect()),
+                s(vec![None; tracked.len()]),
+                Arc::new(
+                    arrow_array::TimestampMicrosecondArray::from(vec![None; tracked.len()])
+                        .with_timezone("UTC"),
+                ),
+            ],
+        )
+        .expect("tracked");
+        Inputs {
+            favorites: vec![favorites],
+            tracked_users: vec![tracked_users],
+            ..Inputs::default()
+        }
+    }
+
+    #[test]
+    fn the_newest_favourites_are_hidden_and_dateless_users_split_at_random() {
+        let settings = EvaluateSettings {
+            enabled: true,
+            holdout_percent: 40,
+            seed: 42,
+            ks: vec![10],
+        };
+        // 1@N01: five dated favourites; 40 % of 5 = 2 hidden: the two newest,
+        // and of the equal dates (300) the larger photo id.
+        // 2@N01: undated, four favourites: 40 % of 4 = 1 hidden, chosen by seed.
+        // 3@N01: one favourite: not evaluated. 4@N01 is not tracked.
+        let rows = [
+            ("1@N01", "10", Some(100)),
+            ("1@N01", "11", Some(300)),
+            ("1@N01", "9", Some(300)),
+            ("1@N01", "12", Some(200)),
+            ("1@N01", "13", Some(50)),
+            ("2@N01", "20", None),
+            ("2@N01", "21", None),
+            ("2@N01", "22", Some(5)),
+            ("2@N01", "23", None),
+            ("3@N01", "30", Some(1)),
+            ("4@N01", "40", Some(1)),
+            ("4@N01", "41", Some(2)),
+        ];
+        let split = holdout(
+            &inputs(&rows, &["1@N01", "2@N01", "3@N01"]),
+            false,
+            &settings,
+        )
+        .expect("split");
+        assert_eq!(
+            split.hidden["1@N01"],
+            vec!["11".to_string(), "9".to_string()]
+        );
+        assert_eq!(split.hidden["2@N01"].len(), 1);
+        assert!(!split.hidden.contains_key("3@N01") && !split.hidden.contains_key("4@N01"));
+        assert_eq!((split.temporal, split.random), (1, 1));
+        let kept: usize = split.training.favorites.iter().map(|b| b.num_rows()).sum();
+        assert_eq!(
+            kept,
+            rows.len() - 3,
+            "exactly the hidden rows leave training"
+        );
+        // The random split is a function of the seed: the same seed, the same pick;
+        // across seeds, each of the four photos is picked sometimes.
+        let again = holdout(
+            &inputs(&rows, &["1@N01", "2@N01", "3@N01"]),
+            false,
+            &settings,
+        )
+        .expect("split");
+        assert_eq!(again.hidden, split.hidden);
+        let picks: HashSet<String> = (0..40)
+            .map(|seed| {
+                let s = EvaluateSettings {
+                    seed,
+                    ..settings.clone()
+                };
+                holdout(&inputs(&rows, &["2@N01"]), false, &s)
+                    .expect("split")
+                    .hidden["2@N01"][0]
+                    .clone()
+            })
+            .collect();
+        assert_eq!(picks.len(), 4, "{picks:?}");
+    }
+
     #[test]
     fn hand_computed_metrics() {
         // L = [1, 2, 3, 4], H = {2, 4, 9}; 9 is not in the catalogue but counts.
