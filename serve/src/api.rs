@@ -405,6 +405,47 @@ pub fn check_photo_id(photo_id: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Checks a tag from a URL: 1 to 64 letters or digits (Flickr's clean tags).
+pub fn check_tag(tag: &str) -> Result<String, ApiError> {
+    let t = tag.to_lowercase();
+    if (1..=64).contains(&t.chars().count()) && t.chars().all(char::is_alphanumeric) {
+        Ok(t)
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "{:?} is not a tag (expected 1 to 64 letters or digits)",
+            truncate(tag, 64)
+        )))
+    }
+}
+
+/// `GET /api/tags/{tag}/photos`: the tag's most favourited photos.
+pub async fn tag_photos(
+    State(state): State<AppState>,
+    Path(tag): Path<String>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let w = window(query)?;
+    let tag = check_tag(&tag)?;
+    let snapshot = state.snapshot().ok_or(ApiError::NotReady)?;
+    let Some(all) = snapshot.tags.get(&tag) else {
+        return Err(ApiError::NotFound(format!(
+            "run {} has no photos tagged {tag:?}",
+            snapshot.manifest.run_id
+        )));
+    };
+    let start = w.offset.min(all.len());
+    let end = (start + w.limit).min(all.len());
+    Ok(Json(serde_json::json!({
+        "tag": tag,
+        "run_id": snapshot.manifest.run_id,
+        "total": all.len(),
+        "offset": w.offset,
+        "limit": w.limit,
+        "items": &all[start..end],
+    }))
+    .into_response())
+}
+
 /// `GET /api/photos/{photo_id}/similar`
 pub async fn similar(
     State(state): State<AppState>,

@@ -51,6 +51,8 @@ pub fn app(state: AppState) -> Router {
         .route("/runs", get(pages::runs_page))
         .route("/photos/{photo_id}", get(pages::photo_page))
         .route("/api/photos/{photo_id}/similar", get(api::similar))
+        .route("/api/tags/{tag}/photos", get(api::tag_photos))
+        .route("/tags/{tag}", get(pages::tag_page))
         .route("/lookup", get(pages::lookup))
         .route("/api/lookup", get(api::lookup))
         .route("/api/runs", get(api::runs))

@@ -460,6 +460,14 @@ pub async fn photo_page(
                     p { "by " a href={ "https://www.flickr.com/photos/" (i.owner_id) "/" } rel="noopener noreferrer" { (i.owner_name.as_deref().unwrap_or(&i.owner_id)) } }
                 }
                 p { a href=(flickr) rel="noopener noreferrer" { "View on Flickr" } }
+                @if let Some(i) = info.filter(|i| !i.tags.is_empty()) {
+                    p.tags {
+                        "Tags: "
+                        @for t in &i.tags {
+                            @if snapshot.tags.contains_key(t) && crate::api::check_tag(t).is_ok() { a href={ "/tags/" (t) } { (t) } " " } @else { (t) " " }
+                        }
+                    }
+                }
             }
         }
         h2 { "Similar photos" }
@@ -489,6 +497,45 @@ pub async fn photo_page(
         }
     };
     Ok(Html(layout(title, body).into_string()))
+}
+
+/// `GET /tags/{tag}`: a tag's most favourited photos, each linking to its page.
+pub async fn tag_page(
+    State(state): State<AppState>,
+    Path(tag): Path<String>,
+) -> Result<Html<String>, PageError> {
+    let tag = crate::api::check_tag(&tag)?;
+    let snapshot = state.snapshot().ok_or(ApiError::NotReady)?;
+    let Some(list) = snapshot.tags.get(&tag) else {
+        return Err(ApiError::NotFound(format!(
+            "run {} has no photos tagged {tag:?}",
+            snapshot.manifest.run_id
+        ))
+        .into());
+    };
+    let body = html! {
+        h1 { "Most favourited photos tagged “" (tag) "”" }
+        ul.grid {
+            @for t in list {
+                @let title = t.title.as_deref().unwrap_or("Untitled");
+                li.card {
+                    a.similar href={ "/photos/" (t.photo_id) } {
+                        @if let Some(src) = &t.thumbnail_url {
+                            img src=(src) alt=(title) width="150" height="150" loading="lazy" data-fallback;
+                        } @else {
+                            div.placeholder role="img" aria-label=(title) { span { (title) } }
+                        }
+                    }
+                    div.caption {
+                        a.title href={ "/photos/" (t.photo_id) } { (title) }
+                        @if let Some(o) = t.owner_name.as_deref().or(t.owner_id.as_deref()) { " by " (o) }
+                    }
+                    p.why { (t.favorites) " favourites" }
+                }
+            }
+        }
+    };
+    Ok(Html(layout(&format!("Tagged {tag}"), body).into_string()))
 }
 
 /// `GET /users/{user_id}/compare`: every algorithm in the run side by side.

@@ -153,6 +153,27 @@ pub struct SimilarItem {
     pub photo_url: String,
 }
 
+/// One of a tag's most favourited photos, as the API returns it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TagItem {
+    /// 1-based rank.
+    pub rank: i32,
+    /// The photo.
+    pub photo_id: String,
+    /// Favourites held for it.
+    pub favorites: i64,
+    /// Title, when known.
+    pub title: Option<String>,
+    /// Owner NSID, when known.
+    pub owner_id: Option<String>,
+    /// Owner display name, when known.
+    pub owner_name: Option<String>,
+    /// Thumbnail, when known.
+    pub thumbnail_url: Option<String>,
+    /// The photo's page on Flickr.
+    pub photo_url: String,
+}
+
 /// What a run knows about a photo.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct PhotoInfo {
@@ -168,6 +189,8 @@ pub struct PhotoInfo {
     pub thumbnail_url: Option<String>,
     /// The photo's page on Flickr.
     pub photo_url: String,
+    /// Its tags (lower-cased), as the `photos` table lists them.
+    pub tags: Vec<String>,
 }
 
 /// One user's lists.
@@ -206,6 +229,8 @@ pub struct Snapshot {
     pub similar: HashMap<String, Vec<SimilarItem>>,
     /// Photos the run knows, by id.
     pub photos: HashMap<String, PhotoInfo>,
+    /// The most favourited photos per tag, rank order.
+    pub tags: HashMap<String, Vec<TagItem>>,
     /// Tracked users of the run: NSID → username.
     pub tracked: HashMap<String, Option<String>>,
     /// Lower-cased username → NSID, for lookups.
@@ -249,6 +274,7 @@ pub enum LoadError {
 }
 
 struct PhotoMeta {
+    tags: Vec<String>,
     owner_id: String,
     owner_name: Option<String>,
     title: Option<String>,
@@ -321,6 +347,9 @@ impl Snapshot {
             .await
             .map_err(|e| fail(e.to_string()))?;
         let similar_rows = read(Table::SimilarPhotos)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let tag_rows = read(Table::TagPhotos)
             .await
             .map_err(|e| fail(e.to_string()))?;
         let first_rows = read(Table::FirstRecommended)
@@ -424,9 +453,13 @@ impl Snapshot {
                 if let Some(n) = &owner_name {
                     names.entry(owner.clone()).or_insert_with(|| n.clone());
                 }
+                let tags = str_at(b, 6, r)
+                    .map(|t| t.split_whitespace().map(str::to_lowercase).collect())
+                    .unwrap_or_default();
                 meta.insert(
                     id,
                     PhotoMeta {
+                        tags,
                         owner_id: owner,
                         owner_name,
                         title: str_at(b, 3, r),
@@ -542,6 +575,7 @@ impl Snapshot {
                         title: m.title.clone(),
                         thumbnail_url: thumbnail_url(id, m.server.as_deref(), m.secret.as_deref()),
                         photo_url: photo_url(id, Some(&m.owner_id)),
+                        tags: m.tags.clone(),
                     },
                 )
             })
@@ -575,6 +609,30 @@ impl Snapshot {
         for list in similar.values_mut() {
             list.sort_by_key(|s| s.rank);
         }
+        let mut tags: HashMap<String, Vec<TagItem>> = HashMap::new();
+        for b in &tag_rows {
+            let rank = b.column(1).as_primitive::<Int32Type>();
+            let favorites = b.column(3).as_primitive::<Int64Type>();
+            for r in 0..b.num_rows() {
+                let (Some(tag), Some(p)) = (str_at(b, 0, r), str_at(b, 2, r)) else {
+                    continue;
+                };
+                let info = infos.get(&p);
+                tags.entry(tag).or_default().push(TagItem {
+                    rank: rank.value(r),
+                    favorites: favorites.value(r),
+                    title: info.and_then(|i| i.title.clone()),
+                    owner_id: info.map(|i| i.owner_id.clone()),
+                    owner_name: info.and_then(|i| i.owner_name.clone()),
+                    thumbnail_url: info.and_then(|i| i.thumbnail_url.clone()),
+                    photo_url: info.map_or_else(|| photo_url(&p, None), |i| i.photo_url.clone()),
+                    photo_id: p,
+                });
+            }
+        }
+        for list in tags.values_mut() {
+            list.sort_by_key(|t| t.rank);
+        }
         // Tables are written in rank order; sort anyway so a hand-made run with
         // several files still serves ranks in order.
         let w = crate::api::default_window();
@@ -601,6 +659,7 @@ impl Snapshot {
             etag: axum::http::HeaderValue::from_str(&format!("W/\"{run_id}\"")).ok(),
             similar,
             photos: infos,
+            tags,
         })
     }
 

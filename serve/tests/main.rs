@@ -740,3 +740,65 @@ async fn the_preserialised_default_page_equals_a_fresh_one() {
         assert_eq!(cached, fresh, "{list}");
     }
 }
+
+#[tokio::test]
+async fn tag_photos_api_and_pages() {
+    let state = published_state().await;
+    // film: photo 30 (favourited by 2@N01 and 3@N01), then 20 (by 3@N01).
+    for uri in ["/api/tags/film/photos", "/api/tags/FILM/photos"] {
+        let (status, headers, body) = get(&state, uri).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(headers.contains_key(header::ETAG));
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["tag"], "film");
+        let items: Vec<(String, i64)> = v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    i["photo_id"].as_str().unwrap().to_string(),
+                    i["favorites"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(items, vec![("30".to_string(), 2), ("20".to_string(), 1)]);
+    }
+    let (status, _, body) = get(&state, "/api/tags/film/photos?limit=1&offset=1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("\"photo_id\":\"20\"") && !body.contains("\"photo_id\":\"30\""),
+        "{body}"
+    );
+    let (status, _, body) = get(&state, "/api/tags/nope/photos").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body.contains("nope"), "{body}");
+    for bad in ["%3Cb%3Ebold%3C%2Fb%3E", "a%20b", "..", &"x".repeat(65)] {
+        let (status, _, _) = get(&state, &format!("/api/tags/{bad}/photos")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        let (status, _, _) = get(&state, &format!("/tags/{bad}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    let (status, _, page) = get(&state, "/tags/film").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("href=\"/photos/30\"") && page.contains("2 favourites"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("<script>alert(1)"),
+        "titles stay escaped: {page}"
+    );
+    // The photo page lists its tags; valid ones link to their tag page, the
+    // hostile one is inert text.
+    let (status, _, page) = get(&state, "/photos/30").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("href=\"/tags/film\"") && page.contains("href=\"/tags/sea\""),
+        "{page}"
+    );
+    assert!(
+        page.contains("&lt;b&gt;bold&lt;/b&gt;") && !page.contains("<b>bold"),
+        "{page}"
+    );
+}

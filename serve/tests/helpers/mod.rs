@@ -83,7 +83,7 @@ pub async fn write_example(storage: &Storage) {
             strings(vec![Some("<script>alert(1)</script>"), Some("Harbour")]),
             strings(vec![Some("65535"), Some("65535")]),
             strings(vec![Some("0a0e8bf24c"), Some("\"><script>")]),
-            strings(vec![None, None]),
+            strings(vec![Some("sea <b>bold</b> Film"), Some("film sea")]),
             times(2),
         ],
     )
