@@ -112,6 +112,14 @@ test("a visitor searches, browses the grid, wanders through similar photos and c
   assert.ok((await page.locator("h2", { hasText: "Similar photos" }).count()) === 1);
   await page.screenshot({ path: path.join(shots, "3-similar.png"), fullPage: true });
 
+  // From the photo's tags to the tag's most favourited photos, and back to a photo.
+  const tag = page.locator("p.tags a").first();
+  assert.ok((await tag.count()) === 1, "the photo page links its tags");
+  await Promise.all([page.waitForURL("**/tags/*"), tag.click()]);
+  assert.ok((await page.locator("ul.grid li.card").count()) > 0, "the tag page shows photos");
+  await page.screenshot({ path: path.join(shots, "8-tag.png"), fullPage: true });
+  await Promise.all([page.waitForURL("**/photos/*"), page.locator("a.similar").first().click()]);
+
   // Back on the user page, the Compare tab.
   await page.goto(`${server.base}/users/${nsid}`);
   await Promise.all([page.waitForURL("**/compare"), page.click("nav.tabs >> text=Compare")]);
