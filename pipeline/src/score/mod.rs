@@ -436,6 +436,7 @@ async fn first_recommended(
         std::collections::HashMap<String, std::collections::HashMap<String, (i64, usize)>>;
     let mut previous: Previous = Default::default();
     let mut runs: Vec<String> = Vec::new();
+    let mut run_index: std::collections::HashMap<String, usize> = Default::default();
     if let Some(pointer) = crate::runs::current(storage).await? {
         let dir = run_table_dir(&pointer.run_id, Table::FirstRecommended);
         match storage.read_table_dir(&dir, Table::FirstRecommended).await {
@@ -450,10 +451,13 @@ async fn first_recommended(
                         b.column(3).as_string::<i32>(),
                     );
                     for i in 0..b.num_rows() {
-                        let run = match runs.iter().position(|x| x == r.value(i)) {
-                            Some(at) => at,
+                        // One entry per distinct run id (a few hundred after a
+                        // year of nightly runs), looked up by hash.
+                        let run = match run_index.get(r.value(i)) {
+                            Some(&at) => at,
                             None => {
                                 runs.push(r.value(i).to_string());
+                                run_index.insert(r.value(i).to_string(), runs.len() - 1);
                                 runs.len() - 1
                             }
                         };
