@@ -176,6 +176,39 @@ fn encode(df: &DataFrame, column: &str, dict: &DataFrame) -> Result<Vec<Option<u
     Ok(joined.column("idx")?.idx()?.iter().collect())
 }
 
+/// Like [`encode`], for a column sorted ascending: walks the column and the sorted
+/// dictionary together, searching the dictionary only where the value changes, so
+/// no row is hashed.
+fn encode_sorted(
+    df: &DataFrame,
+    column: &str,
+    ids: &[String],
+) -> Result<Vec<Option<u32>>, FrameError> {
+    let values = df.column(column)?.str()?;
+    let mut out = Vec::with_capacity(values.len());
+    let mut last: Option<(&str, Option<u32>)> = None;
+    let mut from = 0usize;
+    for v in values.iter() {
+        let code = match (v, last) {
+            (None, _) => None,
+            (Some(v), Some((l, code))) if l == v => code,
+            (Some(v), _) => {
+                // Out of order after all: search the whole dictionary again.
+                if last.is_some_and(|(l, _)| v < l) {
+                    from = 0;
+                }
+                let at = from + ids[from..].partition_point(|x| x.as_str() < v);
+                let code = (ids.get(at).map(String::as_str) == Some(v)).then_some(at as u32);
+                from = at;
+                last = Some((v, code));
+                code
+            }
+        };
+        out.push(code);
+    }
+    Ok(out)
+}
+
 fn pairs(a: Vec<Option<u32>>, b: Vec<Option<u32>>) -> Vec<(u32, u32)> {
     a.into_iter()
         .zip(b)
@@ -257,7 +290,8 @@ pub fn prepare(inputs: &Inputs, all_users: bool) -> Result<(Graph, PrepareStats)
     let n_photos = photo_ids.len();
     lap("dictionaries");
 
-    let fav_user = encode(&favorites, col::USER_ID, &user_dict)?;
+    // Favourites are sorted by user_id (checked or made so above).
+    let fav_user = encode_sorted(&favorites, col::USER_ID, &user_ids)?;
     let fav_photo = encode(&favorites, col::PHOTO_ID, &photo_dict)?;
     // Owners come from every raw row: deduplicating may have dropped the one row of
     // a photo that stated its owner.
