@@ -357,27 +357,49 @@ pub fn photographer_recs_batch(
     )?)
 }
 
-/// The metadata rows of the photos a run shows (the given id columns: recommended
-/// photos, both sides of the similar-photos rows, tag photos), so a run is
-/// self-contained.
+/// The metadata rows of the photos a run shows — recommended by any algorithm,
+/// either side of a similar-photos row, or listed in `tag_photos` — so a run is
+/// self-contained. Photos are marked by integer id; only the `photos` rows are
+/// looked up by string (binary search in the sorted dictionary).
 fn recommended_photos(
     inputs: &Inputs,
-    shown: &[(&RecordBatch, usize)],
+    graph: &Graph,
+    recs: &Recommendations,
+    similar: Option<&(Vec<u32>, Vec<Vec<similar::SimilarRow>>)>,
+    tag_photos: &RecordBatch,
 ) -> Result<Vec<RecordBatch>, ScoreError> {
-    let mut ids: HashSet<&str> = HashSet::new();
-    for &(b, c) in shown {
-        if let Some(a) = b.column(c).as_any().downcast_ref::<StringArray>() {
-            ids.extend(a.iter().flatten());
+    use arrow_array::cast::AsArray;
+    let mut shown = vec![false; graph.photo_ids.len()];
+    for (_, lists) in &recs.photos {
+        for r in lists.iter().flatten() {
+            shown[r.photo as usize] = true;
+        }
+    }
+    if let Some((sources, rows)) = similar {
+        for (&p, list) in sources.iter().zip(rows.iter()) {
+            shown[p as usize] = true;
+            for r in list {
+                shown[r.photo as usize] = true;
+            }
+        }
+    }
+    let index = |id: &str| {
+        graph
+            .photo_ids
+            .binary_search_by(|x| x.as_str().cmp(id))
+            .ok()
+    };
+    for id in tag_photos.column(2).as_string::<i32>().iter().flatten() {
+        if let Some(p) = index(id) {
+            shown[p] = true;
         }
     }
     let mut out = Vec::new();
     for batch in &inputs.photos {
-        let Some(photo_ids) = batch.column(0).as_any().downcast_ref::<StringArray>() else {
-            continue;
-        };
+        let photo_ids = batch.column(0).as_string::<i32>();
         let mask: arrow_array::BooleanArray = photo_ids
             .iter()
-            .map(|p| Some(p.is_some_and(|p| ids.contains(p))))
+            .map(|p| Some(p.and_then(index).is_some_and(|p| shown[p])))
             .collect();
         out.push(arrow_select::filter::filter_record_batch(batch, &mask)?);
     }
@@ -771,9 +793,7 @@ async fn score_into(
         similar_photos_batch(&graph, similar.as_ref(), settings.similar.similarity)?;
     let tag_photos =
         tags::tag_photos_batch(&graph, &inputs.photos, settings.score.tag_photos_per_tag)?;
-    let mut shown: Vec<(&RecordBatch, usize)> = photo_recs.iter().map(|b| (b, 2)).collect();
-    shown.extend([(&similar_batch, 0), (&similar_batch, 2), (&tag_photos, 2)]);
-    let photos = recommended_photos(&inputs, &shown)?;
+    let photos = recommended_photos(&inputs, &graph, &recs, similar.as_ref(), &tag_photos)?;
     lap("batches");
     let first =
         first_recommended(storage, &photo_recs, &manifest.run_id, manifest.started_at).await?;
