@@ -365,6 +365,27 @@ async fn parquet_import_accepts_integer_photo_ids_and_timestamps() {
 }
 
 #[tokio::test]
+async fn parquet_import_reads_every_common_compression() {
+    use parquet::basic::{Compression, GzipLevel, ZstdLevel};
+    let dir = tempfile::tempdir().unwrap();
+    for (name, codec) in [
+        ("snappy", Compression::SNAPPY),
+        ("gzip", Compression::GZIP(GzipLevel::default())),
+        ("lz4_raw", Compression::LZ4_RAW),
+        ("zstd", Compression::ZSTD(ZstdLevel::default())),
+    ] {
+        let storage =
+            Storage::from_store(Arc::new(object_store::memory::InMemory::new()), "memory");
+        let file = dir.path().join(format!("favs-{name}.parquet"));
+        helpers::write_good_parquet_file_with(&file, codec);
+        let r = import_file(&storage, ImportKind::Favorites, &file)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(r.rows_after, 2, "{name}");
+    }
+}
+
+#[tokio::test]
 async fn score_without_favorites_says_what_to_do() {
     let storage = Storage::from_store(Arc::new(object_store::memory::InMemory::new()), "memory");
     let settings = Settings::load_with_env(None, Vec::new()).unwrap();

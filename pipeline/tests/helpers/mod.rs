@@ -106,8 +106,19 @@ pub async fn write_example(storage: &Storage) {
 }
 
 fn write_file(path: &std::path::Path, batch: RecordBatch) {
+    write_file_with(path, batch, parquet::basic::Compression::UNCOMPRESSED);
+}
+
+fn write_file_with(
+    path: &std::path::Path,
+    batch: RecordBatch,
+    compression: parquet::basic::Compression,
+) {
     let file = std::fs::File::create(path).unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_compression(compression)
+        .build();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
 }
@@ -131,6 +142,15 @@ pub fn write_parquet_file(path: &std::path::Path) {
 
 /// A valid favourites file with Int64 photo ids and millisecond timestamps.
 pub fn write_good_parquet_file(path: &std::path::Path) {
+    write_good_parquet_file_with(path, parquet::basic::Compression::UNCOMPRESSED);
+}
+
+/// The same favourites, compressed with `compression` (pandas, pyarrow, DuckDB
+/// and Spark default to snappy; others write gzip, lz4 or zstd).
+pub fn write_good_parquet_file_with(
+    path: &std::path::Path,
+    compression: parquet::basic::Compression,
+) {
     let schema = Arc::new(Schema::new(vec![
         Field::new("user_id", DataType::Utf8, false),
         Field::new("photo_id", DataType::Int64, false),
@@ -156,5 +176,5 @@ pub fn write_good_parquet_file(path: &std::path::Path) {
         ],
     )
     .unwrap();
-    write_file(path, batch);
+    write_file_with(path, batch, compression);
 }
