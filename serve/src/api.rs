@@ -107,6 +107,14 @@ fn parse_bounded(
         })
 }
 
+impl Window {
+    /// The window's part of a list (empty past its end).
+    pub fn slice<'a, T>(&self, all: &'a [T]) -> &'a [T] {
+        let start = self.offset.min(all.len());
+        &all[start..(start + self.limit).min(all.len())]
+    }
+}
+
 /// Parses the window, mapping a malformed query string to a 400.
 pub fn window(query: Result<Query<PageQuery>, QueryRejection>) -> Result<Window, ApiError> {
     let Query(q) =
@@ -160,8 +168,6 @@ pub fn page_json<T: Serialize>(
     w: &Window,
     all: &[T],
 ) -> Vec<u8> {
-    let start = w.offset.min(all.len());
-    let end = (start + w.limit).min(all.len());
     serde_json::to_vec(&Page {
         user_id,
         algorithm,
@@ -169,7 +175,7 @@ pub fn page_json<T: Serialize>(
         total: all.len(),
         offset: w.offset,
         limit: w.limit,
-        items: &all[start..end],
+        items: w.slice(all),
     })
     .unwrap_or_default()
 }
@@ -433,15 +439,13 @@ pub async fn tag_photos(
             snapshot.manifest.run_id
         )));
     };
-    let start = w.offset.min(all.len());
-    let end = (start + w.limit).min(all.len());
     Ok(Json(serde_json::json!({
         "tag": tag,
         "run_id": snapshot.manifest.run_id,
         "total": all.len(),
         "offset": w.offset,
         "limit": w.limit,
-        "items": &all[start..end],
+        "items": w.slice(all),
     }))
     .into_response())
 }
@@ -461,8 +465,6 @@ pub async fn similar(
             snapshot.manifest.run_id
         )));
     };
-    let start = w.offset.min(all.len());
-    let end = (start + w.limit).min(all.len());
     Ok(Json(serde_json::json!({
         "photo_id": photo_id,
         "run_id": snapshot.manifest.run_id,
@@ -470,7 +472,7 @@ pub async fn similar(
         "total": all.len(),
         "offset": w.offset,
         "limit": w.limit,
-        "items": &all[start..end],
+        "items": w.slice(all),
     }))
     .into_response())
 }

@@ -475,21 +475,13 @@ pub async fn photo_page(
             Some(list) => {
                 ul.grid {
                     @for s in list {
-                        @let t = s.title.as_deref().unwrap_or("Untitled");
-                        li.card {
-                            a.similar href={ "/photos/" (s.photo_id) } {
-                                @if let Some(src) = &s.thumbnail_url {
-                                    img src=(src) alt=(t) width="150" height="150" loading="lazy" data-fallback;
-                                } @else {
-                                    div.placeholder role="img" aria-label=(t) { span { (t) } }
-                                }
-                            }
-                            div.caption {
-                                a.title href={ "/photos/" (s.photo_id) } { (t) }
-                                @if let Some(o) = s.owner_name.as_deref().or(s.owner_id.as_deref()) { " by " (o) }
-                            }
-                            p.why { (s.common_favorites) " people favourited both · " (s.algorithm) " " (format!("{:.3}", s.score)) }
-                        }
+                        (wander_card(
+                            &s.photo_id,
+                            s.title.as_deref(),
+                            s.owner_name.as_deref().or(s.owner_id.as_deref()),
+                            s.thumbnail_url.as_deref(),
+                            html! { (s.common_favorites) " people favourited both · " (s.algorithm) " " (format!("{:.3}", s.score)) },
+                        ))
                     }
                 }
             }
@@ -497,6 +489,34 @@ pub async fn photo_page(
         }
     };
     Ok(Html(layout(title, body).into_string()))
+}
+
+/// A grid card that links to the photo's page here (not to Flickr), so people can
+/// wander from photo to photo: used by the similar photos and the tag pages.
+fn wander_card(
+    photo_id: &str,
+    title: Option<&str>,
+    by: Option<&str>,
+    thumbnail: Option<&str>,
+    why: Markup,
+) -> Markup {
+    let t = title.unwrap_or("Untitled");
+    html! {
+        li.card {
+            a.similar href={ "/photos/" (photo_id) } {
+                @if let Some(src) = thumbnail {
+                    img src=(src) alt=(t) width="150" height="150" loading="lazy" data-fallback;
+                } @else {
+                    div.placeholder role="img" aria-label=(t) { span { (t) } }
+                }
+            }
+            div.caption {
+                a.title href={ "/photos/" (photo_id) } { (t) }
+                @if let Some(o) = by { " by " (o) }
+            }
+            p.why { (why) }
+        }
+    }
 }
 
 /// `GET /tags/{tag}`: a tag's most favourited photos, each linking to its page.
@@ -517,21 +537,13 @@ pub async fn tag_page(
         h1 { "Most favourited photos tagged “" (tag) "”" }
         ul.grid {
             @for t in list {
-                @let title = t.title.as_deref().unwrap_or("Untitled");
-                li.card {
-                    a.similar href={ "/photos/" (t.photo_id) } {
-                        @if let Some(src) = &t.thumbnail_url {
-                            img src=(src) alt=(title) width="150" height="150" loading="lazy" data-fallback;
-                        } @else {
-                            div.placeholder role="img" aria-label=(title) { span { (title) } }
-                        }
-                    }
-                    div.caption {
-                        a.title href={ "/photos/" (t.photo_id) } { (title) }
-                        @if let Some(o) = t.owner_name.as_deref().or(t.owner_id.as_deref()) { " by " (o) }
-                    }
-                    p.why { (t.favorites) " favourites" }
-                }
+                (wander_card(
+                    &t.photo_id,
+                    t.title.as_deref(),
+                    t.owner_name.as_deref().or(t.owner_id.as_deref()),
+                    t.thumbnail_url.as_deref(),
+                    html! { (t.favorites) " favourites" },
+                ))
             }
         }
     };
