@@ -133,24 +133,15 @@ pub struct PhotographerItem {
 pub struct SimilarItem {
     /// 1-based rank.
     pub rank: i32,
-    /// The similar photo.
-    pub photo_id: String,
+    /// The similar photo (its fields appear inline in the JSON).
+    #[serde(flatten)]
+    pub photo: PhotoCard,
     /// Similarity score.
     pub score: f64,
     /// Users who favourited both.
     pub common_favorites: i64,
-    /// The measure (`cosine`, `jaccard`).
+    /// The measure (`cosine`, `jaccard`, `bm25`).
     pub algorithm: String,
-    /// Title, when known.
-    pub title: Option<String>,
-    /// Owner NSID, when known.
-    pub owner_id: Option<String>,
-    /// Owner display name, when known.
-    pub owner_name: Option<String>,
-    /// Thumbnail, when known.
-    pub thumbnail_url: Option<String>,
-    /// The photo's page on Flickr.
-    pub photo_url: String,
 }
 
 /// One of a tag's most favourited photos, as the API returns it.
@@ -158,20 +149,39 @@ pub struct SimilarItem {
 pub struct TagItem {
     /// 1-based rank.
     pub rank: i32,
-    /// The photo.
-    pub photo_id: String,
+    /// The photo (its fields appear inline in the JSON).
+    #[serde(flatten)]
+    pub photo: PhotoCard,
     /// Favourites held for it.
     pub favorites: i64,
-    /// Title, when known.
-    pub title: Option<String>,
-    /// Owner NSID, when known.
-    pub owner_id: Option<String>,
-    /// Owner display name, when known.
-    pub owner_name: Option<String>,
-    /// Thumbnail, when known.
-    pub thumbnail_url: Option<String>,
-    /// The photo's page on Flickr.
-    pub photo_url: String,
+}
+
+impl std::ops::Deref for SimilarItem {
+    type Target = PhotoCard;
+    fn deref(&self) -> &PhotoCard {
+        &self.photo
+    }
+}
+
+impl std::ops::Deref for TagItem {
+    type Target = PhotoCard;
+    fn deref(&self) -> &PhotoCard {
+        &self.photo
+    }
+}
+
+impl PhotoCard {
+    /// The card of a photo listed by id, from what the run knows of it.
+    fn listed(photo_id: String, info: Option<&PhotoInfo>) -> Self {
+        PhotoCard {
+            title: info.and_then(|i| i.title.clone()),
+            owner_id: info.map(|i| i.owner_id.clone()),
+            owner_name: info.and_then(|i| i.owner_name.clone()),
+            thumbnail_url: info.and_then(|i| i.thumbnail_url.clone()),
+            photo_url: info.map_or_else(|| photo_url(&photo_id, None), |i| i.photo_url.clone()),
+            photo_id,
+        }
+    }
 }
 
 /// What a run knows about a photo.
@@ -597,12 +607,7 @@ impl Snapshot {
                     score: score.value(r),
                     common_favorites: common.value(r),
                     algorithm: alg,
-                    title: info.and_then(|i| i.title.clone()),
-                    owner_id: info.map(|i| i.owner_id.clone()),
-                    owner_name: info.and_then(|i| i.owner_name.clone()),
-                    thumbnail_url: info.and_then(|i| i.thumbnail_url.clone()),
-                    photo_url: info.map_or_else(|| photo_url(&q, None), |i| i.photo_url.clone()),
-                    photo_id: q,
+                    photo: PhotoCard::listed(q, info),
                 });
             }
         }
@@ -621,12 +626,7 @@ impl Snapshot {
                 tags.entry(tag).or_default().push(TagItem {
                     rank: rank.value(r),
                     favorites: favorites.value(r),
-                    title: info.and_then(|i| i.title.clone()),
-                    owner_id: info.map(|i| i.owner_id.clone()),
-                    owner_name: info.and_then(|i| i.owner_name.clone()),
-                    thumbnail_url: info.and_then(|i| i.thumbnail_url.clone()),
-                    photo_url: info.map_or_else(|| photo_url(&p, None), |i| i.photo_url.clone()),
-                    photo_id: p,
+                    photo: PhotoCard::listed(p, info),
                 });
             }
         }
