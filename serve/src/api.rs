@@ -211,6 +211,15 @@ fn user_list<T: Serialize>(
 ) -> Result<Response, ApiError> {
     let w = window(query)?;
     let (snapshot, user_id) = user_lists(state, user_id)?;
+    let lists = snapshot
+        .users
+        .get(&user_id)
+        .ok_or_else(|| ApiError::NotFound(format!("no recommendations for user {user_id}")))?;
+    // The common request: no parameters, answered from the cached page without
+    // building the list of algorithm names.
+    if w == default_window() {
+        return Ok(json_bytes(pick(lists, 0).1.clone()));
+    }
     let names = algorithms(&snapshot);
     let index = match w.algorithm.as_deref() {
         None => 0,
@@ -223,14 +232,7 @@ fn user_list<T: Serialize>(
             ))
         })?,
     };
-    let lists = snapshot
-        .users
-        .get(&user_id)
-        .ok_or_else(|| ApiError::NotFound(format!("no recommendations for user {user_id}")))?;
-    let (all, cached) = pick(lists, index);
-    if w == default_window() {
-        return Ok(json_bytes(cached.clone()));
-    }
+    let all = pick(lists, index).0;
     let name = names.get(index).map_or("flexplore", String::as_str);
     Ok(json_bytes(
         page_json(&snapshot.manifest.run_id, &user_id, name, &w, all).into(),
