@@ -20,6 +20,13 @@ use pipeline::runs::{RunStatus, list_runs, publish};
 use pipeline::score::{ScoreOptions, run_score};
 use pipeline::store::Storage;
 
+/// The allocator. Scoring makes millions of short-lived allocations (per-user lists,
+/// Arrow builders, Parquet pages) across threads; glibc's malloc spent a tenth of a
+/// score run in page faults and `munmap` returning memory it then asked for again.
+/// See docs/performance.md for the measured difference.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Photo recommendations from Flickr favourites, as a batch pipeline.
 #[derive(Debug, Parser)]
 #[command(name = "faverecs", version, about)]
