@@ -234,7 +234,7 @@ pub fn evaluate(
     pool: &rayon::ThreadPool,
 ) -> Result<Vec<Metric>, ScoreError> {
     let split = holdout(inputs, options.all_users, settings)?;
-    let (graph, _) = prepare::prepare(&split.training, options.all_users)?;
+    let (graph, _) = pool.install(|| prepare::prepare(&split.training, options.all_users))?;
     let max_k = settings.ks.iter().copied().max().unwrap_or(1);
     let mut p = params.clone();
     p.flexplore.photo_recs = max_k;

@@ -1,21 +1,27 @@
 //! Preparation: raw tables in, an integer graph out.
 //!
-//! Polars does the table work: favourites are deduplicated, owners missing from
-//! `favorites` are filled from `photos` by a join, and every NSID and photo id is
-//! dictionary-encoded by joining against its sorted distinct values. Because the
-//! dictionaries are sorted, integer order equals string order, so "id ascending" tie
-//! breaks can compare integers, and the favourites (sorted by user then photo) come
-//! out already in CSR order.
+//! Every NSID and photo id is dictionary-encoded straight from the Arrow columns
+//! the reader produced. One hash lookup per row gives each id a provisional code
+//! in first-seen order (a row equal to the one before reuses its code unhashed,
+//! which makes the sorted `user_id` column nearly free); then the distinct ids,
+//! far fewer than the rows, are sorted and the codes renumbered. So integer order
+//! equals string order: "id ascending" tie breaks compare integers, and favourites
+//! sorted by (user, photo) come out already in CSR order. User ids and photo ids
+//! are independent dictionaries, built on two threads. Duplicate favourites are
+//! removed on the integer pairs while building the CSR.
+//!
+//! This used to be Polars work (unique, sort, then a left join per column to look
+//! the codes up): converting the batches to frames, hashing each column twice and
+//! joining took about 0.5 s of a 1.15M-favourite run, against about 0.15 s for one
+//! hash pass here (docs/performance.md). Polars still does the table work of
+//! import (dedupe), evaluation splits and `faverecs sql`.
 
-use arrow_array::RecordBatch;
-use polars::prelude::{
-    DataFrame, DataFrameJoinOps, IntoColumn, JoinArgs, JoinType, MaintainOrderJoin, NamedFrom,
-    PlSmallStr, Series, SortOptions,
-};
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, RecordBatch, StringArray};
+use polars::prelude::PlHashMap;
+use rayon::prelude::*;
 
-use crate::frame::{FrameError, batches_to_frame};
-use crate::import::dedupe_sorted;
-use crate::model::{Table, col};
+use crate::model::col;
 
 use super::ScoreError;
 
@@ -132,113 +138,184 @@ pub struct PrepareStats {
     pub targets: u64,
 }
 
-fn frame(batches: &[RecordBatch], table: Table) -> Result<DataFrame, FrameError> {
-    batches_to_frame(batches, &table.schema())
-}
-
-fn str_column(df: &DataFrame, name: &str, alias: &str) -> Result<Series, FrameError> {
-    Ok(df
-        .column(name)?
-        .as_materialized_series()
-        .clone()
-        .with_name(PlSmallStr::from_str(alias)))
-}
-
-/// Sorted distinct non-null values of the given string series, with their index.
-fn dictionary(parts: Vec<Series>) -> Result<(DataFrame, Vec<String>), FrameError> {
-    let mut all = Series::new(PlSmallStr::from_static("id"), Vec::<&str>::new());
-    // Distinct values per part first: each part has far fewer distinct ids than
-    // rows, so the concatenation stays small.
-    for p in parts {
-        all.append(&p.drop_nulls().unique()?)?;
-    }
-    let sorted = all
-        .drop_nulls()
-        .unique()?
-        .sort(SortOptions::default().with_maintain_order(true))?;
-    let ids: Vec<String> = sorted.str()?.iter().flatten().map(str::to_string).collect();
-    let df = DataFrame::new_infer_height(vec![sorted.into_column()])?
-        .with_row_index(PlSmallStr::from_static("idx"), None)?;
-    Ok((df, ids))
-}
-
-/// Replaces each value of `df[column]` by its index in `dict` (null when absent or
-/// null). A left join that keeps the left order, so row i maps to output i.
-fn encode(df: &DataFrame, column: &str, dict: &DataFrame) -> Result<Vec<Option<u32>>, FrameError> {
-    let left = DataFrame::new_infer_height(vec![
-        df.column(column)?
-            .clone()
-            .with_name(PlSmallStr::from_static("key")),
-    ])?;
-    let mut args = JoinArgs::new(JoinType::Left);
-    args.maintain_order = MaintainOrderJoin::Left;
-    let joined = left.join(dict, ["key"], ["id"], args, None)?;
-    Ok(joined.column("idx")?.idx()?.iter().collect())
-}
-
-/// Like [`encode`], for a column sorted ascending: walks the column and the sorted
-/// dictionary together, searching the dictionary only where the value changes, so
-/// no row is hashed.
-fn encode_sorted(
-    df: &DataFrame,
+/// The string arrays of one column across batches.
+fn strings<'a>(
+    batches: &'a [RecordBatch],
     column: &str,
-    ids: &[String],
-) -> Result<Vec<Option<u32>>, FrameError> {
-    let values = df.column(column)?.str()?;
-    let mut out = Vec::with_capacity(values.len());
-    let mut last: Option<(&str, Option<u32>)> = None;
-    let mut from = 0usize;
-    for v in values.iter() {
-        let code = match (v, last) {
-            (None, _) => None,
-            (Some(v), Some((l, code))) if l == v => code,
-            (Some(v), _) => {
-                // Out of order after all: search the whole dictionary again.
-                if last.is_some_and(|(l, _)| v < l) {
-                    from = 0;
-                }
-                let at = from + ids[from..].partition_point(|x| x.as_str() < v);
-                let code = (ids.get(at).map(String::as_str) == Some(v)).then_some(at as u32);
-                from = at;
-                last = Some((v, code));
-                code
-            }
-        };
-        out.push(code);
-    }
-    Ok(out)
-}
-
-fn pairs(a: Vec<Option<u32>>, b: Vec<Option<u32>>) -> Vec<(u32, u32)> {
-    a.into_iter()
-        .zip(b)
-        .filter_map(|(x, y)| Some((x?, y?)))
+) -> Result<Vec<&'a StringArray>, ScoreError> {
+    batches
+        .iter()
+        .map(|b| {
+            let array = b.column_by_name(column).ok_or_else(|| {
+                arrow_schema::ArrowError::SchemaError(format!(
+                    "column {column} is missing from a raw table batch"
+                ))
+            })?;
+            array.as_string_opt::<i32>().ok_or_else(|| {
+                ScoreError::from(arrow_schema::ArrowError::SchemaError(format!(
+                    "column {column} is {} where a string was expected",
+                    array.data_type()
+                )))
+            })
+        })
         .collect()
 }
 
-/// True when the favourites batches are in strictly increasing (user_id, photo_id)
-/// order, i.e. sorted and free of duplicates.
-fn sorted_unique(batches: &[RecordBatch]) -> bool {
-    use arrow_array::cast::AsArray;
-    let mut last: Option<(&str, &str)> = None;
-    for b in batches {
-        let (u, p) = (
-            b.column(0).as_string::<i32>(),
-            b.column(1).as_string::<i32>(),
-        );
-        for i in 0..b.num_rows() {
-            let key = (u.value(i), p.value(i));
-            if last.is_some_and(|l| l >= key) {
-                return false;
+/// Distinct ids in first-seen order, with provisional codes; [`Dictionary::finish`]
+/// sorts them.
+#[derive(Default)]
+struct Dictionary<'a> {
+    codes: PlHashMap<&'a str, u32>,
+    values: Vec<&'a str>,
+}
+
+/// Marks a null or unknown id in a provisional code column.
+const NONE: u32 = u32::MAX;
+
+impl<'a> Dictionary<'a> {
+    /// Adds every value of the column and returns their provisional codes
+    /// ([`NONE`] for nulls).
+    fn insert(&mut self, column: &[&'a StringArray]) -> Vec<u32> {
+        let rows = column.iter().map(|a| a.len()).sum();
+        let mut out = Vec::with_capacity(rows);
+        let mut last: Option<(&str, u32)> = None;
+        for array in column {
+            for v in array.iter() {
+                let code = match (v, last) {
+                    (None, _) => NONE,
+                    (Some(v), Some((l, code))) if l == v => code,
+                    (Some(v), _) => {
+                        let next = self.values.len() as u32;
+                        let code = *self.codes.entry(v).or_insert(next);
+                        if code == next {
+                            self.values.push(v);
+                        }
+                        last = Some((v, code));
+                        code
+                    }
+                };
+                out.push(code);
             }
-            last = Some(key);
+        }
+        out
+    }
+
+    /// Provisional codes of the column's values without adding any ([`NONE`] for
+    /// nulls and ids not in the dictionary).
+    fn lookup(&self, column: &[&'a StringArray]) -> Vec<u32> {
+        column
+            .iter()
+            .flat_map(|a| a.iter())
+            .map(|v| v.and_then(|v| self.codes.get(v).copied()).unwrap_or(NONE))
+            .collect()
+    }
+
+    /// The ids sorted, and for each provisional code its final code.
+    fn finish(self) -> Sorted {
+        let mut order: Vec<(&str, u32)> = self.values.iter().copied().zip(0u32..).collect();
+        // Distinct keys, so the unstable sort is deterministic.
+        order.par_sort_unstable();
+        let mut remap = vec![NONE; order.len()];
+        for (code, &(_, provisional)) in order.iter().enumerate() {
+            remap[provisional as usize] = code as u32;
+        }
+        Sorted {
+            ids: order.into_iter().map(|(v, _)| v.to_string()).collect(),
+            remap,
         }
     }
-    true
+}
+
+/// A finished dictionary.
+struct Sorted {
+    /// The ids, ascending.
+    ids: Vec<String>,
+    /// Provisional code → final code.
+    remap: Vec<u32>,
+}
+
+impl Sorted {
+    /// The final code of a provisional one.
+    #[inline]
+    fn get(&self, provisional: u32) -> Option<u32> {
+        self.remap.get(provisional as usize).copied()
+    }
+
+    /// Final codes of a provisional column.
+    fn column(&self, provisional: &[u32]) -> Vec<Option<u32>> {
+        provisional.iter().map(|&c| self.get(c)).collect()
+    }
+}
+
+/// `(a, b)` pairs of the rows where both are known.
+fn pairs(a: &[Option<u32>], b: &[Option<u32>]) -> Vec<(u32, u32)> {
+    a.iter()
+        .zip(b)
+        .filter_map(|(&x, &y)| Some((x?, y?)))
+        .collect()
+}
+
+/// The photo side: the photo dictionary is built from the favourites only (a
+/// photo nobody favourited is not in the graph); `photos` and `dismissals` rows
+/// are looked up in it.
+struct PhotoCodes {
+    dict: Sorted,
+    favorites: Vec<u32>,
+    photos: Vec<u32>,
+    dismissals: Vec<u32>,
+}
+
+fn photo_codes(inputs: &Inputs) -> Result<PhotoCodes, ScoreError> {
+    let mut dict = Dictionary::default();
+    let favorites = dict.insert(&strings(&inputs.favorites, col::PHOTO_ID)?);
+    let photos = dict.lookup(&strings(&inputs.photos, col::PHOTO_ID)?);
+    let dismissals = dict.lookup(&strings(&inputs.dismissals, col::PHOTO_ID)?);
+    Ok(PhotoCodes {
+        dict: dict.finish(),
+        favorites,
+        photos,
+        dismissals,
+    })
+}
+
+/// The user side: every column that names a user adds to one dictionary.
+struct UserCodes {
+    dict: Sorted,
+    favorites: Vec<u32>,
+    favorite_owners: Vec<u32>,
+    photo_owners: Vec<u32>,
+    tracked: Vec<u32>,
+    contacts: (Vec<u32>, Vec<u32>),
+    dismissals: (Vec<u32>, Vec<u32>),
+}
+
+fn user_codes(inputs: &Inputs) -> Result<UserCodes, ScoreError> {
+    let mut dict = Dictionary::default();
+    let favorites = dict.insert(&strings(&inputs.favorites, col::USER_ID)?);
+    let favorite_owners = dict.insert(&strings(&inputs.favorites, col::OWNER_ID)?);
+    let photo_owners = dict.insert(&strings(&inputs.photos, col::OWNER_ID)?);
+    let tracked = dict.insert(&strings(&inputs.tracked_users, col::USER_ID)?);
+    let contacts = (
+        dict.insert(&strings(&inputs.contacts, col::USER_ID)?),
+        dict.insert(&strings(&inputs.contacts, col::CONTACT_ID)?),
+    );
+    let dismissals = (
+        dict.insert(&strings(&inputs.dismissals, col::USER_ID)?),
+        dict.insert(&strings(&inputs.dismissals, col::DISMISSED_USER_ID)?),
+    );
+    Ok(UserCodes {
+        dict: dict.finish(),
+        favorites,
+        favorite_owners,
+        photo_owners,
+        tracked,
+        contacts,
+        dismissals,
+    })
 }
 
 /// Builds the integer graph. With `all_users`, every user with a favourite is a
-/// target; otherwise the tracked users are.
+/// target; otherwise the tracked users are. Runs on the current Rayon pool.
 pub fn prepare(inputs: &Inputs, all_users: bool) -> Result<(Graph, PrepareStats), ScoreError> {
     let clock = std::time::Instant::now();
     let lap = |what: &str| {
@@ -248,117 +325,67 @@ pub fn prepare(inputs: &Inputs, all_users: bool) -> Result<(Graph, PrepareStats)
             "prepare"
         )
     };
-    let raw_favorites = frame(&inputs.favorites, Table::Favorites)?;
-    // Every writer stores raw tables sorted and unique by key; checking that is a
-    // linear scan, much cheaper than the hash-and-sort that fixes it when it is not
-    // so (a hand-made file).
-    let already = sorted_unique(&inputs.favorites);
-    let mut favorites = if already {
-        raw_favorites.clone()
-    } else {
-        dedupe_sorted(&raw_favorites, Table::Favorites)?
-    };
-    // Sorted by user_id either way: telling Polars lets unique() take its linear
-    // fast path instead of hashing 1M strings.
-    let mut users_sorted = favorites
-        .column(col::USER_ID)?
-        .as_materialized_series()
-        .clone();
-    users_sorted.set_sorted_flag(polars::series::IsSorted::Ascending);
-    favorites.replace(col::USER_ID, users_sorted.into_column())?;
-    lap("favorites");
-    if favorites.height() == 0 {
+    if inputs.favorites.iter().all(|b| b.num_rows() == 0) {
         return Err(ScoreError::NoFavorites);
     }
-    let photos = frame(&inputs.photos, Table::Photos)?;
-    let contacts = frame(&inputs.contacts, Table::Contacts)?;
-    let tracked = frame(&inputs.tracked_users, Table::TrackedUsers)?;
-    let dismissals = frame(&inputs.dismissals, Table::Dismissals)?;
-
-    let (user_dict, user_ids) = dictionary(vec![
-        str_column(&favorites, col::USER_ID, "id")?,
-        str_column(&raw_favorites, col::OWNER_ID, "id")?,
-        str_column(&photos, col::OWNER_ID, "id")?,
-        str_column(&tracked, col::USER_ID, "id")?,
-        str_column(&contacts, col::USER_ID, "id")?,
-        str_column(&contacts, col::CONTACT_ID, "id")?,
-        str_column(&dismissals, col::USER_ID, "id")?,
-        str_column(&dismissals, col::DISMISSED_USER_ID, "id")?,
-    ])?;
-    let (photo_dict, photo_ids) = dictionary(vec![str_column(&favorites, col::PHOTO_ID, "id")?])?;
-    let n_users = user_ids.len();
-    let n_photos = photo_ids.len();
+    let (photo, user) = rayon::join(|| photo_codes(inputs), || user_codes(inputs));
+    let (photo, user) = (photo?, user?);
+    let n_users = user.dict.ids.len();
+    let n_photos = photo.dict.ids.len();
     lap("dictionaries");
 
-    // Favourites are sorted by user_id (checked or made so above).
-    let fav_user = encode_sorted(&favorites, col::USER_ID, &user_ids)?;
-    let fav_photo = encode(&favorites, col::PHOTO_ID, &photo_dict)?;
-    // Owners come from every raw row: deduplicating may have dropped the one row of
-    // a photo that stated its owner.
-    let (raw_photo, raw_owner) = if already {
-        (
-            fav_photo.clone(),
-            encode(&favorites, col::OWNER_ID, &user_dict)?,
-        )
-    } else {
-        (
-            encode(&raw_favorites, col::PHOTO_ID, &photo_dict)?,
-            encode(&raw_favorites, col::OWNER_ID, &user_dict)?,
-        )
-    };
-    lap("encode favorites");
+    // Favourites: every raw row's (user, photo) pair; from_pairs sorts (a no-op
+    // walk when the table is stored sorted) and drops duplicates.
+    let favorites_csr = Csr::from_pairs(
+        n_users,
+        user.favorites
+            .iter()
+            .zip(&photo.favorites)
+            .filter_map(|(&u, &p)| Some((user.dict.get(u)?, photo.dict.get(p)?)))
+            .collect(),
+    );
+    let favoriters = favorites_csr.transpose(n_photos);
+    lap("csr");
 
     // A photo has one owner. Every owner the data states counts (any favourites row,
     // and the photos table); if they disagree the smallest id wins, so the choice
     // does not depend on row order.
     let mut owner = vec![NO_OWNER; n_photos];
-    let mut claim = |p: Option<u32>, o: Option<u32>| {
-        if let (Some(p), Some(o)) = (p, o) {
+    let claims = photo
+        .favorites
+        .iter()
+        .zip(&user.favorite_owners)
+        .chain(photo.photos.iter().zip(&user.photo_owners));
+    for (&p, &o) in claims {
+        if let (Some(p), Some(o)) = (photo.dict.get(p), user.dict.get(o)) {
             owner[p as usize] = owner[p as usize].min(o);
         }
-    };
-    for (p, o) in raw_photo.into_iter().zip(raw_owner) {
-        claim(p, o);
     }
-    let photo_photo = encode(&photos, col::PHOTO_ID, &photo_dict)?;
-    let photo_owner = encode(&photos, col::OWNER_ID, &user_dict)?;
-    for (p, o) in photo_photo.into_iter().zip(photo_owner) {
-        claim(p, o);
-    }
-    let without_owner = fav_photo
+    let without_owner = favorites_csr
+        .values
         .iter()
-        .filter(|p| p.is_none_or(|p| owner[p as usize] == NO_OWNER))
+        .filter(|&&p| owner[p as usize] == NO_OWNER)
         .count() as u64;
     if owner.iter().all(|&o| o == NO_OWNER) {
         return Err(ScoreError::NoOwners);
     }
     lap("owners");
 
-    let favorites_csr = Csr::from_pairs(n_users, pairs(fav_user, fav_photo));
-    let favoriters = favorites_csr.transpose(n_photos);
-    lap("csr");
-
     let contacts_csr = Csr::from_pairs(
         n_users,
         pairs(
-            encode(&contacts, col::USER_ID, &user_dict)?,
-            encode(&contacts, col::CONTACT_ID, &user_dict)?,
+            &user.dict.column(&user.contacts.0),
+            &user.dict.column(&user.contacts.1),
         ),
     );
-    let dismissed_by = encode(&dismissals, col::USER_ID, &user_dict)?;
+    let dismissed_by = user.dict.column(&user.dismissals.0);
     let dismissed_photos = Csr::from_pairs(
         n_users,
-        pairs(
-            dismissed_by.clone(),
-            encode(&dismissals, col::PHOTO_ID, &photo_dict)?,
-        ),
+        pairs(&dismissed_by, &photo.dict.column(&photo.dismissals)),
     );
     let dismissed_users = Csr::from_pairs(
         n_users,
-        pairs(
-            dismissed_by,
-            encode(&dismissals, col::DISMISSED_USER_ID, &user_dict)?,
-        ),
+        pairs(&dismissed_by, &user.dict.column(&user.dismissals.1)),
     );
 
     let mut targets: Vec<u32> = if all_users {
@@ -366,9 +393,9 @@ pub fn prepare(inputs: &Inputs, all_users: bool) -> Result<(Graph, PrepareStats)
             .filter(|&u| !favorites_csr.row(u).is_empty())
             .collect()
     } else {
-        encode(&tracked, col::USER_ID, &user_dict)?
-            .into_iter()
-            .flatten()
+        user.tracked
+            .iter()
+            .filter_map(|&u| user.dict.get(u))
             .collect()
     };
     targets.sort_unstable();
@@ -378,7 +405,7 @@ pub fn prepare(inputs: &Inputs, all_users: bool) -> Result<(Graph, PrepareStats)
     }
 
     let stats = PrepareStats {
-        favorites: favorites.height() as u64,
+        favorites: favorites_csr.values.len() as u64,
         favorites_without_owner: without_owner,
         users: n_users as u64,
         photos: n_photos as u64,
@@ -386,8 +413,8 @@ pub fn prepare(inputs: &Inputs, all_users: bool) -> Result<(Graph, PrepareStats)
     };
     Ok((
         Graph {
-            user_ids,
-            photo_ids,
+            user_ids: user.dict.ids,
+            photo_ids: photo.dict.ids,
             favorites: favorites_csr,
             favoriters,
             owner,
