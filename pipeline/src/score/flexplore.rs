@@ -119,6 +119,25 @@ pub fn top_k<T>(items: &mut Vec<T>, k: usize, key: impl Fn(&T) -> (f64, u32)) {
     items.sort_unstable_by(cmp);
 }
 
+/// One photo's scratch. The fields a user's pass touches together share one
+/// slot: a user touches about a thousand photos scattered over the whole
+/// catalogue, so each photo costs a cache miss, and separate arrays cost one per
+/// array.
+#[derive(Debug, Clone, Copy, Default)]
+struct PhotoSlot {
+    /// `== stamp` ⇔ `acc` holds this user's sum.
+    seen: u32,
+    /// `== stamp` ⇔ the photo may not be recommended to this user; u's own
+    /// favourites are marked first, which the common-favourites walk relies on.
+    excluded: u32,
+    /// `== stamp` ⇔ the photo made one of this user's lists, at `position`.
+    selected: u32,
+    /// Index of the photo among the user's selected photos.
+    position: u32,
+    /// Sum of the scores of the neighbors who favourited the photo.
+    acc: f64,
+}
+
 /// Per-worker scratch space, reused across users.
 struct Scratch {
     stamp: u32,
@@ -126,11 +145,8 @@ struct Scratch {
     user_stamp: Vec<u32>,
     common: Vec<u32>,
     nscore: Vec<f64>,
-    /// `photo_stamp[p] == stamp` ⇔ acc[p] holds this user's sum.
-    photo_stamp: Vec<u32>,
-    acc: Vec<f64>,
-    /// `excluded[p] == stamp` ⇔ p may not be recommended to this user.
-    excluded: Vec<u32>,
+    /// Per photo, packed (see [`PhotoSlot`]).
+    photos: Vec<PhotoSlot>,
     /// `blocked[v] == stamp` ⇔ v is a contact or dismissed (photographer recs) …
     blocked: Vec<u32>,
     /// … and `dismissed[v] == stamp` ⇔ v is dismissed (photo recs).
@@ -141,9 +157,6 @@ struct Scratch {
     /// contributions, kept so each recommended photo's contributors are found
     /// without scanning all of its favoriters.
     pairs: Vec<(u32, u32)>,
-    /// `selected[p] == stamp` ⇔ p made this user's top list, at `position[p]`.
-    selected: Vec<u32>,
-    position: Vec<u32>,
 }
 
 impl Scratch {
@@ -153,16 +166,12 @@ impl Scratch {
             user_stamp: vec![0; users],
             common: vec![0; users],
             nscore: vec![0.0; users],
-            photo_stamp: vec![0; photos],
-            acc: vec![0.0; photos],
-            excluded: vec![0; photos],
+            photos: vec![PhotoSlot::default(); photos],
             blocked: vec![0; users],
             dismissed: vec![0; users],
             touched: Vec::new(),
             neighbors: Vec::new(),
             pairs: Vec::new(),
-            selected: vec![0; photos],
-            position: vec![0; photos],
         }
     }
 }
@@ -225,6 +234,60 @@ pub fn explore_key(seed: u64, user_hash: u64, photo_hash: u64) -> f64 {
     ((h >> 11) as f64 + 1.0) * (1.0 / (1u64 << 53) as f64)
 }
 
+/// How [`count_common`] finds |F(u) ∩ F(n)| for every neighbor n.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CommonWalk {
+    /// Walk the favoriters of each of u's photos, counting the neighbors among
+    /// them: Σ |favoriters(p)| over p ∈ F(u) steps, dominated by popular photos.
+    Favoriters,
+    /// Walk each neighbor's favourites, counting u's (marked) photos among them:
+    /// Σ |F(n)| over n ∈ N(u) steps, dominated by prolific favoriters.
+    Neighbors,
+}
+
+impl CommonWalk {
+    /// The walk with fewer steps for this user (two sums over CSR offsets). On the
+    /// 1.15M-favourite benchmark community the neighbors walk is 3.7× shorter in
+    /// total; on data with a few enormous favourite lists the other can win.
+    fn cheaper(g: &Graph, my_favs: &[u32], neighbors: &[u32]) -> Self {
+        let favoriters: usize = my_favs.iter().map(|&p| g.favoriters.row(p).len()).sum();
+        let favorites: usize = neighbors.iter().map(|&n| g.favorites.row(n).len()).sum();
+        if favorites <= favoriters {
+            CommonWalk::Neighbors
+        } else {
+            CommonWalk::Favoriters
+        }
+    }
+}
+
+/// Fills `s.common[n]` for every neighbor n of the current user. Needs
+/// `s.user_stamp` marking the neighbors (with `s.common` zeroed) and
+/// `s.photos[p].excluded` marking the user's favourites.
+fn count_common(g: &Graph, s: &mut Scratch, my_favs: &[u32], walk: CommonWalk) {
+    let stamp = s.stamp;
+    match walk {
+        CommonWalk::Favoriters => {
+            for &p in my_favs {
+                for &v in g.favoriters.row(p) {
+                    if s.user_stamp[v as usize] == stamp {
+                        s.common[v as usize] += 1;
+                    }
+                }
+            }
+        }
+        CommonWalk::Neighbors => {
+            for &n in &s.neighbors {
+                s.common[n as usize] = g
+                    .favorites
+                    .row(n)
+                    .iter()
+                    .filter(|&&p| s.photos[p as usize].excluded == stamp)
+                    .count() as u32;
+            }
+        }
+    }
+}
+
 fn score_user(
     g: &Graph,
     params: Params,
@@ -235,16 +298,10 @@ fn score_user(
     s.stamp = s.stamp.wrapping_add(1);
     if s.stamp == 0 {
         // Wrapped after 2^32 users: clear once so stale stamps cannot match.
-        for v in [
-            &mut s.user_stamp,
-            &mut s.photo_stamp,
-            &mut s.excluded,
-            &mut s.blocked,
-            &mut s.dismissed,
-            &mut s.selected,
-        ] {
+        for v in [&mut s.user_stamp, &mut s.blocked, &mut s.dismissed] {
             v.fill(0);
         }
+        s.photos.fill(PhotoSlot::default());
         s.stamp = 1;
     }
     let stamp = s.stamp;
@@ -263,14 +320,13 @@ fn score_user(
     }
     s.neighbors.sort_unstable();
 
-    // 2. common(u, n): walk the favoriters of each of u's photos.
+    // 2. common(u, n) = |F(u) ∩ F(n)|, by the cheaper walk (both count exactly).
+    //    u's favourites are marked first: the neighbors walk needs the marks, and
+    //    they are the first of u's exclusions anyway.
     for &p in my_favs {
-        for &v in g.favoriters.row(p) {
-            if s.user_stamp[v as usize] == stamp {
-                s.common[v as usize] += 1;
-            }
-        }
+        s.photos[p as usize].excluded = stamp;
     }
+    count_common(g, s, my_favs, CommonWalk::cheaper(g, my_favs, &s.neighbors));
 
     // 3. Neighbor scores.
     for &n in &s.neighbors {
@@ -278,12 +334,9 @@ fn score_user(
         s.nscore[n as usize] = neighbor_score(s.common[n as usize], total);
     }
 
-    // 4. Exclusions.
-    for &p in my_favs {
-        s.excluded[p as usize] = stamp;
-    }
+    // 4. The other exclusions.
     for &p in g.dismissed_photos.row(u) {
-        s.excluded[p as usize] = stamp;
+        s.photos[p as usize].excluded = stamp;
     }
     for &v in g.dismissed_users.row(u) {
         s.dismissed[v as usize] = stamp;
@@ -303,12 +356,13 @@ fn score_user(
         }
         for &p in g.favorites.row(n) {
             let pi = p as usize;
-            if s.photo_stamp[pi] != stamp {
-                s.photo_stamp[pi] = stamp;
-                s.acc[pi] = 0.0;
+            let slot = &mut s.photos[pi];
+            if slot.seen != stamp {
+                slot.seen = stamp;
+                slot.acc = 0.0;
                 s.touched.push(p);
             }
-            s.acc[pi] += score;
+            slot.acc += score;
             s.pairs.push((p, n));
         }
     }
@@ -317,12 +371,13 @@ fn score_user(
         .iter()
         .filter(|&&p| {
             let o = g.owner[p as usize];
-            s.excluded[p as usize] != stamp
+            let slot = &s.photos[p as usize];
+            slot.excluded != stamp
                 && o != u
                 && (o == NO_OWNER || s.dismissed[o as usize] != stamp)
-                && s.acc[p as usize] > 0.0
+                && slot.acc > 0.0
         })
-        .map(|&p| (s.acc[p as usize], p))
+        .map(|&p| (s.photos[p as usize].acc, p))
         .collect();
     let mut explore: Vec<(f64, u32)> = match (params.explore_seed, hashes) {
         (Some(seed), Some(h)) => candidates
@@ -344,16 +399,18 @@ fn score_user(
     // contributions.
     let mut selected = 0usize;
     for &(_, p) in photo_recs.iter().chain(&explore) {
-        if s.selected[p as usize] != stamp {
-            s.selected[p as usize] = stamp;
-            s.position[p as usize] = selected as u32;
+        let slot = &mut s.photos[p as usize];
+        if slot.selected != stamp {
+            slot.selected = stamp;
+            slot.position = selected as u32;
             selected += 1;
         }
     }
     let mut contributors: Vec<Vec<(f64, u32)>> = vec![Vec::new(); selected];
     for &(p, n) in &s.pairs {
-        if s.selected[p as usize] == stamp {
-            contributors[s.position[p as usize] as usize].push((s.nscore[n as usize], n));
+        let slot = &s.photos[p as usize];
+        if slot.selected == stamp {
+            contributors[slot.position as usize].push((s.nscore[n as usize], n));
         }
     }
     let neighbor_counts: Vec<u32> = contributors.iter().map(|c| c.len() as u32).collect();
@@ -361,7 +418,7 @@ fn score_user(
         top_k(c, params.top_neighbors, |&x| x);
     }
     let rec = |&(score, p): &(f64, u32)| {
-        let at = s.position[p as usize] as usize;
+        let at = s.photos[p as usize].position as usize;
         PhotoRec {
             photo: p,
             score,
@@ -406,6 +463,55 @@ mod tests {
         assert_eq!(neighbor_score(0, 10), 0.0);
         // 150 * sqrt(50 / (250 + 250)) = 150 * sqrt(0.1)
         assert!((neighbor_score(50, 250) - 150.0 * 0.1f64.sqrt()).abs() < 1e-12);
+    }
+
+    proptest::proptest! {
+        /// Both ways of counting common favourites give the same counts, and the
+        /// counts equal a set intersection.
+        #[test]
+        fn both_common_walks_count_the_intersection(
+            favs in proptest::collection::vec((0u32..12, 0u32..30), 1..200),
+            owners in proptest::collection::vec(0u32..12, 30),
+        ) {
+            use crate::score::prepare::Csr;
+            let favorites = Csr::from_pairs(12, favs);
+            let graph = Graph {
+                user_ids: (0..12).map(|i| format!("{i:02}@N00")).collect(),
+                photo_ids: (0..30).map(|i| format!("{i:03}")).collect(),
+                favoriters: favorites.transpose(30),
+                favorites,
+                owner: owners,
+                ..Graph::default()
+            };
+            for u in 0..12u32 {
+                let mine = graph.favorites.row(u);
+                let mut neighbors: Vec<u32> = mine
+                    .iter()
+                    .map(|&p| graph.owner[p as usize])
+                    .filter(|&o| o != u)
+                    .collect();
+                neighbors.sort_unstable();
+                neighbors.dedup();
+                let expected: Vec<u32> = neighbors
+                    .iter()
+                    .map(|&n| graph.favorites.row(n).iter().filter(|p| mine.contains(p)).count() as u32)
+                    .collect();
+                for walk in [CommonWalk::Favoriters, CommonWalk::Neighbors] {
+                    let mut s = Scratch::new(12, 30);
+                    s.stamp = 1;
+                    for &p in mine {
+                        s.photos[p as usize].excluded = 1;
+                    }
+                    for &n in &neighbors {
+                        s.user_stamp[n as usize] = 1;
+                    }
+                    s.neighbors = neighbors.clone();
+                    count_common(&graph, &mut s, mine, walk);
+                    let counts: Vec<u32> = neighbors.iter().map(|&n| s.common[n as usize]).collect();
+                    proptest::prop_assert_eq!(&counts, &expected, "walk {:?}", walk);
+                }
+            }
+        }
     }
 
     #[test]
