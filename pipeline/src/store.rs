@@ -3,7 +3,7 @@
 //! Every byte the pipeline reads or writes goes through one `Arc<dyn ObjectStore>`,
 //! built from `storage.url`, so the same code path runs on a local directory and on
 //! S3. Parquet is written with the `parquet` crate's async writer straight into the
-//! store (zstd, column-chunk statistics) and read back with its async reader. Reads are
+//! store (zstd, column-chunk statistics on every top-level column) and read back with its async reader. Reads are
 //! checked against the table contract in [`crate::model`].
 //!
 //! Atomicity: a single `put` (or a completed multipart upload) is atomic on S3, and
@@ -25,9 +25,9 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use parquet::arrow::AsyncArrowWriter;
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
+use parquet::arrow::{ArrowWriter, AsyncArrowWriter};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
@@ -35,6 +35,88 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use crate::config::{StorageSettings, StorageUrl};
 use crate::model::Table;
+
+/// The writer settings of every table: zstd, and column-chunk statistics on
+/// every top-level column.
+fn writer_properties(schema: &arrow_schema::Schema) -> Result<WriterProperties, ParquetError> {
+    let mut props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_statistics_enabled(EnabledStatistics::Chunk);
+    // Min/max of list elements (`top_neighbors`, `similar_to`) prune nothing —
+    // engines skip row groups on top-level columns — and computing them cost two
+    // string comparisons per element.
+    let leaves = parquet::arrow::ArrowSchemaConverter::new().convert(schema)?;
+    for column in leaves.columns() {
+        if column.max_rep_level() > 0 {
+            props =
+                props.set_column_statistics_enabled(column.path().clone(), EnabledStatistics::None);
+        }
+    }
+    Ok(props.build())
+}
+
+/// A Parquet file of one table being encoded in memory, with the same settings
+/// as [`Storage::write_parquet`]. For callers that build and encode many parts on
+/// a thread pool and upload them afterwards with [`Storage::put_bytes`]: batches
+/// can be built and written a few at a time, so each is dropped (and its memory
+/// reused) before the next is built.
+pub struct ParquetEncoder {
+    /// Encodes into a growing buffer; one row group per file at our part sizes.
+    writer: ArrowWriter<Vec<u8>>,
+    /// The contract schema every batch must have.
+    schema: SchemaRef,
+    /// For messages.
+    table: Table,
+    /// Where the file will go, for messages.
+    path: Path,
+    /// Rows written so far.
+    rows: u64,
+}
+
+impl ParquetEncoder {
+    /// Starts a file of `table` that will be stored at `path`.
+    pub fn new(path: &Path, table: Table) -> Result<Self, StoreError> {
+        let schema = table.schema();
+        let perr = |source| StoreError::Parquet {
+            path: path.to_string(),
+            source,
+        };
+        let props = writer_properties(&schema).map_err(perr)?;
+        let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props)).map_err(perr)?;
+        Ok(Self {
+            writer,
+            schema,
+            table,
+            path: path.clone(),
+            rows: 0,
+        })
+    }
+
+    /// Encodes one batch (checked against the table's schema).
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), StoreError> {
+        check_batch_schema(batch, &self.schema, self.table, &self.path)?;
+        self.writer
+            .write(batch)
+            .map_err(|source| StoreError::Parquet {
+                path: self.path.to_string(),
+                source,
+            })?;
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Closes the file: its bytes and row count.
+    pub fn finish(self) -> Result<(Bytes, u64), StoreError> {
+        let bytes = self
+            .writer
+            .into_inner()
+            .map_err(|source| StoreError::Parquet {
+                path: self.path.to_string(),
+                source,
+            })?;
+        Ok((Bytes::from(bytes), self.rows))
+    }
+}
 
 /// A storage failure, with the object it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -185,14 +267,11 @@ impl Storage {
         batches: &[RecordBatch],
     ) -> Result<u64, StoreError> {
         let schema = table.schema();
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .set_statistics_enabled(EnabledStatistics::Chunk)
-            .build();
         let perr = |source| StoreError::Parquet {
             path: path.to_string(),
             source,
         };
+        let props = writer_properties(&schema).map_err(perr)?;
         // BufWriter switches to a multipart upload for large files; either way the
         // object only appears when the writer is closed.
         let sink = BufWriter::new(self.store.clone(), path.clone());

@@ -19,11 +19,10 @@ pub mod prepare;
 pub mod similar;
 pub mod tags;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow_array::builder::StringBuilder;
 use arrow_array::{ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field};
 use chrono::Utc;
@@ -32,7 +31,7 @@ use crate::config::Settings;
 use crate::frame::FrameError;
 use crate::model::{Table, run_table_dir};
 use crate::runs::{Manifest, RunStatus, StageTiming, new_run_id, write_manifest};
-use crate::store::{Storage, StoreError};
+use crate::store::{ParquetEncoder, Storage, StoreError};
 
 pub use algorithms::{Algorithm, AlgorithmParams, Recommendations};
 pub use flexplore::{Params, UserRecs};
@@ -179,11 +178,12 @@ pub fn compute(
     params: &AlgorithmParams,
     threads: usize,
 ) -> Result<(RecordBatch, RecordBatch, PrepareStats), ScoreError> {
-    let (graph, stats) = prepare::prepare(inputs, options.all_users)?;
-    let recs = recommend_with_threads(&graph, params, threads)?;
+    let pool = pool(threads)?;
+    let (graph, stats) = pool.install(|| prepare::prepare(inputs, options.all_users))?;
+    let recs = pool.install(|| algorithms::recommend(&graph, params));
     Ok((
         photo_recs_batch(&graph, &recs)?,
-        photographer_recs_batch(&graph, &recs.photographers)?,
+        photographer_recs_batch(&graph, &graph.targets, &recs.photographers)?,
         stats,
     ))
 }
@@ -191,73 +191,75 @@ pub fn compute(
 /// Builds the `photo_recs` table as one batch, rows ordered by user, then
 /// algorithm (in config order), then rank.
 pub fn photo_recs_batch(graph: &Graph, recs: &Recommendations) -> Result<RecordBatch, ScoreError> {
-    let batches = photo_recs_batches(graph, recs)?;
-    Ok(arrow_select::concat::concat_batches(
-        &Table::PhotoRecs.schema(),
-        &batches,
+    photo_recs_chunk(graph, &Names::new(graph), recs, 0..graph.targets.len())
+}
+
+/// The graph's id strings as Arrow arrays. Output string columns are gathered
+/// from these with `take` by integer id — one tight copy per column — instead of
+/// appending strings one at a time from scattered heap `String`s.
+pub struct Names {
+    /// User NSIDs by integer id.
+    users: StringArray,
+    /// Photo ids by integer id.
+    photos: StringArray,
+}
+
+impl Names {
+    /// Copies the graph's dictionaries once.
+    pub fn new(graph: &Graph) -> Self {
+        Names {
+            users: StringArray::from_iter_values(&graph.user_ids),
+            photos: StringArray::from_iter_values(&graph.photo_ids),
+        }
+    }
+}
+
+/// Gathers `names[ids]` (a null id gives a null string).
+fn gather(names: &StringArray, ids: Vec<Option<u32>>) -> Result<ArrayRef, ScoreError> {
+    Ok(arrow_select::take::take(
+        names,
+        &arrow_array::UInt32Array::from(ids),
+        None,
     )?)
 }
 
-/// Targets per batch when output batches are built in parallel.
-const TARGETS_PER_BATCH: usize = 2048;
-
-/// Builds the `photo_recs` table as batches of whole users, in parallel, in
-/// final row order.
-pub fn photo_recs_batches(
-    graph: &Graph,
-    recs: &Recommendations,
-) -> Result<Vec<RecordBatch>, ScoreError> {
-    use rayon::prelude::*;
-    let chunks: Vec<usize> = (0..graph.targets.len())
-        .step_by(TARGETS_PER_BATCH)
-        .collect();
-    chunks
-        .par_iter()
-        .map(|&start| {
-            let end = (start + TARGETS_PER_BATCH).min(graph.targets.len());
-            photo_recs_chunk(graph, recs, start..end)
-        })
-        .collect()
-}
-
-/// A list<string> column built from offsets and values directly.
-struct StringLists {
+/// A list<string> column collected as integer ids, gathered when finished.
+struct IdLists {
     offsets: Vec<i32>,
-    values: StringBuilder,
+    values: Vec<Option<u32>>,
 }
 
-impl StringLists {
+impl IdLists {
     fn new(rows: usize) -> Self {
         let mut offsets = Vec::with_capacity(rows + 1);
         offsets.push(0);
         Self {
             offsets,
-            values: StringBuilder::new(),
+            values: Vec::new(),
         }
     }
 
-    fn push<'a>(&mut self, items: impl Iterator<Item = &'a str>) {
-        let mut n = *self.offsets.last().unwrap_or(&0);
-        for s in items {
-            self.values.append_value(s);
-            n += 1;
-        }
-        self.offsets.push(n);
+    fn push(&mut self, ids: &[u32]) {
+        self.values.extend(ids.iter().map(|&v| Some(v)));
+        self.offsets.push(self.values.len() as i32);
     }
 
-    fn finish(mut self) -> Result<ArrayRef, ScoreError> {
+    fn finish(self, names: &StringArray) -> Result<ArrayRef, ScoreError> {
         let field = Arc::new(Field::new("item", DataType::Utf8, false));
         Ok(Arc::new(arrow_array::ListArray::try_new(
             field,
             arrow_buffer::OffsetBuffer::new(self.offsets.into()),
-            Arc::new(self.values.finish()),
+            gather(names, self.values)?,
             None,
         )?))
     }
 }
 
+/// The `photo_recs` rows of the targets in `targets` (indexes into
+/// `graph.targets`), in final row order.
 fn photo_recs_chunk(
     graph: &Graph,
+    names: &Names,
     recs: &Recommendations,
     targets: std::ops::Range<usize>,
 ) -> Result<RecordBatch, ScoreError> {
@@ -266,64 +268,59 @@ fn photo_recs_chunk(
         .iter()
         .flat_map(|(_, l)| l[targets.clone()].iter().map(Vec::len))
         .sum();
-    let mut user = StringBuilder::with_capacity(n, n * 14);
+    let algorithms = StringArray::from_iter_values(recs.photos.iter().map(|(a, _)| a.name()));
+    let mut user = Vec::with_capacity(n);
     let mut rank = Vec::with_capacity(n);
-    let mut photo = StringBuilder::with_capacity(n, n * 11);
-    let mut owner = StringBuilder::with_capacity(n, n * 14);
+    let mut photo = Vec::with_capacity(n);
+    let mut owner = Vec::with_capacity(n);
     let mut score = Vec::with_capacity(n);
     let mut count = Vec::with_capacity(n);
-    let mut algorithm = StringBuilder::with_capacity(n, n * 9);
-    let mut top = StringLists::new(n);
-    let mut similar_to = StringLists::new(n);
+    let mut algorithm = Vec::with_capacity(n);
+    let mut top = IdLists::new(n);
+    let mut similar_to = IdLists::new(n);
     for i in targets {
         let u = graph.targets[i];
-        for (a, lists) in &recs.photos {
+        for (a, (_, lists)) in recs.photos.iter().enumerate() {
             let Some(list) = lists.get(i) else { continue };
             for (r, p) in list.iter().enumerate() {
-                user.append_value(&graph.user_ids[u as usize]);
+                user.push(Some(u));
                 rank.push(r as i32 + 1);
-                photo.append_value(&graph.photo_ids[p.photo as usize]);
-                match graph.owner[p.photo as usize] {
-                    prepare::NO_OWNER => owner.append_null(),
-                    o => owner.append_value(&graph.user_ids[o as usize]),
-                }
+                photo.push(Some(p.photo));
+                owner.push(match graph.owner[p.photo as usize] {
+                    prepare::NO_OWNER => None,
+                    o => Some(o),
+                });
                 score.push(p.score);
                 count.push(p.neighbor_count as i32);
-                top.push(
-                    p.top_neighbors
-                        .iter()
-                        .map(|&v| graph.user_ids[v as usize].as_str()),
-                );
-                similar_to.push(
-                    p.similar_to
-                        .iter()
-                        .map(|&f| graph.photo_ids[f as usize].as_str()),
-                );
-                algorithm.append_value(a.name());
+                top.push(&p.top_neighbors);
+                similar_to.push(&p.similar_to);
+                algorithm.push(Some(a as u32));
             }
         }
     }
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(user.finish()),
+        gather(&names.users, user)?,
         Arc::new(Int32Array::from(rank)),
-        Arc::new(photo.finish()),
-        Arc::new(owner.finish()),
+        gather(&names.photos, photo)?,
+        gather(&names.users, owner)?,
         Arc::new(Float64Array::from(score)),
         Arc::new(Int32Array::from(count)),
-        top.finish()?,
-        similar_to.finish()?,
-        Arc::new(algorithm.finish()),
+        top.finish(&names.users)?,
+        similar_to.finish(&names.photos)?,
+        gather(&algorithms, algorithm)?,
     ];
     Ok(RecordBatch::try_new(Table::PhotoRecs.schema(), columns)?)
 }
 
-/// Builds the `photographer_recs` table, rows ordered by user then rank.
+/// Builds the `photographer_recs` rows of `targets` (their lists are `recs`),
+/// ordered by user then rank.
 pub fn photographer_recs_batch(
     graph: &Graph,
+    targets: &[u32],
     recs: &[Vec<flexplore::PhotographerRec>],
 ) -> Result<RecordBatch, ScoreError> {
-    let rows = graph
-        .targets
+    let names = &graph.user_ids;
+    let rows = targets
         .iter()
         .zip(recs)
         .flat_map(|(&u, list)| list.iter().enumerate().map(move |(i, p)| (u, i, p)));
@@ -336,9 +333,9 @@ pub fn photographer_recs_batch(
         Vec::new(),
     );
     for (u, i, p) in rows {
-        user.push(graph.user_ids[u as usize].as_str());
+        user.push(names[u as usize].as_str());
         rank.push(i as i32 + 1);
-        who.push(graph.user_ids[p.photographer as usize].as_str());
+        who.push(names[p.photographer as usize].as_str());
         score.push(p.score);
         common.push(i64::from(p.common));
         total.push(i64::from(p.total));
@@ -409,7 +406,7 @@ fn recommended_photos(
 /// Builds the `similar_photos` table, rows ordered by photo then rank.
 pub fn similar_photos_batch(
     graph: &Graph,
-    similar: Option<&(Vec<u32>, Vec<Vec<similar::SimilarRow>>)>,
+    similar: Option<(&[u32], &[Vec<similar::SimilarRow>])>,
     measure: similar::Similarity,
 ) -> Result<RecordBatch, ScoreError> {
     let (mut photo, mut rank, mut other, mut score, mut common) =
@@ -440,112 +437,314 @@ pub fn similar_photos_batch(
     )?)
 }
 
-/// When each photo rec was first made. Recs already in the published run keep that
-/// run's date; the others are new in this run. Kept apart from `photo_recs` so that
-/// table stays a pure function of the input.
-async fn first_recommended(
-    storage: &Storage,
-    photo_recs: &[RecordBatch],
-    run_id: &str,
-    started: chrono::DateTime<Utc>,
-) -> Result<Vec<RecordBatch>, ScoreError> {
-    use arrow_array::Array;
+/// The published run's `first_recommended` rows, looked up by user then photo
+/// (by `&str`, no allocation per lookup).
+#[derive(Debug, Default)]
+struct PreviousFirst {
+    /// user → photo → (first time, index into `runs`).
+    by_user: HashMap<String, HashMap<String, (i64, usize)>>,
+    /// The distinct run ids (a few hundred after a year of nightly runs).
+    runs: Vec<String>,
+}
+
+/// Reads the published run's `first_recommended` table; empty when nothing is
+/// published or the table is unreadable (every rec then counts as new).
+async fn previous_first_recommended(storage: &Storage) -> Result<PreviousFirst, ScoreError> {
     use arrow_array::cast::AsArray;
     use arrow_array::types::TimestampMicrosecondType;
-    // user → photo → (first time, index into `runs`): looked up by &str, no
-    // allocation per row.
-    type Previous =
-        std::collections::HashMap<String, std::collections::HashMap<String, (i64, usize)>>;
-    let mut previous: Previous = Default::default();
-    let mut runs: Vec<String> = Vec::new();
-    let mut run_index: std::collections::HashMap<String, usize> = Default::default();
-    if let Some(pointer) = crate::runs::current(storage).await? {
-        let dir = run_table_dir(&pointer.run_id, Table::FirstRecommended);
-        match storage.read_table_dir(&dir, Table::FirstRecommended).await {
-            Ok(batches) => {
-                for b in &batches {
-                    let (u, p) = (
-                        b.column(0).as_string::<i32>(),
-                        b.column(1).as_string::<i32>(),
-                    );
-                    let (t, r) = (
-                        b.column(2).as_primitive::<TimestampMicrosecondType>(),
-                        b.column(3).as_string::<i32>(),
-                    );
-                    for i in 0..b.num_rows() {
-                        // One entry per distinct run id (a few hundred after a
-                        // year of nightly runs), looked up by hash.
-                        let run = match run_index.get(r.value(i)) {
-                            Some(&at) => at,
-                            None => {
-                                runs.push(r.value(i).to_string());
-                                run_index.insert(r.value(i).to_string(), runs.len() - 1);
-                                runs.len() - 1
-                            }
-                        };
-                        previous
-                            .entry(u.value(i).to_string())
-                            .or_default()
-                            .insert(p.value(i).to_string(), (t.value(i), run));
+    let mut previous = PreviousFirst::default();
+    let Some(pointer) = crate::runs::current(storage).await? else {
+        return Ok(previous);
+    };
+    let dir = run_table_dir(&pointer.run_id, Table::FirstRecommended);
+    let batches = match storage.read_table_dir(&dir, Table::FirstRecommended).await {
+        Ok(batches) => batches,
+        Err(e) => {
+            tracing::warn!(error = %e, run = %pointer.run_id, "previous run's first_recommended unreadable; every rec counts as new");
+            return Ok(previous);
+        }
+    };
+    let mut run_index: HashMap<String, usize> = HashMap::new();
+    for b in &batches {
+        let (u, p) = (
+            b.column(0).as_string::<i32>(),
+            b.column(1).as_string::<i32>(),
+        );
+        let (t, r) = (
+            b.column(2).as_primitive::<TimestampMicrosecondType>(),
+            b.column(3).as_string::<i32>(),
+        );
+        for i in 0..b.num_rows() {
+            let run = match run_index.get(r.value(i)) {
+                Some(&at) => at,
+                None => {
+                    previous.runs.push(r.value(i).to_string());
+                    run_index.insert(r.value(i).to_string(), previous.runs.len() - 1);
+                    previous.runs.len() - 1
+                }
+            };
+            previous
+                .by_user
+                .entry(u.value(i).to_string())
+                .or_default()
+                .insert(p.value(i).to_string(), (t.value(i), run));
+        }
+    }
+    Ok(previous)
+}
+
+/// When each photo rec of some targets was first made: one row per (user, photo),
+/// whichever algorithms recommended it, in first appearance order (algorithms in
+/// config order, then rank). Recs already in the published run keep that run's
+/// date; the others are new in this run. Kept apart from `photo_recs` so that
+/// table stays a pure function of the input.
+fn first_recommended_chunk(
+    graph: &Graph,
+    names: &Names,
+    recs: &Recommendations,
+    targets: std::ops::Range<usize>,
+    previous: &PreviousFirst,
+    run_id: &str,
+    now: i64,
+) -> Result<RecordBatch, ScoreError> {
+    let (mut users, mut photos) = (Vec::new(), Vec::new());
+    // Index into `previous.runs`, or `previous.runs.len()` for this run.
+    let (mut at, mut first_run) = (Vec::new(), Vec::new());
+    let mut seen: HashSet<u32> = HashSet::new();
+    for i in targets {
+        let u = graph.targets[i];
+        let known = previous.by_user.get(graph.user_ids[u as usize].as_str());
+        seen.clear();
+        for (_, lists) in &recs.photos {
+            for r in lists.get(i).into_iter().flatten() {
+                if !seen.insert(r.photo) {
+                    continue;
+                }
+                users.push(Some(u));
+                photos.push(Some(r.photo));
+                let before = known.and_then(|m| m.get(graph.photo_ids[r.photo as usize].as_str()));
+                match before {
+                    Some(&(t, run)) => {
+                        at.push(t);
+                        first_run.push(Some(run as u32));
+                    }
+                    None => {
+                        at.push(now);
+                        first_run.push(Some(previous.runs.len() as u32));
                     }
                 }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, run = %pointer.run_id, "previous run's first_recommended unreadable; every rec counts as new")
-            }
         }
     }
+    let runs = StringArray::from_iter_values(
+        previous
+            .runs
+            .iter()
+            .map(String::as_str)
+            .chain(std::iter::once(run_id)),
+    );
+    Ok(RecordBatch::try_new(
+        Table::FirstRecommended.schema(),
+        vec![
+            gather(&names.users, users)?,
+            gather(&names.photos, photos)?,
+            Arc::new(arrow_array::TimestampMicrosecondArray::from(at).with_timezone("UTC")),
+            gather(&runs, first_run)?,
+        ],
+    )?)
+}
+
+/// One file of a run's table, built and encoded, waiting to be uploaded.
+struct Part {
+    table: Table,
+    /// `part-NNNNN.parquet`; parts are numbered per table from 0.
+    file: String,
+    rows: u64,
+    bytes: bytes::Bytes,
+}
+
+/// Builds one part, writing its batches into the encoder as it goes.
+type Build<'a> = Box<dyn Fn(&mut ParquetEncoder) -> Result<(), ScoreError> + Send + Sync + 'a>;
+
+/// Items (targets, or similar-photo sources) per batch inside a part: small
+/// enough that a batch's memory is reused by the next one while still in cache,
+/// large enough to amortise a batch.
+const ITEMS_PER_WRITE: usize = 256;
+
+/// Builds batches of at most [`ITEMS_PER_WRITE`] items of `items` with `build`
+/// and encodes each before building the next.
+fn write_in_batches(
+    encoder: &mut ParquetEncoder,
+    items: &std::ops::Range<usize>,
+    build: impl Fn(std::ops::Range<usize>) -> Result<RecordBatch, ScoreError>,
+) -> Result<(), ScoreError> {
+    for start in items.clone().step_by(ITEMS_PER_WRITE) {
+        let end = (start + ITEMS_PER_WRITE).min(items.end);
+        encoder.write(&build(start..end)?)?;
+    }
+    Ok(())
+}
+
+/// Cuts items (targets, or similar-photo sources) with the given row counts into
+/// consecutive ranges holding about `rows` rows each: a range closes once it
+/// reaches `rows`, so an item's rows never straddle two files. Always at least
+/// one (possibly empty) range, so every table has a file.
+fn part_ranges(lengths: impl Iterator<Item = usize>, rows: usize) -> Vec<std::ops::Range<usize>> {
+    let (mut out, mut start, mut filled, mut n) = (Vec::new(), 0, 0, 0);
+    for len in lengths {
+        filled += len;
+        n += 1;
+        if filled >= rows {
+            out.push(start..n);
+            (start, filled) = (n, 0);
+        }
+    }
+    if start < n || out.is_empty() {
+        out.push(start..n);
+    }
+    out
+}
+
+/// Builds and encodes every table a run writes besides its manifest, on the
+/// current Rayon pool. The work is cut into parts — ranges of whole users for the
+/// per-user tables, ranges of source photos for `similar_photos`, fixed row
+/// counts for the rest — and each part is built, encoded and dropped by one task,
+/// so only the parts in flight are ever held uncompressed. Part boundaries depend
+/// on the results alone, never on the thread count.
+fn encode_tables(
+    inputs: &Inputs,
+    computed: &Computed,
+    settings: &Settings,
+    previous: &PreviousFirst,
+    run_id: &str,
+    started: chrono::DateTime<Utc>,
+) -> Result<Vec<Part>, ScoreError> {
+    use rayon::prelude::*;
+    let Computed {
+        graph,
+        recs,
+        similar,
+        metrics,
+        ..
+    } = computed;
     let now = started.timestamp_micros();
-    let mut out = Vec::with_capacity(photo_recs.len());
-    for batch in photo_recs {
-        let (users, photos) = (
-            batch.column(0).as_string::<i32>(),
-            batch.column(2).as_string::<i32>(),
-        );
-        // One row per (user, photo), whichever algorithms recommended it, in
-        // first appearance order. A batch holds whole users, ordered by user, so a
-        // set of the current user's photos suffices.
-        let mut keep = Vec::with_capacity(batch.num_rows());
-        let mut seen: HashSet<&str> = HashSet::new();
-        for i in 0..batch.num_rows() {
-            if i > 0 && users.value(i) != users.value(i - 1) {
-                seen.clear();
-            }
-            keep.push(seen.insert(photos.value(i)));
-        }
-        let keep = arrow_array::BooleanArray::from(keep);
-        let users = arrow_select::filter::filter(users, &keep)?;
-        let photos = arrow_select::filter::filter(photos, &keep)?;
-        let (users_col, photos_col) = (users.clone(), photos.clone());
-        let (users, photos) = (users.as_string::<i32>(), photos.as_string::<i32>());
-        let mut at = Vec::with_capacity(users.len());
-        let mut first_run = StringBuilder::with_capacity(users.len(), users.len() * run_id.len());
-        for i in 0..users.len() {
-            match previous
-                .get(users.value(i))
-                .and_then(|m| m.get(photos.value(i)))
-            {
-                Some(&(t, r)) => {
-                    at.push(t);
-                    first_run.append_value(&runs[r]);
-                }
-                None => {
-                    at.push(now);
-                    first_run.append_value(run_id);
-                }
-            }
-        }
-        out.push(RecordBatch::try_new(
-            Table::FirstRecommended.schema(),
-            vec![
-                users_col,
-                photos_col,
-                Arc::new(arrow_array::TimestampMicrosecondArray::from(at).with_timezone("UTC")),
-                Arc::new(first_run.finish()),
-            ],
-        )?);
+    let names = &Names::new(graph);
+    let mut jobs: Vec<(Table, usize, Build)> = Vec::new();
+
+    let users = part_ranges(
+        (0..graph.targets.len()).map(|i| {
+            recs.photos
+                .iter()
+                .map(|(_, l)| l.get(i).map_or(0, Vec::len))
+                .sum()
+        }),
+        PART_ROWS,
+    );
+    for (i, r) in users.into_iter().enumerate() {
+        let (r2, r3) = (r.clone(), r.clone());
+        jobs.push((
+            Table::PhotoRecs,
+            i,
+            Box::new(move |enc| {
+                write_in_batches(enc, &r, |t| photo_recs_chunk(graph, names, recs, t))
+            }),
+        ));
+        jobs.push((
+            Table::FirstRecommended,
+            i,
+            Box::new(move |enc| {
+                write_in_batches(enc, &r2, |t| {
+                    first_recommended_chunk(graph, names, recs, t, previous, run_id, now)
+                })
+            }),
+        ));
+        jobs.push((
+            Table::PhotographerRecs,
+            i,
+            Box::new(move |enc| {
+                write_in_batches(enc, &r3, |t| {
+                    photographer_recs_batch(
+                        graph,
+                        &graph.targets[t.clone()],
+                        &recs.photographers[t],
+                    )
+                })
+            }),
+        ));
     }
-    Ok(out)
+
+    let measure = settings.similar.similarity;
+    let sources = similar.as_ref().map_or(0, |(s, _)| s.len());
+    let lengths = (0..sources).map(|i| similar.as_ref().map_or(0, |(_, rows)| rows[i].len()));
+    for (i, r) in part_ranges(lengths, PART_ROWS).into_iter().enumerate() {
+        jobs.push((
+            Table::SimilarPhotos,
+            i,
+            Box::new(move |enc| {
+                write_in_batches(enc, &r, |r| {
+                    let part = similar.as_ref().map(|(s, rows)| (&s[r.clone()], &rows[r]));
+                    similar_photos_batch(graph, part, measure)
+                })
+            }),
+        ));
+    }
+
+    // The tables that need no per-user work, built while the parts above encode.
+    let rest = || -> Result<Vec<Part>, ScoreError> {
+        let tag_photos =
+            tags::tag_photos_batch(graph, &inputs.photos, settings.score.tag_photos_per_tag)?;
+        let photos = recommended_photos(inputs, graph, recs, similar.as_ref(), &tag_photos)?;
+        let mut parts = Vec::new();
+        for (table, batches) in [
+            (Table::TagPhotos, vec![tag_photos]),
+            (Table::Metrics, vec![metrics.clone()]),
+            (Table::Photos, photos),
+            (Table::TrackedUsers, inputs.tracked_users.clone()),
+        ] {
+            for (i, part) in split_rows(&batches, PART_ROWS).into_iter().enumerate() {
+                parts.push(encode_part(run_id, table, i, |enc| {
+                    for b in &part {
+                        enc.write(b)?;
+                    }
+                    Ok(())
+                })?);
+            }
+        }
+        Ok(parts)
+    };
+    let (parts, rest) = rayon::join(
+        || {
+            jobs.par_iter()
+                .map(|(table, i, build)| encode_part(run_id, *table, *i, build))
+                .collect::<Result<Vec<Part>, ScoreError>>()
+        },
+        rest,
+    );
+    let mut parts = parts?;
+    parts.extend(rest?);
+    Ok(parts)
+}
+
+/// Builds and encodes part `i` of `table`.
+fn encode_part(
+    run_id: &str,
+    table: Table,
+    i: usize,
+    build: impl Fn(&mut ParquetEncoder) -> Result<(), ScoreError>,
+) -> Result<Part, ScoreError> {
+    let clock = Instant::now();
+    let file = format!("part-{i:05}.parquet");
+    let path = run_table_dir(run_id, table).join(file.as_str());
+    let mut encoder = ParquetEncoder::new(&path, table)?;
+    build(&mut encoder)?;
+    let (bytes, rows) = encoder.finish()?;
+    tracing::debug!(%path, rows, ms = clock.elapsed().as_millis() as u64, "part encoded");
+    Ok(Part {
+        table,
+        file,
+        rows,
+        bytes,
+    })
 }
 
 /// Logs a stage's time and adds it to the manifest.
@@ -593,18 +792,20 @@ struct Computed {
     timings: Vec<(&'static str, f64)>,
 }
 
+/// Prepares and runs every algorithm (and the evaluation) on a new pool of
+/// `threads` workers, which it hands back for building the output tables.
 fn compute_all(
     inputs: &Inputs,
     options: ScoreOptions,
     params: &AlgorithmParams,
     settings: &Settings,
     threads: usize,
-) -> Result<Computed, ScoreError> {
+) -> Result<(Computed, rayon::ThreadPool), ScoreError> {
     let mut timings = Vec::new();
-    let t = Instant::now();
-    let (graph, stats) = prepare::prepare(inputs, options.all_users)?;
-    timings.push(("prepare", t.elapsed().as_secs_f64()));
     let pool = pool(threads)?;
+    let t = Instant::now();
+    let (graph, stats) = pool.install(|| prepare::prepare(inputs, options.all_users))?;
+    timings.push(("prepare", t.elapsed().as_secs_f64()));
     let t = Instant::now();
     let recs = pool.install(|| algorithms::recommend(&graph, params));
     timings.push(("recommend", t.elapsed().as_secs_f64()));
@@ -625,14 +826,17 @@ fn compute_all(
     } else {
         crate::evaluate::metrics_batch(&[])?
     };
-    Ok(Computed {
-        graph,
-        stats,
-        recs,
-        similar,
-        metrics,
-        timings,
-    })
+    Ok((
+        Computed {
+            graph,
+            stats,
+            recs,
+            similar,
+            metrics,
+            timings,
+        },
+        pool,
+    ))
 }
 
 /// Similar-photo rows for every photo the targets favourited or were recommended
@@ -724,6 +928,7 @@ async fn score_into(
 ) -> Result<(), ScoreError> {
     let clock = Instant::now();
     let inputs = load_inputs(storage).await?;
+    let previous = previous_first_recommended(storage).await?;
     for (name, batches) in [
         (Table::Favorites, &inputs.favorites),
         (Table::Photos, &inputs.photos),
@@ -740,26 +945,23 @@ async fn score_into(
 
     let params = AlgorithmParams::from_settings(settings);
     let threads = settings.score.threads;
-    let inputs = Arc::new(inputs);
-    let work = inputs.clone();
     let settings_ = settings.clone();
+    let (run_id, started) = (manifest.run_id.clone(), manifest.started_at);
     // CPU-bound: keep it off the async workers.
-    let computed = tokio::task::spawn_blocking(move || {
-        compute_all(&work, options, &params, &settings_, threads)
+    let (stats, timings, parts, encode_seconds) = tokio::task::spawn_blocking(move || {
+        let (computed, pool) = compute_all(&inputs, options, &params, &settings_, threads)?;
+        let clock = Instant::now();
+        let parts = pool.install(|| {
+            encode_tables(&inputs, &computed, &settings_, &previous, &run_id, started)
+        })?;
+        let Computed { stats, timings, .. } = computed;
+        Ok::<_, ScoreError>((stats, timings, parts, clock.elapsed()))
     })
     .await
     .map_err(|e| ScoreError::Threads {
         threads,
         reason: e.to_string(),
     })??;
-    let Computed {
-        graph,
-        stats,
-        recs,
-        similar,
-        metrics,
-        timings,
-    } = computed;
     for (stage, seconds) in timings {
         record(manifest, stage, seconds);
     }
@@ -778,68 +980,46 @@ async fn score_into(
             "favourites without a known owner: they count in F(u) but find no neighbor"
         );
     }
+    tracing::debug!(
+        ms = encode_seconds.as_millis() as u64,
+        parts = parts.len(),
+        "output tables built and encoded"
+    );
     let clock = Instant::now();
-    let lap = |what: &str| {
-        tracing::debug!(
-            step = what,
-            ms = clock.elapsed().as_millis() as u64,
-            "write"
-        )
-    };
-    let photo_recs = photo_recs_batches(&graph, &recs)?;
-    lap("photo_recs");
-    let photographer_recs = photographer_recs_batch(&graph, &recs.photographers)?;
-    let similar_batch =
-        similar_photos_batch(&graph, similar.as_ref(), settings.similar.similarity)?;
-    let tag_photos =
-        tags::tag_photos_batch(&graph, &inputs.photos, settings.score.tag_photos_per_tag)?;
-    let photos = recommended_photos(&inputs, &graph, &recs, similar.as_ref(), &tag_photos)?;
-    lap("batches");
-    let first =
-        first_recommended(storage, &photo_recs, &manifest.run_id, manifest.started_at).await?;
-    lap("first_recommended");
-    // Tables are cut into parts of a fixed row count, so the files do not depend on
-    // the thread count, and the parts are encoded concurrently.
-    let mut jobs = Vec::new();
-    for (table, batches) in [
-        (Table::PhotoRecs, photo_recs),
-        (Table::PhotographerRecs, vec![photographer_recs]),
-        (Table::FirstRecommended, first),
-        (Table::SimilarPhotos, vec![similar_batch]),
-        (Table::TagPhotos, vec![tag_photos]),
-        (Table::Metrics, vec![metrics]),
-        (Table::Photos, photos),
-        (Table::TrackedUsers, inputs.tracked_users.clone()),
-    ] {
-        let mut files = Vec::new();
-        for (i, part) in split_rows(&batches, PART_ROWS).into_iter().enumerate() {
-            let file = format!("part-{i:05}.parquet");
-            let path = run_table_dir(&manifest.run_id, table)
-                .clone()
-                .join(file.as_str());
-            let storage = storage.clone();
-            jobs.push(tokio::spawn(async move {
-                storage
-                    .write_parquet(&path, table, &part)
-                    .await
-                    .map(|rows| (table, rows))
-            }));
-            files.push(format!("{}/{file}", table.name()));
-        }
+    // Every table of the run is listed, even with no rows (it then has one empty
+    // file).
+    for table in Table::RUN {
         manifest.rows_out.insert(table.name().to_string(), 0);
-        manifest.tables.insert(table.name().to_string(), files);
+        manifest.tables.insert(table.name().to_string(), Vec::new());
     }
-    for job in jobs {
-        let (table, rows) = job.await.map_err(|e| ScoreError::Threads {
+    let mut uploads = Vec::with_capacity(parts.len());
+    for part in parts {
+        let path = run_table_dir(&manifest.run_id, part.table).join(part.file.as_str());
+        *manifest
+            .rows_out
+            .entry(part.table.name().to_string())
+            .or_insert(0) += part.rows;
+        manifest
+            .tables
+            .entry(part.table.name().to_string())
+            .or_default()
+            .push(format!("{}/{}", part.table.name(), part.file));
+        let storage = storage.clone();
+        uploads.push(tokio::spawn(async move {
+            storage.put_bytes(&path, part.bytes).await
+        }));
+    }
+    for upload in uploads {
+        upload.await.map_err(|e| ScoreError::Threads {
             threads,
             reason: e.to_string(),
         })??;
-        *manifest
-            .rows_out
-            .entry(table.name().to_string())
-            .or_insert(0) += rows;
     }
-    record(manifest, "write", clock.elapsed().as_secs_f64());
+    record(
+        manifest,
+        "write",
+        (encode_seconds + clock.elapsed()).as_secs_f64(),
+    );
     Ok(())
 }
 

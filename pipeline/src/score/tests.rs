@@ -552,3 +552,45 @@ fn output_parts_have_a_fixed_row_count() {
 fn photo_rows_count(parts: &[Vec<RecordBatch>]) -> usize {
     parts.iter().flatten().map(|b| b.num_rows()).sum()
 }
+
+#[test]
+fn part_ranges_keep_items_whole_and_cover_every_item_in_order() {
+    // Items of 3, 0, 4, 1, 2 rows; parts close once they reach 4 rows.
+    let parts = part_ranges([3, 0, 4, 1, 2].into_iter(), 4);
+    assert_eq!(parts, vec![0..3, 3..5]);
+    // A part never splits an item, even one larger than the target.
+    assert_eq!(part_ranges([9, 1].into_iter(), 4), vec![0..1, 1..2]);
+    assert_eq!(
+        part_ranges(std::iter::empty(), 4),
+        vec![0..0],
+        "no items still gets one (empty) file"
+    );
+}
+
+#[test]
+fn unsorted_duplicated_favourites_encode_in_string_order() {
+    // Rows out of order, one (user, photo) pair three times with different
+    // owners; "9@N01" and "10@N01" sort as strings, not numbers.
+    let fav = favorites(&[
+        ("9@N01", "p2", Some("10@N01")),
+        ("10@N01", "p1", Some("9@N01")),
+        ("9@N01", "p1", Some("9@N01")),
+        ("10@N01", "p1", None),
+        ("10@N01", "p1", Some("11@N01")),
+    ]);
+    let inputs = Inputs {
+        favorites: vec![fav.slice(3, 2), fav.slice(0, 3)],
+        tracked_users: vec![tracked(&["9@N01"])],
+        ..Inputs::default()
+    };
+    let (graph, stats) = prepare::prepare(&inputs, false).expect("prepare");
+    assert_eq!(graph.user_ids, vec!["10@N01", "11@N01", "9@N01"]);
+    assert_eq!(graph.photo_ids, vec!["p1", "p2"]);
+    assert_eq!(stats.favorites, 3, "duplicates removed");
+    assert_eq!(graph.favorites.row(0), &[0]);
+    assert_eq!(graph.favorites.row(2), &[0, 1]);
+    assert_eq!(graph.favoriters.row(0), &[0, 2]);
+    // p1's owners disagree (9, 11): the smallest id, "11@N01" = 1, wins.
+    assert_eq!(graph.owner, vec![1, 0]);
+    assert_eq!(graph.targets, vec![2]);
+}
