@@ -62,6 +62,14 @@ pub enum ScoreError {
     /// Polars or Arrow failed.
     #[error("preparing tables: {0}")]
     Frame(#[from] FrameError),
+    /// A background task died (a bug: it panicked).
+    #[error("{what} failed: {reason}")]
+    Task {
+        /// What the task was doing.
+        what: &'static str,
+        /// The runtime's account of it.
+        reason: String,
+    },
     /// The thread pool could not be built.
     #[error("cannot start {threads} scoring threads: {reason}")]
     Threads {
@@ -132,21 +140,39 @@ pub fn similar_params(settings: &Settings) -> similar::SimilarParams {
 
 /// Loads the raw tables.
 pub async fn load_inputs(storage: &Storage) -> Result<Inputs, ScoreError> {
+    // Decoding is CPU work: one task per table lets the runtime's workers decode
+    // the tables side by side.
+    let read = |table: Table| {
+        let storage = storage.clone();
+        tokio::spawn(async move { storage.read_raw(table).await })
+    };
+    let tasks = [
+        read(Table::Favorites),
+        read(Table::Photos),
+        read(Table::Contacts),
+        read(Table::TrackedUsers),
+        read(Table::Dismissals),
+    ];
+    let mut tables = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        let read = task.await.map_err(|e| ScoreError::Task {
+            what: "reading the raw tables",
+            reason: e.to_string(),
+        })??;
+        // Without favourites there is nothing to score, whatever else is wrong.
+        if tables.is_empty() && read.is_none() {
+            return Err(ScoreError::NoFavorites);
+        }
+        tables.push(read);
+    }
+    let mut tables = tables.into_iter();
+    let mut next = || tables.next().flatten().unwrap_or_default();
     Ok(Inputs {
-        favorites: storage
-            .read_raw(Table::Favorites)
-            .await?
-            .ok_or(ScoreError::NoFavorites)?,
-        photos: storage.read_raw(Table::Photos).await?.unwrap_or_default(),
-        contacts: storage.read_raw(Table::Contacts).await?.unwrap_or_default(),
-        tracked_users: storage
-            .read_raw(Table::TrackedUsers)
-            .await?
-            .unwrap_or_default(),
-        dismissals: storage
-            .read_raw(Table::Dismissals)
-            .await?
-            .unwrap_or_default(),
+        favorites: next(),
+        photos: next(),
+        contacts: next(),
+        tracked_users: next(),
+        dismissals: next(),
     })
 }
 
