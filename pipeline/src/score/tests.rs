@@ -594,3 +594,52 @@ fn unsorted_duplicated_favourites_encode_in_string_order() {
     assert_eq!(graph.owner, vec![1, 0]);
     assert_eq!(graph.targets, vec![2]);
 }
+
+#[test]
+fn encoded_parts_round_trip_with_statistics_on_top_level_columns_only() {
+    use parquet::file::reader::FileReader;
+    let (photos, _, _) =
+        compute(&example(), ScoreOptions::default(), &only(PARAMS), 1).expect("scores");
+    let path = object_store::path::Path::from("runs/r/photo_recs/part-00000.parquet");
+    let mut encoder = ParquetEncoder::new(&path, Table::PhotoRecs).expect("encoder");
+    // Two batches into one file, as a part is written a few users at a time.
+    encoder.write(&photos.slice(0, 1)).expect("first batch");
+    encoder
+        .write(&photos.slice(1, photos.num_rows() - 1))
+        .expect("second batch");
+    let (bytes, rows) = encoder.finish().expect("finish");
+    assert_eq!(rows, photos.num_rows() as u64);
+
+    let reader =
+        parquet::file::serialized_reader::SerializedFileReader::new(bytes.clone()).expect("read");
+    let row_group = reader.metadata().row_group(0);
+    for c in row_group.columns() {
+        assert!(matches!(
+            c.compression(),
+            parquet::basic::Compression::ZSTD(_)
+        ));
+        let in_list = c.column_path().parts().len() > 1;
+        assert_eq!(
+            c.statistics().is_some(),
+            !in_list,
+            "column {}: statistics on top-level columns only",
+            c.column_path()
+        );
+    }
+    let back: Vec<RecordBatch> =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(bytes, 1024)
+            .expect("arrow reader")
+            .collect::<Result<_, _>>()
+            .expect("batches");
+    let back =
+        arrow_select::concat::concat_batches(&Table::PhotoRecs.schema(), &back).expect("concat");
+    assert_eq!(back, photos);
+
+    // A batch of another table is refused with the table named.
+    let wrong = favorites(&[(A, "1", None)]);
+    let err = ParquetEncoder::new(&path, Table::PhotoRecs)
+        .expect("encoder")
+        .write(&wrong)
+        .expect_err("wrong schema");
+    assert!(err.to_string().contains("photo_recs"), "{err}");
+}
