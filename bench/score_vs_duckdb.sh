@@ -8,6 +8,9 @@
 # scoring the tracked users; `all` scores every favoriter (`score --all-users`).
 # Both sides use all cores. Prints the median wall time of each, the ratio, peak RSS,
 # and whether the two outputs agree.
+#
+# BEFORE=path/to/an/older/faverecs also times that binary in the same runs (its
+# output is not compared), for before/after figures under the same conditions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,8 +49,12 @@ rm -rf "$work/data/runs" "$work/data/CURRENT" "$work/duckdb"
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-: > "$work/faverecs.times"; : > "$work/duckdb.times"
+: > "$work/faverecs.times"; : > "$work/duckdb.times"; : > "$work/before.times"
 for i in $(seq "$repeats"); do
+  if [ -n "${BEFORE:-}" ]; then
+    /usr/bin/time -f "%e %M" -o "$work/t" "$BEFORE" score "${score_args[@]}" > /dev/null
+    cat "$work/t" >> "$work/before.times"
+  fi
   /usr/bin/time -f "%e %M" -o "$work/t" "$bin" score "${score_args[@]}" > "$work/score.out"
   cat "$work/t" >> "$work/faverecs.times"
   /usr/bin/time -f "%e %M" -o "$work/t" "$venv/bin/python" bench/flexplore_duckdb.py "$work/data" "$work/duckdb" "$threads" "$mode" > "$work/duckdb.json"
@@ -68,6 +75,13 @@ echo "threads:               $threads"
 echo "faverecs score:        ${f_sec}s median of $repeats (all runs: $(cut -d' ' -f1 "$work/faverecs.times" | tr '\n' ' '))"
 echo "duckdb baseline:       ${d_sec}s median of $repeats (all runs: $(cut -d' ' -f1 "$work/duckdb.times" | tr '\n' ' '))"
 echo "speed-up (duckdb/ours): $(awk -v a="$d_sec" -v b="$f_sec" 'BEGIN {printf "%.1fx", a/b}')"
+if [ -n "${BEFORE:-}" ]; then
+  b_sec=$(cut -d' ' -f1 "$work/before.times" | median)
+  b_rss=$(cut -d' ' -f2 "$work/before.times" | sort -n | tail -1)
+  echo "before ($BEFORE):  ${b_sec}s median (all runs: $(cut -d' ' -f1 "$work/before.times" | tr '\n' ' ')), peak RSS $((b_rss / 1024)) MiB"
+  echo "speed-up (duckdb/before): $(awk -v a="$d_sec" -v b="$b_sec" 'BEGIN {printf "%.1fx", a/b}')"
+  echo "speed-up (before/ours):   $(awk -v a="$b_sec" -v b="$f_sec" 'BEGIN {printf "%.2fx", a/b}')"
+fi
 echo "peak RSS faverecs:     $((f_rss / 1024)) MiB"
 echo "peak RSS duckdb:       $((d_rss / 1024)) MiB"
 echo "stages of the last run: $("$venv/bin/python" -c "import json,sys; m=json.load(open(sys.argv[1])); print(' '.join(f\"{s['stage']}={s['seconds']:.3f}s\" for s in m['stages']), '| targets', m['rows_in']['targets'])" "$work/data/runs/$run_id/manifest.json")"

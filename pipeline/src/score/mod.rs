@@ -186,15 +186,6 @@ fn pool(threads: usize) -> Result<rayon::ThreadPool, ScoreError> {
         })
 }
 
-/// Runs every algorithm on a pool of `threads` workers (0 = one per core).
-pub fn recommend_with_threads(
-    graph: &Graph,
-    params: &AlgorithmParams,
-    threads: usize,
-) -> Result<Recommendations, ScoreError> {
-    Ok(pool(threads)?.install(|| algorithms::recommend(graph, params)))
-}
-
 /// Prepares and scores in memory: raw batches in, `photo_recs` and
 /// `photographer_recs` out. This is the whole computation without storage, used by
 /// the tests.
