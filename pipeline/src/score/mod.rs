@@ -2,16 +2,18 @@
 //!
 //! Stages, each timed in the manifest:
 //!
-//! 1. `load` — read the raw tables from storage;
-//! 2. `prepare` — Polars table work into an integer graph ([`prepare`]);
+//! 1. `load` — read the raw tables (one task per table) and the published run's
+//!    `first_recommended` from storage;
+//! 2. `prepare` — dictionary-encode the ids into an integer graph ([`prepare`]);
 //! 3. `recommend` — the Rayon kernels of every configured algorithm
 //!    ([`algorithms`]: Flexplore with its `explore` sample, `itemknn`, `popular`);
 //! 4. `similar_photos` — item-to-item rows ([`similar`]);
 //! 5. `evaluate` — when enabled, the offline evaluation ([`crate::evaluate`]);
 //! 6. `write` — the output tables (plus the run's copy of `photos` for the
-//!    recommended photos and of `tracked_users`), built straight into Arrow from the kernel's
-//!    integer results (they are already in final row order, so a Polars frame in
-//!    between would only add a copy), then the manifest.
+//!    recommended photos and of `tracked_users`), built straight into Arrow from the
+//!    kernel's integer results (they are already in final row order, so a Polars
+//!    frame in between would only add a copy) and encoded part by part on the Rayon
+//!    pool (`encode_tables`), then uploaded, then the manifest.
 
 pub mod algorithms;
 pub mod flexplore;
