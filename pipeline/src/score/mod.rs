@@ -200,17 +200,12 @@ pub fn compute(
     let pool = pool(threads)?;
     let (graph, stats) = pool.install(|| prepare::prepare(inputs, options.all_users))?;
     let recs = pool.install(|| algorithms::recommend(&graph, params));
+    let names = Names::new(&graph);
     Ok((
-        photo_recs_batch(&graph, &recs)?,
-        photographer_recs_batch(&graph, &graph.targets, &recs.photographers)?,
+        photo_recs_chunk(&graph, &names, &recs, 0..graph.targets.len())?,
+        photographer_recs_batch(&names, &graph.targets, &recs.photographers)?,
         stats,
     ))
-}
-
-/// Builds the `photo_recs` table as one batch, rows ordered by user, then
-/// algorithm (in config order), then rank.
-pub fn photo_recs_batch(graph: &Graph, recs: &Recommendations) -> Result<RecordBatch, ScoreError> {
-    photo_recs_chunk(graph, &Names::new(graph), recs, 0..graph.targets.len())
 }
 
 /// The graph's id strings as Arrow arrays. Output string columns are gathered
@@ -275,7 +270,7 @@ impl IdLists {
 }
 
 /// The `photo_recs` rows of the targets in `targets` (indexes into
-/// `graph.targets`), in final row order.
+/// `graph.targets`), ordered by user, then algorithm (in config order), then rank.
 fn photo_recs_chunk(
     graph: &Graph,
     names: &Names,
@@ -334,15 +329,10 @@ fn photo_recs_chunk(
 /// Builds the `photographer_recs` rows of `targets` (their lists are `recs`),
 /// ordered by user then rank.
 pub fn photographer_recs_batch(
-    graph: &Graph,
+    names: &Names,
     targets: &[u32],
     recs: &[Vec<flexplore::PhotographerRec>],
 ) -> Result<RecordBatch, ScoreError> {
-    let names = &graph.user_ids;
-    let rows = targets
-        .iter()
-        .zip(recs)
-        .flat_map(|(&u, list)| list.iter().enumerate().map(move |(i, p)| (u, i, p)));
     let (mut user, mut rank, mut who, mut score, mut common, mut total) = (
         Vec::new(),
         Vec::new(),
@@ -351,18 +341,20 @@ pub fn photographer_recs_batch(
         Vec::new(),
         Vec::new(),
     );
-    for (u, i, p) in rows {
-        user.push(names[u as usize].as_str());
-        rank.push(i as i32 + 1);
-        who.push(names[p.photographer as usize].as_str());
-        score.push(p.score);
-        common.push(i64::from(p.common));
-        total.push(i64::from(p.total));
+    for (&u, list) in targets.iter().zip(recs) {
+        for (i, p) in list.iter().enumerate() {
+            user.push(Some(u));
+            rank.push(i as i32 + 1);
+            who.push(Some(p.photographer));
+            score.push(p.score);
+            common.push(i64::from(p.common));
+            total.push(i64::from(p.total));
+        }
     }
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(user)),
+        gather(&names.users, user)?,
         Arc::new(Int32Array::from(rank)),
-        Arc::new(StringArray::from(who)),
+        gather(&names.users, who)?,
         Arc::new(Float64Array::from(score)),
         Arc::new(Int64Array::from(common)),
         Arc::new(Int64Array::from(total)),
@@ -683,7 +675,7 @@ fn encode_tables(
             Box::new(move |enc| {
                 write_in_batches(enc, &r3, |t| {
                     photographer_recs_batch(
-                        graph,
+                        names,
                         &graph.targets[t.clone()],
                         &recs.photographers[t],
                     )
