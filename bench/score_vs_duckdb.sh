@@ -25,7 +25,7 @@ threads=$(nproc)
 venv=target/bench/venv
 
 cargo build --release --locked --bin faverecs
-bin=target/release/faverecs
+bin=${CARGO_TARGET_DIR:-target}/release/faverecs
 
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import duckdb' 2>/dev/null; then
   python3 -m venv "$venv"

@@ -32,6 +32,9 @@ if [ ! -d e2e/node_modules/playwright-core ]; then
   (cd e2e && npm ci --no-audit --no-fund --silent)
 fi
 
+# The house rule: no module imports another that imports it back.
+python3 scripts/module_cycles.py pipeline/src serve/src
+
 cargo test --workspace --locked "$@"
 
 # The browser tests drive the real binary.

@@ -370,7 +370,7 @@ fn extract_env(sim: &Sim, key: &str) -> Vec<(&'static str, String)> {
 }
 
 fn track_demo_users(dir: &Path) {
-    let c = pipeline::demo::generate(&pipeline::config::DemoSettings {
+    let c = pipeline::community::generate(&pipeline::config::DemoSettings {
         users: 300,
         tracked_users: 8,
         clusters: 12,

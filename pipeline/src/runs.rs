@@ -13,7 +13,6 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
@@ -226,18 +225,15 @@ pub async fn publish(storage: &Storage, run_id: Option<&str>) -> Result<Pointer,
     for files in manifest.tables.values() {
         for file in files {
             let path = Path::from(format!("{RUNS_DIR}/{}/{file}", manifest.run_id));
-            if let Err(e) = storage.object_store().head(&path).await {
-                return match e {
-                    object_store::Error::NotFound { .. } => Err(RunError::MissingFile {
+            match storage.size(&path).await {
+                Ok(_) => {}
+                Err(StoreError::NotFound { .. }) => {
+                    return Err(RunError::MissingFile {
                         run_id: manifest.run_id.clone(),
                         file: file.clone(),
-                    }),
-                    other => Err(StoreError::Object {
-                        path: path.to_string(),
-                        source: other,
-                    }
-                    .into()),
-                };
+                    });
+                }
+                Err(e) => return Err(e.into()),
             }
         }
     }

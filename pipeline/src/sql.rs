@@ -208,6 +208,16 @@ pub fn write(df: &mut DataFrame, path: &Path) -> Result<(), SqlError> {
     }
 }
 
+/// Renders batches of a contract table as [`render`] does a query's result.
+pub fn render_batches(
+    batches: &[arrow_array::RecordBatch],
+    table: Table,
+    max_rows: usize,
+) -> Result<String, SqlError> {
+    let df = crate::frame::batches_to_frame(batches, &table.schema())?;
+    Ok(render(&df, max_rows))
+}
+
 /// Renders up to `max_rows` rows as a terminal table, with a line saying how many
 /// rows there are.
 pub fn render(df: &DataFrame, max_rows: usize) -> String {

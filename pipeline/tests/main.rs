@@ -17,8 +17,9 @@ use arrow_array::cast::AsArray;
 use bytes::Bytes;
 use object_store::path::Path;
 use pipeline::config::{Settings, StorageSettings, StorageUrl};
-use pipeline::import::{ImportError, ImportKind, import_file, merge_raw};
+use pipeline::import::{ImportError, ImportKind, import_file};
 use pipeline::model::{CURRENT, Table};
+use pipeline::raw::merge_raw;
 use pipeline::runs::{RunError, RunStatus, current, list_runs, publish, read_manifest};
 use pipeline::score::{ScoreError, ScoreOptions, run_score};
 use pipeline::store::{Storage, StoreError};
@@ -411,13 +412,13 @@ async fn score_without_favorites_says_what_to_do() {
 async fn same_input_gives_byte_identical_tables() {
     let storage = Storage::from_store(Arc::new(object_store::memory::InMemory::new()), "memory");
     let settings = Settings::load_with_env(None, Vec::new()).unwrap();
-    let community = pipeline::demo::generate(&pipeline::config::DemoSettings {
+    let community = pipeline::community::generate(&pipeline::config::DemoSettings {
         users: 400,
         tracked_users: 30,
         clusters: 5,
         seed: 3,
     });
-    pipeline::demo::write_community(&storage, &community)
+    pipeline::community::write_community(&storage, &community)
         .await
         .unwrap();
     let a = run_score(&storage, &settings, ScoreOptions::default())

@@ -1,130 +1,19 @@
-//! The JSON API and the error type every handler returns.
-//!
-//! Client mistakes (a malformed id, a bad `limit`) are 4xx with a message saying
-//! what was wrong; nothing a client sends can produce a 500. Internal failures are
-//! logged once and answered with an opaque 500.
+//! The JSON API. Every handler returns [`ApiError`] for what it refuses.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use pipeline::model::is_nsid;
 use serde::{Deserialize, Serialize};
 
-use crate::snapshot::{AppState, Snapshot, UserLists};
-
-/// Largest page a client may ask for.
-pub const MAX_LIMIT: usize = 100;
-/// Default page size.
-pub const DEFAULT_LIMIT: usize = 20;
-/// Largest offset a client may ask for (lists are never longer).
-pub const MAX_OFFSET: usize = 10_000;
-
-/// An error answer.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    /// The request is malformed.
-    #[error("{0}")]
-    BadRequest(String),
-    /// The thing asked for does not exist.
-    #[error("{0}")]
-    NotFound(String),
-    /// The method is not GET/HEAD.
-    #[error("method not allowed: this service is read-only (use GET)")]
-    MethodNotAllowed,
-    /// No run is loaded yet.
-    #[error("no run is published yet; run `faverecs score` and `faverecs publish`")]
-    NotReady,
-    /// A dependency (storage) is unavailable; logged where it happened.
-    #[error("{0}")]
-    Unavailable(String),
-}
-
-#[derive(Serialize)]
-struct ErrorBody {
-    error: String,
-}
-
-impl ApiError {
-    /// The HTTP status this error answers with.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::NotReady | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (
-            self.status(),
-            Json(ErrorBody {
-                error: self.to_string(),
-            }),
-        )
-            .into_response()
-    }
-}
-
-/// `limit` and `offset`, as text so that a bad value gets our message.
-#[derive(Debug, Deserialize, Default)]
-pub struct PageQuery {
-    limit: Option<String>,
-    offset: Option<String>,
-    algorithm: Option<String>,
-}
-
-/// A validated page window.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Window {
-    /// Items to return.
-    pub limit: usize,
-    /// Items to skip.
-    pub offset: usize,
-    /// The algorithm asked for, if any.
-    pub algorithm: Option<String>,
-}
-
-fn parse_bounded(
-    name: &str,
-    value: Option<&str>,
-    default: usize,
-    min: usize,
-    max: usize,
-) -> Result<usize, ApiError> {
-    let Some(v) = value else { return Ok(default) };
-    v.parse::<usize>()
-        .ok()
-        .filter(|n| (min..=max).contains(n))
-        .ok_or_else(|| {
-            ApiError::BadRequest(format!("{name} must be a whole number from {min} to {max}"))
-        })
-}
-
-impl Window {
-    /// The window's part of a list (empty past its end).
-    pub fn slice<'a, T>(&self, all: &'a [T]) -> &'a [T] {
-        let start = self.offset.min(all.len());
-        &all[start..(start + self.limit).min(all.len())]
-    }
-}
-
-/// Parses the window, mapping a malformed query string to a 400.
-pub fn window(query: Result<Query<PageQuery>, QueryRejection>) -> Result<Window, ApiError> {
-    let Query(q) =
-        query.map_err(|e| ApiError::BadRequest(format!("bad query string: {}", e.body_text())))?;
-    Ok(Window {
-        limit: parse_bounded("limit", q.limit.as_deref(), DEFAULT_LIMIT, 1, MAX_LIMIT)?,
-        offset: parse_bounded("offset", q.offset.as_deref(), 0, 0, MAX_OFFSET)?,
-        algorithm: q.algorithm,
-    })
-}
+use crate::error::bad_query;
+pub use crate::error::{ApiError, truncate};
+use crate::page::{Page, PageQuery, default_window, user_page_json, window};
+use crate::snapshot::{PhotoInfo, Snapshot, UserLists};
+use crate::state::AppState;
 
 /// Checks the id shape, then finds the user's lists in the loaded run.
 pub fn user_lists(state: &AppState, user_id: &str) -> Result<(Arc<Snapshot>, String), ApiError> {
@@ -142,51 +31,6 @@ pub fn user_lists(state: &AppState, user_id: &str) -> Result<(Arc<Snapshot>, Str
         )));
     }
     Ok((snapshot, user_id.to_string()))
-}
-
-/// Shortens untrusted text before it is echoed in a message.
-pub fn truncate(s: &str, max: usize) -> String {
-    s.chars().take(max).collect()
-}
-
-#[derive(Serialize)]
-struct Page<'a, T> {
-    user_id: &'a str,
-    algorithm: &'a str,
-    run_id: &'a str,
-    total: usize,
-    offset: usize,
-    limit: usize,
-    items: &'a [T],
-}
-
-/// The JSON body of one page of a list.
-pub fn page_json<T: Serialize>(
-    run_id: &str,
-    user_id: &str,
-    algorithm: &str,
-    w: &Window,
-    all: &[T],
-) -> Vec<u8> {
-    serde_json::to_vec(&Page {
-        user_id,
-        algorithm,
-        run_id,
-        total: all.len(),
-        offset: w.offset,
-        limit: w.limit,
-        items: w.slice(all),
-    })
-    .unwrap_or_default()
-}
-
-/// The window most requests ask for: no parameters.
-pub fn default_window() -> Window {
-    Window {
-        limit: DEFAULT_LIMIT,
-        offset: 0,
-        algorithm: None,
-    }
 }
 
 fn json_bytes(body: axum::body::Bytes) -> Response {
@@ -234,9 +78,9 @@ fn user_list<T: Serialize>(
     };
     let all = pick(lists, index).0;
     let name = names.get(index).map_or("flexplore", String::as_str);
-    Ok(json_bytes(
-        page_json(&snapshot.manifest.run_id, &user_id, name, &w, all).into(),
-    ))
+    let body = user_page_json(&snapshot.manifest.run_id, &user_id, name, &w, all)
+        .map_err(|e| ApiError::Internal(format!("serialising a page: {e}")))?;
+    Ok(json_bytes(body.into()))
 }
 
 /// `GET /api/users/{user_id}/photos`: one algorithm's photo recs
@@ -311,8 +155,7 @@ pub fn resolve_lookup(
     state: &AppState,
     query: Result<Query<LookupQuery>, QueryRejection>,
 ) -> Result<(Arc<Snapshot>, String), ApiError> {
-    let Query(q) =
-        query.map_err(|e| ApiError::BadRequest(format!("bad query string: {}", e.body_text())))?;
+    let Query(q) = query.map_err(bad_query)?;
     let q = q.q.unwrap_or_default();
     if q.trim().is_empty() {
         return Err(ApiError::BadRequest(
@@ -426,6 +269,22 @@ pub fn check_tag(tag: &str) -> Result<String, ApiError> {
     }
 }
 
+/// What a tag's list is of.
+#[derive(Debug, Serialize)]
+pub struct TagList<'a> {
+    /// The tag, lower-cased.
+    pub tag: &'a str,
+}
+
+/// What a photo's similar-photos list is of.
+#[derive(Debug, Serialize)]
+pub struct SimilarList<'a> {
+    /// The source photo.
+    pub photo_id: &'a str,
+    /// What the run knows of it, if anything.
+    pub photo: Option<&'a PhotoInfo>,
+}
+
 /// `GET /api/tags/{tag}/photos`: the tag's most favourited photos.
 pub async fn tag_photos(
     State(state): State<AppState>,
@@ -441,15 +300,8 @@ pub async fn tag_photos(
             snapshot.manifest.run_id
         )));
     };
-    Ok(Json(serde_json::json!({
-        "tag": tag,
-        "run_id": snapshot.manifest.run_id,
-        "total": all.len(),
-        "offset": w.offset,
-        "limit": w.limit,
-        "items": w.slice(all),
-    }))
-    .into_response())
+    let about = TagList { tag: &tag };
+    Ok(Json(Page::new(about, &snapshot.manifest.run_id, &w, all)).into_response())
 }
 
 /// `GET /api/photos/{photo_id}/similar`
@@ -467,14 +319,9 @@ pub async fn similar(
             snapshot.manifest.run_id
         )));
     };
-    Ok(Json(serde_json::json!({
-        "photo_id": photo_id,
-        "run_id": snapshot.manifest.run_id,
-        "photo": snapshot.photos.get(&photo_id),
-        "total": all.len(),
-        "offset": w.offset,
-        "limit": w.limit,
-        "items": w.slice(all),
-    }))
-    .into_response())
+    let about = SimilarList {
+        photo_id: &photo_id,
+        photo: snapshot.photos.get(&photo_id),
+    };
+    Ok(Json(Page::new(about, &snapshot.manifest.run_id, &w, all)).into_response())
 }

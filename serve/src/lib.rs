@@ -2,11 +2,19 @@
 //!
 //! # Layout
 //!
-//! - [`snapshot`] — loads the run named by `CURRENT` into memory and swaps it in
-//!   whole when a new run is published.
-//! - [`api`] — the JSON endpoints and the [`api::ApiError`] every handler returns.
+//! - [`snapshot`] — the published run as the service holds it: lists keyed by
+//!   user, photo cards, similar photos, tags.
+//! - [`load`] — reads a run's tables (by column name, side by side) into a
+//!   snapshot.
+//! - [`state`] — storage, the snapshot being served (swapped in whole when a
+//!   new run is published) and the request metrics.
+//! - [`error`] — the [`error::ApiError`] every handler returns.
+//! - [`page`] — the page window and the JSON shape of a page of any list.
+//! - [`api`] — the JSON endpoints.
 //! - [`pages`] — server-rendered HTML.
-//! - [`http`] — cache validators (ETag from the run id) and Prometheus metrics.
+//! - [`metrics`] — request counters and latency histograms.
+//! - [`http`] — the middleware: cache validators (ETag from the run id),
+//!   request counting, the URI limit, and `/metrics`.
 //! - [`app`] builds the router; [`run`] serves it on a listener until a shutdown
 //!   future resolves, so tests bind port 0 and stop it themselves.
 //!
@@ -14,9 +22,14 @@
 //! never depends on scoring internals.
 
 pub mod api;
+pub mod error;
 pub mod http;
+pub mod load;
+pub mod metrics;
+pub mod page;
 pub mod pages;
 pub mod snapshot;
+pub mod state;
 
 use std::future::Future;
 use std::time::Duration;
@@ -31,7 +44,7 @@ use tower_http::compression::CompressionLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 
-pub use snapshot::AppState;
+pub use state::AppState;
 
 /// Content-Security-Policy of every response: nothing but our own stylesheet and
 /// script and Flickr's image CDN may load; no inline script or style runs.

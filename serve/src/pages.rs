@@ -9,8 +9,12 @@ use axum::response::{Html, IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 
+use pipeline::model::metrics::Metric;
+
 use crate::api::{ApiError, user_lists};
-use crate::snapshot::{AppState, MetricRow, PhotoItem, Snapshot};
+use crate::error::bad_query;
+use crate::snapshot::{PhotoItem, Snapshot, UserLists};
+use crate::state::AppState;
 
 /// Photos per page of the grid.
 pub const PER_PAGE: usize = 24;
@@ -131,7 +135,7 @@ const BAR_CLASSES: [&str; 6] = ["bar0", "bar1", "bar2", "bar3", "bar4", "bar5"];
 
 /// A grouped bar chart of recall@k per algorithm, server-rendered SVG, then the
 /// full metrics as a table.
-fn metrics_chart(algorithms: &[String], metrics: &[MetricRow]) -> Markup {
+fn metrics_chart(algorithms: &[String], metrics: &[Metric]) -> Markup {
     let mut ks: Vec<i32> = metrics.iter().map(|m| m.k).collect();
     ks.sort_unstable();
     ks.dedup();
@@ -311,6 +315,19 @@ fn explanation(snapshot: &Snapshot, algorithm: &str, p: &PhotoItem) -> Markup {
     }
 }
 
+/// A photo's 150 px thumbnail, or a placeholder showing its title when the run
+/// has no usable thumbnail URL (app.js also swaps in the placeholder when an
+/// image fails to load). Grids load lazily; a photo page's own image does not.
+fn thumbnail(src: Option<&str>, title: &str, lazy: bool) -> Markup {
+    html! {
+        @if let Some(src) = src {
+            img src=(src) alt=(title) width="150" height="150" loading=[lazy.then_some("lazy")] data-fallback;
+        } @else {
+            div.placeholder role="img" aria-label=(title) { span { (title) } }
+        }
+    }
+}
+
 fn photo_card(snapshot: &Snapshot, algorithm: &str, p: &PhotoItem) -> Markup {
     let title = p.title.as_deref().unwrap_or("Untitled");
     let by = p
@@ -321,11 +338,7 @@ fn photo_card(snapshot: &Snapshot, algorithm: &str, p: &PhotoItem) -> Markup {
     html! {
         li.card {
             a href=(p.photo_url) rel="noopener noreferrer" {
-                @if let Some(src) = &p.thumbnail_url {
-                    img src=(src) alt=(title) width="150" height="150" loading="lazy" data-fallback;
-                } @else {
-                    div.placeholder role="img" aria-label=(title) { span { (title) } }
-                }
+                (thumbnail(p.thumbnail_url.as_deref(), title, true))
             }
             div.caption {
                 @if p.is_new { span.new title="First recommended in this run" { "new" } " " }
@@ -347,10 +360,10 @@ pub async fn user_page(
     Path(user_id): Path<String>,
     query: Result<Query<UserPageQuery>, QueryRejection>,
 ) -> Result<Html<String>, PageError> {
-    let Query(q) =
-        query.map_err(|e| ApiError::BadRequest(format!("bad query string: {}", e.body_text())))?;
+    let Query(q) = query.map_err(bad_query)?;
     let (snapshot, user_id) = user_lists(&state, &user_id)?;
-    let lists = snapshot.users.get(&user_id).cloned().unwrap_or_default();
+    let empty = UserLists::default();
+    let lists = snapshot.users.get(&user_id).unwrap_or(&empty);
     let index = snapshot
         .algorithm_index(q.algorithm.as_deref())
         .ok_or_else(|| {
@@ -366,7 +379,7 @@ pub async fn user_page(
     } else {
         format!("&algorithm={algorithm}")
     };
-    let photos = lists.photos.get(index).cloned().unwrap_or_default();
+    let photos = lists.photos.get(index).map_or(&[][..], Vec::as_slice);
     let pages = photos.len().div_ceil(PER_PAGE).max(1);
     let page = match q.page.as_deref() {
         None => 1,
@@ -449,11 +462,7 @@ pub async fn photo_page(
     );
     let body = html! {
         div.photo {
-            @if let Some(src) = info.and_then(|i| i.thumbnail_url.as_deref()) {
-                img src=(src) alt=(title) width="150" height="150" data-fallback;
-            } @else {
-                div.placeholder role="img" aria-label=(title) { span { (title) } }
-            }
+            (thumbnail(info.and_then(|i| i.thumbnail_url.as_deref()), title, false))
             div {
                 h1 { (title) }
                 @if let Some(i) = info {
@@ -504,11 +513,7 @@ fn wander_card(
     html! {
         li.card {
             a.similar href={ "/photos/" (photo_id) } {
-                @if let Some(src) = thumbnail {
-                    img src=(src) alt=(t) width="150" height="150" loading="lazy" data-fallback;
-                } @else {
-                    div.placeholder role="img" aria-label=(t) { span { (t) } }
-                }
+                (self::thumbnail(thumbnail, t, true))
             }
             div.caption {
                 a.title href={ "/photos/" (photo_id) } { (t) }
@@ -556,7 +561,8 @@ pub async fn compare_page(
     Path(user_id): Path<String>,
 ) -> Result<Html<String>, PageError> {
     let (snapshot, user_id) = user_lists(&state, &user_id)?;
-    let lists = snapshot.users.get(&user_id).cloned().unwrap_or_default();
+    let empty = UserLists::default();
+    let lists = snapshot.users.get(&user_id).unwrap_or(&empty);
     let body = html! {
         h1 { "Compare algorithms for " (user_id) }
         (tabs(&user_id, "Compare"))

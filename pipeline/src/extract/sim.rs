@@ -20,8 +20,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::TimestampMicrosecondType;
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -31,7 +29,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
-use crate::demo::Community;
+use crate::community::Community;
+use crate::model::arrow::{str_at, string_at, time_at};
+use crate::model::columns::{
+    ContactsColumns, FavoritesColumns, PhotosColumns, TrackedUsersColumns,
+};
 use crate::model::is_nsid;
 
 /// How the simulator misbehaves.
@@ -111,78 +113,65 @@ fn secs(micros: Option<i64>) -> Option<i64> {
 impl Simulator {
     /// Builds the simulator over a generated community.
     pub fn new(community: &Community, options: SimOptions) -> Self {
+        // The community's batches are built on the contract's schemas, so every
+        // view resolves; a table that did not would simply be served empty.
         let mut photos = HashMap::new();
         let p = &community.photos;
-        let (ids, owners, names, titles, tags) = (
-            p.column(0).as_string::<i32>(),
-            p.column(1).as_string::<i32>(),
-            p.column(2).as_string::<i32>(),
-            p.column(3).as_string::<i32>(),
-            p.column(6).as_string::<i32>(),
-        );
-        let uploads = p.column(7).as_primitive::<TimestampMicrosecondType>();
-        let text = |a: &arrow_array::StringArray, i: usize| {
-            (!arrow_array::Array::is_null(a, i)).then(|| a.value(i).to_string())
-        };
-        for i in 0..p.num_rows() {
-            let id = ids.value(i).to_string();
-            // Deterministic: about one photo in fifty is restricted.
-            let restricted = id
-                .bytes()
-                .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
-                % 50
-                == 3;
-            photos.insert(
-                id.clone(),
-                Photo {
-                    id,
-                    owner: owners.value(i).to_string(),
-                    owner_name: text(names, i),
-                    title: text(titles, i),
-                    tags: text(tags, i),
-                    date_upload: secs(
-                        (!arrow_array::Array::is_null(uploads, i)).then(|| uploads.value(i)),
-                    ),
-                    restricted,
-                },
-            );
+        if let Ok(c) = PhotosColumns::new(p) {
+            for i in 0..p.num_rows() {
+                let id = c.photo_id.value(i).to_string();
+                // Deterministic: about one photo in fifty is restricted.
+                let restricted = id
+                    .bytes()
+                    .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+                    % 50
+                    == 3;
+                photos.insert(
+                    id.clone(),
+                    Photo {
+                        id,
+                        owner: c.owner_id.value(i).to_string(),
+                        owner_name: string_at(c.owner_name, i),
+                        title: string_at(c.title, i),
+                        tags: string_at(c.tags, i),
+                        date_upload: secs(time_at(c.date_upload, i)),
+                        restricted,
+                    },
+                );
+            }
         }
         let mut favorites: HashMap<String, Vec<(String, i64)>> = HashMap::new();
         let f = &community.favorites;
-        let (users, fphotos) = (
-            f.column(0).as_string::<i32>(),
-            f.column(1).as_string::<i32>(),
-        );
-        let dates = f.column(3).as_primitive::<TimestampMicrosecondType>();
-        for i in 0..f.num_rows() {
-            favorites
-                .entry(users.value(i).to_string())
-                .or_default()
-                .push((fphotos.value(i).to_string(), dates.value(i) / 1_000_000));
+        if let Ok(c) = FavoritesColumns::new(f) {
+            for i in 0..f.num_rows() {
+                favorites
+                    .entry(c.user_id.value(i).to_string())
+                    .or_default()
+                    .push((
+                        c.photo_id.value(i).to_string(),
+                        c.date_faved.value(i) / 1_000_000,
+                    ));
+            }
         }
         let mut contacts: HashMap<String, Vec<String>> = HashMap::new();
-        let c = &community.contacts;
-        let (a, b) = (
-            c.column(0).as_string::<i32>(),
-            c.column(1).as_string::<i32>(),
-        );
-        for i in 0..c.num_rows() {
-            contacts
-                .entry(a.value(i).to_string())
-                .or_default()
-                .push(b.value(i).to_string());
+        let t = &community.contacts;
+        if let Ok(c) = ContactsColumns::new(t) {
+            for i in 0..t.num_rows() {
+                contacts
+                    .entry(c.user_id.value(i).to_string())
+                    .or_default()
+                    .push(c.contact_id.value(i).to_string());
+            }
         }
         let mut usernames = HashMap::new();
         let t = &community.tracked_users;
-        let (tu, tn) = (
-            t.column(0).as_string::<i32>(),
-            t.column(1).as_string::<i32>(),
-        );
-        for i in 0..t.num_rows() {
-            if !arrow_array::Array::is_null(tn, i) {
-                usernames
-                    .entry(tn.value(i).to_lowercase())
-                    .or_insert_with(|| tu.value(i).to_string());
+        if let Ok(c) = TrackedUsersColumns::new(t) {
+            for i in 0..t.num_rows() {
+                if let Some(name) = str_at(c.username, i) {
+                    usernames
+                        .entry(name.to_lowercase())
+                        .or_insert_with(|| c.user_id.value(i).to_string());
+                }
             }
         }
         let faults = ChaCha8Rng::seed_from_u64(options.seed);

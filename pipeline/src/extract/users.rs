@@ -1,14 +1,15 @@
 //! Tracked users: add (resolving a Flickr URL, NSID or username), list, remove.
 
-use std::sync::Arc;
-
-use arrow_array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
 use chrono::{DateTime, Utc};
 
 use super::client::{FlickrClient, FlickrError, Person};
-use super::{ExtractError, tracked_users};
-use crate::import::{ImportError, merge_raw, replace_raw};
+use super::error::ExtractError;
+use super::state::tracked_users;
+use crate::frame::FrameError;
+use crate::model::arrow::{string_array, timestamp_array};
+use crate::model::columns::{TrackedUsersArrays, TrackedUsersColumns};
 use crate::model::{Table, is_nsid};
+use crate::raw::{RawTableError, merge_raw, replace_raw};
 use crate::store::Storage;
 
 /// Why a user could not be added.
@@ -35,7 +36,7 @@ pub enum UsersError {
     Extract(#[from] ExtractError),
     /// Writing failed.
     #[error(transparent)]
-    Import(#[from] ImportError),
+    Write(#[from] RawTableError),
 }
 
 /// Resolves a photostream or profile URL, an NSID or a username to a person.
@@ -85,18 +86,13 @@ pub async fn resolve(client: &FlickrClient, input: &str) -> Result<Person, Users
 
 /// Adds a person to `tracked_users`.
 pub async fn add(storage: &Storage, person: &Person, now: DateTime<Utc>) -> Result<(), UsersError> {
-    let batch = RecordBatch::try_new(
-        Table::TrackedUsers.schema(),
-        vec![
-            Arc::new(StringArray::from(vec![Some(person.nsid.clone())])) as ArrayRef,
-            Arc::new(StringArray::from(vec![person.username.clone()])),
-            Arc::new(
-                TimestampMicrosecondArray::from(vec![Some(now.timestamp_micros())])
-                    .with_timezone("UTC"),
-            ),
-        ],
-    )
-    .map_err(|e| ImportError::Frame(e.into()))?;
+    let batch = TrackedUsersArrays {
+        user_id: string_array(vec![Some(person.nsid.clone())]),
+        username: string_array(vec![person.username.clone()]),
+        added_at: timestamp_array(vec![Some(now.timestamp_micros())]),
+    }
+    .into_batch()
+    .map_err(|e| RawTableError::Frame(FrameError::from(e)))?;
     merge_raw(storage, Table::TrackedUsers, vec![batch]).await?;
     Ok(())
 }
@@ -111,14 +107,14 @@ pub async fn remove(storage: &Storage, nsid: &str) -> Result<bool, UsersError> {
     let mut kept = Vec::new();
     let mut found = false;
     for b in &stored {
-        let ids = b.column(0).as_any().downcast_ref::<StringArray>();
-        let mask: arrow_array::BooleanArray = ids
-            .map(|a| a.iter().map(|v| Some(v != Some(nsid))).collect())
-            .unwrap_or_else(|| vec![Some(true); b.num_rows()].into());
+        let ids = TrackedUsersColumns::new(b)
+            .map_err(ExtractError::from)?
+            .user_id;
+        let mask: arrow_array::BooleanArray = ids.iter().map(|v| Some(v != Some(nsid))).collect();
         found |= mask.false_count() > 0;
         kept.push(
             arrow_select::filter::filter_record_batch(b, &mask)
-                .map_err(|e| ImportError::Frame(e.into()))?,
+                .map_err(|e| RawTableError::Frame(FrameError::from(e)))?,
         );
     }
     if found {
@@ -129,5 +125,5 @@ pub async fn remove(storage: &Storage, nsid: &str) -> Result<bool, UsersError> {
 
 /// The tracked users, sorted.
 pub async fn list(storage: &Storage) -> Result<Vec<String>, UsersError> {
-    Ok(tracked_users(storage).await.map_err(ExtractError::from)?)
+    Ok(tracked_users(storage).await?)
 }

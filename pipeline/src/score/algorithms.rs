@@ -16,51 +16,11 @@
 //! then photo id ascending.
 
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
 use super::flexplore::{self, Params, PhotoRec, PhotographerRec, top_k};
 use super::prepare::{Graph, NO_OWNER};
 use super::similar::{self, SimilarParams, SimilarRow};
-
-/// A per-user photo-rec algorithm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Algorithm {
-    /// Neighbor scoring.
-    Flexplore,
-    /// Item-item nearest neighbours.
-    #[serde(rename = "itemknn")]
-    ItemKnn,
-    /// Most favourited in the neighborhood.
-    Popular,
-    /// Seeded random sample of the candidates.
-    Explore,
-}
-
-impl Algorithm {
-    /// Every algorithm, in the default display order.
-    pub const ALL: [Algorithm; 4] = [
-        Algorithm::Flexplore,
-        Algorithm::ItemKnn,
-        Algorithm::Popular,
-        Algorithm::Explore,
-    ];
-
-    /// The name written in the `algorithm` column and used in config.
-    pub fn name(self) -> &'static str {
-        match self {
-            Algorithm::Flexplore => "flexplore",
-            Algorithm::ItemKnn => "itemknn",
-            Algorithm::Popular => "popular",
-            Algorithm::Explore => "explore",
-        }
-    }
-
-    /// Parses a config value.
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|a| a.name() == text)
-    }
-}
+pub use crate::model::Algorithm;
 
 /// Everything the algorithms need.
 #[derive(Debug, Clone, PartialEq)]

@@ -16,14 +16,16 @@
 //! hash pass here (docs/performance.md). Polars still does the table work of
 //! import (dedupe), evaluation splits and `faverecs sql`.
 
-use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch, StringArray};
 use polars::prelude::PlHashMap;
 use rayon::prelude::*;
 
-use crate::model::col;
+use crate::model::columns::ColumnError;
+use crate::model::columns::{
+    ContactsColumns, DismissalsColumns, FavoritesColumns, PhotosColumns, TrackedUsersColumns,
+};
 
-use super::ScoreError;
+use super::error::ScoreError;
 
 /// Marks a photo whose owner is unknown.
 pub const NO_OWNER: u32 = u32::MAX;
@@ -138,27 +140,12 @@ pub struct PrepareStats {
     pub targets: u64,
 }
 
-/// The string arrays of one column across batches.
+/// One string column of every batch of a table, picked by its typed view.
 fn strings<'a>(
     batches: &'a [RecordBatch],
-    column: &str,
+    pick: impl Fn(&'a RecordBatch) -> Result<&'a StringArray, ColumnError>,
 ) -> Result<Vec<&'a StringArray>, ScoreError> {
-    batches
-        .iter()
-        .map(|b| {
-            let array = b.column_by_name(column).ok_or_else(|| {
-                arrow_schema::ArrowError::SchemaError(format!(
-                    "column {column} is missing from a raw table batch"
-                ))
-            })?;
-            array.as_string_opt::<i32>().ok_or_else(|| {
-                ScoreError::from(arrow_schema::ArrowError::SchemaError(format!(
-                    "column {column} is {} where a string was expected",
-                    array.data_type()
-                )))
-            })
-        })
-        .collect()
+    Ok(batches.iter().map(pick).collect::<Result<_, _>>()?)
 }
 
 /// Distinct ids in first-seen order, with provisional codes; [`Dictionary::finish`]
@@ -267,9 +254,15 @@ struct PhotoCodes {
 
 fn photo_codes(inputs: &Inputs) -> Result<PhotoCodes, ScoreError> {
     let mut dict = Dictionary::default();
-    let favorites = dict.insert(&strings(&inputs.favorites, col::PHOTO_ID)?);
-    let photos = dict.lookup(&strings(&inputs.photos, col::PHOTO_ID)?);
-    let dismissals = dict.lookup(&strings(&inputs.dismissals, col::PHOTO_ID)?);
+    let favorites = dict.insert(&strings(&inputs.favorites, |b| {
+        Ok(FavoritesColumns::new(b)?.photo_id)
+    })?);
+    let photos = dict.lookup(&strings(&inputs.photos, |b| {
+        Ok(PhotosColumns::new(b)?.photo_id)
+    })?);
+    let dismissals = dict.lookup(&strings(&inputs.dismissals, |b| {
+        Ok(DismissalsColumns::new(b)?.photo_id)
+    })?);
     Ok(PhotoCodes {
         dict: dict.finish(),
         favorites,
@@ -291,17 +284,33 @@ struct UserCodes {
 
 fn user_codes(inputs: &Inputs) -> Result<UserCodes, ScoreError> {
     let mut dict = Dictionary::default();
-    let favorites = dict.insert(&strings(&inputs.favorites, col::USER_ID)?);
-    let favorite_owners = dict.insert(&strings(&inputs.favorites, col::OWNER_ID)?);
-    let photo_owners = dict.insert(&strings(&inputs.photos, col::OWNER_ID)?);
-    let tracked = dict.insert(&strings(&inputs.tracked_users, col::USER_ID)?);
+    let favorites = dict.insert(&strings(&inputs.favorites, |b| {
+        Ok(FavoritesColumns::new(b)?.user_id)
+    })?);
+    let favorite_owners = dict.insert(&strings(&inputs.favorites, |b| {
+        Ok(FavoritesColumns::new(b)?.owner_id)
+    })?);
+    let photo_owners = dict.insert(&strings(&inputs.photos, |b| {
+        Ok(PhotosColumns::new(b)?.owner_id)
+    })?);
+    let tracked = dict.insert(&strings(&inputs.tracked_users, |b| {
+        Ok(TrackedUsersColumns::new(b)?.user_id)
+    })?);
     let contacts = (
-        dict.insert(&strings(&inputs.contacts, col::USER_ID)?),
-        dict.insert(&strings(&inputs.contacts, col::CONTACT_ID)?),
+        dict.insert(&strings(&inputs.contacts, |b| {
+            Ok(ContactsColumns::new(b)?.user_id)
+        })?),
+        dict.insert(&strings(&inputs.contacts, |b| {
+            Ok(ContactsColumns::new(b)?.contact_id)
+        })?),
     );
     let dismissals = (
-        dict.insert(&strings(&inputs.dismissals, col::USER_ID)?),
-        dict.insert(&strings(&inputs.dismissals, col::DISMISSED_USER_ID)?),
+        dict.insert(&strings(&inputs.dismissals, |b| {
+            Ok(DismissalsColumns::new(b)?.user_id)
+        })?),
+        dict.insert(&strings(&inputs.dismissals, |b| {
+            Ok(DismissalsColumns::new(b)?.dismissed_user_id)
+        })?),
     );
     Ok(UserCodes {
         dict: dict.finish(),

@@ -19,43 +19,12 @@
 //! accumulator per worker, and the arithmetic for one source runs in a fixed order,
 //! so results do not depend on the thread count.
 
-use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
-
 use super::prepare::Graph;
+use rayon::prelude::*;
 
-/// The similarity measure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Similarity {
-    /// Binary cosine.
-    Cosine,
-    /// Jaccard index.
-    Jaccard,
-    /// BM25-weighted co-occurrence, as `implicit` computes it.
-    Bm25,
-}
+pub use crate::model::Similarity;
 
 impl Similarity {
-    /// The name written in the `algorithm` column.
-    pub fn name(self) -> &'static str {
-        match self {
-            Similarity::Cosine => "cosine",
-            Similarity::Jaccard => "jaccard",
-            Similarity::Bm25 => "bm25",
-        }
-    }
-
-    /// Parses a config value.
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "cosine" => Some(Similarity::Cosine),
-            "jaccard" => Some(Similarity::Jaccard),
-            "bm25" => Some(Similarity::Bm25),
-            _ => None,
-        }
-    }
-
     /// The score of a pair from its co-occurrence and the two degrees, for the
     /// measures that need nothing else (`bm25` is scored by [`Bm25Weights`]).
     #[inline]

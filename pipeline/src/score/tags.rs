@@ -9,13 +9,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow_array::cast::AsArray;
-use arrow_array::{Array, ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
+use arrow_array::{Array, Int32Array, Int64Array, RecordBatch, StringArray};
 
-use super::ScoreError;
+use super::error::ScoreError;
 use super::flexplore::top_k;
 use super::prepare::Graph;
-use crate::model::Table;
+use crate::model::columns::{PhotosColumns, TagPhotosArrays};
 
 /// Longest tag kept; longer ones are noise (Flickr's clean tags are short).
 pub const MAX_TAG_LEN: usize = 64;
@@ -25,11 +24,11 @@ pub fn tag_photos(
     graph: &Graph,
     photos: &[RecordBatch],
     per_tag: usize,
-) -> BTreeMap<String, Vec<(f64, u32)>> {
+) -> Result<BTreeMap<String, Vec<(f64, u32)>>, ScoreError> {
     let mut by_tag: BTreeMap<String, Vec<(f64, u32)>> = BTreeMap::new();
     for b in photos {
-        let ids = b.column(0).as_string::<i32>();
-        let tags = b.column(6).as_string::<i32>();
+        let cols = PhotosColumns::new(b)?;
+        let (ids, tags) = (cols.photo_id, cols.tags);
         for i in 0..b.num_rows() {
             if tags.is_null(i) || ids.is_null(i) {
                 continue;
@@ -61,7 +60,7 @@ pub fn tag_photos(
         list.dedup_by_key(|&mut (_, p)| p);
         top_k(list, per_tag, |&x| x);
     }
-    by_tag
+    Ok(by_tag)
 }
 
 /// Builds the `tag_photos` table.
@@ -72,7 +71,7 @@ pub fn tag_photos_batch(
 ) -> Result<RecordBatch, ScoreError> {
     let (mut tag, mut rank, mut photo, mut favorites) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let grouped = tag_photos(graph, photos, per_tag);
+    let grouped = tag_photos(graph, photos, per_tag)?;
     for (t, list) in &grouped {
         for (i, &(f, p)) in list.iter().enumerate() {
             tag.push(t.as_str());
@@ -81,20 +80,22 @@ pub fn tag_photos_batch(
             favorites.push(f as i64);
         }
     }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(tag)),
-        Arc::new(Int32Array::from(rank)),
-        Arc::new(StringArray::from(photo)),
-        Arc::new(Int64Array::from(favorites)),
-    ];
-    Ok(RecordBatch::try_new(Table::TagPhotos.schema(), columns)?)
+    Ok(TagPhotosArrays {
+        tag: Arc::new(StringArray::from(tag)),
+        rank: Arc::new(Int32Array::from(rank)),
+        photo_id: Arc::new(StringArray::from(photo)),
+        favorites: Arc::new(Int64Array::from(favorites)),
+    }
+    .into_batch()?)
 }
 
 #[cfg(test)]
 mod tests {
-    use arrow_array::TimestampMicrosecondArray;
+    use arrow_array::{ArrayRef, TimestampMicrosecondArray};
 
     use super::*;
+    use crate::model::Table;
+    use crate::model::columns::TagPhotosColumns;
     use crate::score::prepare::Csr;
 
     #[test]
@@ -140,14 +141,15 @@ mod tests {
             ],
         )
         .expect("photos batch");
-        let got = tag_photos(&graph, std::slice::from_ref(&photos), 2);
+        let got = tag_photos(&graph, std::slice::from_ref(&photos), 2).expect("tags");
         // film: 100 (3), 102 (2), then 101 (1) cut by per_tag = 2.
         assert_eq!(got["film"], vec![(3.0, 0), (2.0, 2)]);
         assert_eq!(got["sea"], vec![(3.0, 0)]);
         assert_eq!(got.len(), 2);
         let batch = tag_photos_batch(&graph, &[photos], 2).expect("batch");
         assert_eq!(batch.num_rows(), 3);
-        assert_eq!(batch.column(0).as_string::<i32>().value(2), "sea");
-        assert_eq!(batch.column(2).as_string::<i32>().value(1), "102");
+        let cols = TagPhotosColumns::new(&batch).expect("columns");
+        assert_eq!(cols.tag.value(2), "sea");
+        assert_eq!(cols.photo_id.value(1), "102");
     }
 }

@@ -5,11 +5,34 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int32Type, Int64Type};
 use arrow_array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
 use proptest::prelude::*;
 
 use super::*;
+use crate::model::columns::{PhotoRecsColumns, PhotographerRecsColumns};
+use crate::score::compute::pool;
+use crate::score::output::{Names, photo_recs_chunk, photographer_recs_batch};
+use crate::score::parts::{part_ranges, split_rows};
+use crate::store::ParquetEncoder;
+
+/// Prepares and scores in memory with the run's own stages and row builders:
+/// raw batches in, `photo_recs` and `photographer_recs` out.
+fn compute(
+    inputs: &Inputs,
+    options: ScoreOptions,
+    params: &AlgorithmParams,
+    threads: usize,
+) -> Result<(RecordBatch, RecordBatch, PrepareStats), ScoreError> {
+    let pool = pool(threads)?;
+    let (graph, stats) = pool.install(|| prepare::prepare(inputs, options.all_users))?;
+    let recs = pool.install(|| algorithms::recommend(&graph, params));
+    let names = Names::new(&graph);
+    Ok((
+        photo_recs_chunk(&graph, &names, &recs, 0..graph.targets.len())?,
+        photographer_recs_batch(&names, &graph.targets, &recs.photographers)?,
+        stats,
+    ))
+}
 
 const A: &str = "1@N01";
 const B: &str = "2@N01";
@@ -93,11 +116,8 @@ fn only(params: Params) -> AlgorithmParams {
 type PhotoRow = (String, i32, String, f64, Vec<String>);
 
 fn photo_rows(batch: &RecordBatch) -> Vec<PhotoRow> {
-    let user = batch.column(0).as_string::<i32>();
-    let rank = batch.column(1).as_primitive::<Int32Type>();
-    let photo = batch.column(2).as_string::<i32>();
-    let score = batch.column(4).as_primitive::<Float64Type>();
-    let top = batch.column(6).as_list::<i32>();
+    let c = PhotoRecsColumns::new(batch).expect("photo_recs columns");
+    let (user, rank, photo, score, top) = (c.user_id, c.rank, c.photo_id, c.score, c.top_neighbors);
     (0..batch.num_rows())
         .map(|i| {
             let t = top.value(i);
@@ -117,12 +137,9 @@ fn photo_rows(batch: &RecordBatch) -> Vec<PhotoRow> {
 type PhotographerRow = (String, i32, String, f64, i64, i64);
 
 fn photographer_rows(batch: &RecordBatch) -> Vec<PhotographerRow> {
-    let user = batch.column(0).as_string::<i32>();
-    let rank = batch.column(1).as_primitive::<Int32Type>();
-    let who = batch.column(2).as_string::<i32>();
-    let score = batch.column(3).as_primitive::<Float64Type>();
-    let common = batch.column(4).as_primitive::<Int64Type>();
-    let total = batch.column(5).as_primitive::<Int64Type>();
+    let c = PhotographerRecsColumns::new(batch).expect("photographer_recs columns");
+    let (user, rank, who, score) = (c.user_id, c.rank, c.photographer_id, c.score);
+    let (common, total) = (c.common_favorites, c.total_favorites);
     (0..batch.num_rows())
         .map(|i| {
             (
@@ -193,7 +210,7 @@ fn hand_computed_example_matches_the_formula() {
     assert!((rows[2].3 - b).abs() < 1e-12);
     // Photo 30 is explained by C (the better neighbor) then B.
     assert_eq!(rows[0].4, vec![C.to_string(), B.to_string()]);
-    let owners = photos.column(3).as_string::<i32>();
+    let owners = PhotoRecsColumns::new(&photos).expect("columns").owner_id;
     assert_eq!(owners.value(0), D);
 
     let ph = photographer_rows(&photographers);
@@ -262,7 +279,7 @@ fn owners_can_come_from_the_photos_table() {
     let (out, _, stats) =
         compute(&inputs, ScoreOptions::default(), &only(PARAMS), 1).expect("scores");
     assert_eq!(stats.favorites_without_owner, 0);
-    let owners = out.column(3).as_string::<i32>();
+    let owners = PhotoRecsColumns::new(&out).expect("columns").owner_id;
     assert_eq!(owners.value(0), D);
 }
 
@@ -490,7 +507,7 @@ fn results_are_identical_for_one_and_two_threads_and_shuffled_input() {
         clusters: 6,
         seed: 7,
     };
-    let community = crate::demo::generate(&demo);
+    let community = crate::community::generate(&demo);
     let inputs = Inputs {
         favorites: vec![community.favorites.clone()],
         photos: vec![community.photos.clone()],

@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use chrono::{Duration, Utc};
+use pipeline::community::{Community, generate};
 use pipeline::config::{DemoSettings, Settings};
-use pipeline::demo::{Community, generate};
 use pipeline::extract::client::{ApiKey, FlickrClient, FlickrError};
 use pipeline::extract::sim::{SimOptions, Simulator};
 use pipeline::extract::{ExtractError, ExtractOptions, Phase, run_extract, users};
-use pipeline::import::merge_raw;
 use pipeline::model::Table;
+use pipeline::raw::merge_raw;
 use pipeline::store::Storage;
 
 pub const KEY: &str = "test-key-0123456789abcdef";

@@ -10,8 +10,8 @@ use arrow_array::{
     TimestampMillisecondArray,
 };
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
-use pipeline::import::merge_raw;
 use pipeline::model::Table;
+use pipeline::raw::merge_raw;
 use pipeline::store::Storage;
 
 fn strings(v: Vec<Option<&str>>) -> ArrayRef {

@@ -8,8 +8,8 @@ use arrow_array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray}
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
 use pipeline::config::Settings;
-use pipeline::import::merge_raw;
 use pipeline::model::Table;
+use pipeline::raw::merge_raw;
 use pipeline::runs::publish;
 use pipeline::score::{ScoreOptions, run_score};
 use pipeline::store::Storage;

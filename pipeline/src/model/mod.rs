@@ -14,10 +14,17 @@
 //! CURRENT                             the published run pointer
 //! ```
 
+pub mod algorithm;
+pub mod arrow;
+pub mod columns;
+pub mod metrics;
+
 use std::sync::{Arc, LazyLock};
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use object_store::path::Path;
+
+pub use algorithm::{Algorithm, Similarity};
 
 /// Every table in the contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -250,6 +257,22 @@ static PHOTOGRAPHER_RECS: LazyLock<SchemaRef> = LazyLock::new(|| {
 });
 
 impl Table {
+    /// Every table of the contract.
+    pub const ALL: [Table; 12] = [
+        Table::Favorites,
+        Table::Photos,
+        Table::Contacts,
+        Table::TrackedUsers,
+        Table::Dismissals,
+        Table::ExtractState,
+        Table::PhotoRecs,
+        Table::PhotographerRecs,
+        Table::FirstRecommended,
+        Table::SimilarPhotos,
+        Table::TagPhotos,
+        Table::Metrics,
+    ];
+
     /// Every raw table, in the order the docs list them.
     pub const RAW: [Table; 6] = [
         Table::Favorites,
@@ -399,20 +422,7 @@ mod tests {
 
     #[test]
     fn every_table_has_a_distinct_name_and_its_key_columns_exist() {
-        let all = [
-            Table::Favorites,
-            Table::Photos,
-            Table::Contacts,
-            Table::TrackedUsers,
-            Table::Dismissals,
-            Table::ExtractState,
-            Table::PhotoRecs,
-            Table::PhotographerRecs,
-            Table::FirstRecommended,
-            Table::SimilarPhotos,
-            Table::TagPhotos,
-            Table::Metrics,
-        ];
+        let all = Table::ALL;
         let names: std::collections::HashSet<_> = all.iter().map(|t| t.name()).collect();
         assert_eq!(names.len(), all.len());
         for t in all {

@@ -19,44 +19,18 @@
 //! the training catalogue (photos with a favourite) that appears in anyone's top k.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::TimestampMicrosecondType;
-use arrow_array::{
-    Array, ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
-};
+use arrow_array::{Array, BooleanArray};
 
 use crate::config::EvaluateSettings;
-use crate::model::Table;
-use crate::score::flexplore::{explore_key, id_hash};
-use crate::score::prepare::{self, Inputs};
-use crate::score::{Algorithm, AlgorithmParams, ScoreError, ScoreOptions, algorithms};
+use crate::model::columns::{FavoritesColumns, TrackedUsersColumns};
+use crate::model::metrics::Metric;
 
-/// One row of the `metrics` table.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Metric {
-    /// The algorithm.
-    pub algorithm: Algorithm,
-    /// The cut-off.
-    pub k: usize,
-    /// Users evaluated.
-    pub users: u64,
-    /// Mean precision@k.
-    pub precision: f64,
-    /// Mean recall@k.
-    pub recall: f64,
-    /// Mean nDCG@k.
-    pub ndcg: f64,
-    /// MAP@k.
-    pub map: f64,
-    /// Share of users with at least one hit in the top k.
-    pub hit_rate: f64,
-    /// Catalogue coverage@k.
-    pub coverage: f64,
-    /// `temporal`, `random` or `mixed`: how the users' favourites were split.
-    pub split: &'static str,
-}
+use super::algorithms::{self, AlgorithmParams};
+use super::error::ScoreError;
+use super::flexplore::{explore_key, id_hash};
+use super::params::ScoreOptions;
+use super::prepare::{self, Inputs};
 
 /// One user's scores at one cut-off: precision, recall, nDCG, AP and hit.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -120,22 +94,30 @@ pub struct Holdout {
 }
 
 /// The NSIDs scored: the tracked users, or every favoriter with `all_users`.
-fn target_ids(inputs: &Inputs, all_users: bool) -> HashSet<String> {
-    let (batches, col) = if all_users {
-        (&inputs.favorites, 0)
+fn target_ids(inputs: &Inputs, all_users: bool) -> Result<HashSet<String>, ScoreError> {
+    let mut ids = HashSet::new();
+    if all_users {
+        for b in &inputs.favorites {
+            ids.extend(
+                FavoritesColumns::new(b)?
+                    .user_id
+                    .iter()
+                    .flatten()
+                    .map(str::to_string),
+            );
+        }
     } else {
-        (&inputs.tracked_users, 0)
-    };
-    batches
-        .iter()
-        .flat_map(|b| {
-            let a = b.column(col).as_string::<i32>();
-            (0..b.num_rows())
-                .filter(|&i| !a.is_null(i))
-                .map(|i| a.value(i).to_string())
-                .collect::<Vec<_>>()
-        })
-        .collect()
+        for b in &inputs.tracked_users {
+            ids.extend(
+                TrackedUsersColumns::new(b)?
+                    .user_id
+                    .iter()
+                    .flatten()
+                    .map(str::to_string),
+            );
+        }
+    }
+    Ok(ids)
 }
 
 /// Splits each target's favourites into training and hidden parts.
@@ -144,15 +126,12 @@ pub fn holdout(
     all_users: bool,
     settings: &EvaluateSettings,
 ) -> Result<Holdout, ScoreError> {
-    let targets = target_ids(inputs, all_users);
+    let targets = target_ids(inputs, all_users)?;
     // user → photo → newest date seen (None when any row of it has no date).
     let mut favs: BTreeMap<&str, BTreeMap<&str, Option<i64>>> = BTreeMap::new();
     for b in &inputs.favorites {
-        let (u, p) = (
-            b.column(0).as_string::<i32>(),
-            b.column(1).as_string::<i32>(),
-        );
-        let d = b.column(3).as_primitive::<TimestampMicrosecondType>();
+        let cols = FavoritesColumns::new(b)?;
+        let (u, p, d) = (cols.user_id, cols.photo_id, cols.date_faved);
         for i in 0..b.num_rows() {
             if u.is_null(i) || p.is_null(i) || !targets.contains(u.value(i)) {
                 continue;
@@ -200,10 +179,8 @@ pub fn holdout(
         .favorites
         .iter()
         .map(|b| {
-            let (u, p) = (
-                b.column(0).as_string::<i32>(),
-                b.column(1).as_string::<i32>(),
-            );
+            let cols = FavoritesColumns::new(b)?;
+            let (u, p) = (cols.user_id, cols.photo_id);
             let keep: BooleanArray = (0..b.num_rows())
                 .map(|i| {
                     Some(
@@ -213,9 +190,9 @@ pub fn holdout(
                     )
                 })
                 .collect();
-            arrow_select::filter::filter_record_batch(b, &keep)
+            Ok(arrow_select::filter::filter_record_batch(b, &keep)?)
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, ScoreError>>()?;
     Ok(Holdout {
         training,
         hidden,
@@ -281,58 +258,30 @@ pub fn evaluate(
             }
             let n = users.len().max(1) as f64;
             out.push(Metric {
-                algorithm: *algorithm,
-                k,
-                users: users.len() as u64,
+                algorithm: algorithm.name().to_string(),
+                k: k as i32,
+                users_evaluated: users.len() as i64,
                 precision: sum.precision / n,
                 recall: sum.recall / n,
                 ndcg: sum.ndcg / n,
                 map: sum.ap / n,
                 hit_rate: sum.hit / n,
                 coverage: shown.len() as f64 / catalogue as f64,
-                split: split_name,
+                split: split_name.to_string(),
             });
         }
     }
     Ok(out)
 }
 
-/// Builds the `metrics` table.
-pub fn metrics_batch(metrics: &[Metric]) -> Result<RecordBatch, ScoreError> {
-    let f = |get: fn(&Metric) -> f64| -> ArrayRef {
-        Arc::new(Float64Array::from(
-            metrics.iter().map(get).collect::<Vec<_>>(),
-        ))
-    };
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(
-            metrics
-                .iter()
-                .map(|m| m.algorithm.name())
-                .collect::<Vec<_>>(),
-        )),
-        Arc::new(Int32Array::from(
-            metrics.iter().map(|m| m.k as i32).collect::<Vec<_>>(),
-        )),
-        Arc::new(Int64Array::from(
-            metrics.iter().map(|m| m.users as i64).collect::<Vec<_>>(),
-        )),
-        f(|m| m.precision),
-        f(|m| m.recall),
-        f(|m| m.ndcg),
-        f(|m| m.map),
-        f(|m| m.hit_rate),
-        f(|m| m.coverage),
-        Arc::new(StringArray::from(
-            metrics.iter().map(|m| m.split).collect::<Vec<_>>(),
-        )),
-    ];
-    Ok(RecordBatch::try_new(Table::Metrics.schema(), columns)?)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, RecordBatch, StringArray};
+
     use super::*;
+    use crate::model::Table;
 
     fn set(items: &[u32]) -> HashSet<u32> {
         items.iter().copied().collect()

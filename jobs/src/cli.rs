@@ -1,0 +1,207 @@
+//! The command line: clap's structs, mirroring the flags, and the parsers of the
+//! values clap cannot check by itself (`--shard`, `--phase`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use pipeline::extract::Phase;
+
+/// Photo recommendations from Flickr favourites, as a batch pipeline.
+#[derive(Debug, Parser)]
+#[command(name = "faverecs", version, about)]
+pub struct Cli {
+    /// A TOML config file layered over the built-in defaults (config/local.toml).
+    /// Keys can also be set as FAVERECS__SECTION__KEY environment variables.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load a CSV or Parquet file into a raw table (duplicates are removed).
+    Import {
+        #[command(subcommand)]
+        what: ImportWhat,
+    },
+    /// Score the tracked users (or every favoriter) into a new, unpublished run.
+    Score {
+        /// Score every user with a favourite, not just the tracked users.
+        #[arg(long)]
+        all_users: bool,
+        /// Scoring threads (overrides score.threads; 0 = one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Score into a new run with the offline evaluation: hide the newest favourites
+    /// of each tracked user, score every algorithm on the rest, write and print the
+    /// `metrics` table. The run is not published.
+    Evaluate {
+        /// Evaluate every user with a favourite, not just the tracked users.
+        #[arg(long)]
+        all_users: bool,
+        /// Scoring threads (overrides score.threads; 0 = one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Run Polars SQL over a run's tables (photo_recs, photos, favorites, …) and
+    /// print the result, or write it with --out.
+    Sql {
+        /// The query, e.g. "SELECT algorithm, count(*) FROM photo_recs GROUP BY algorithm".
+        query: String,
+        /// The run to query (default: the published run).
+        #[arg(long = "run", value_name = "ID")]
+        run_id: Option<String>,
+        /// Write every row to this file instead; .csv or .parquet picks the format.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Rows printed at most.
+        #[arg(long, default_value_t = 50)]
+        max_rows: usize,
+    },
+    /// Make a run current in one atomic step (default: the newest succeeded run).
+    /// Publishing an older run is the rollback.
+    Publish {
+        /// The run id to publish.
+        #[arg(long = "run", value_name = "ID")]
+        run_id: Option<String>,
+    },
+    /// List the runs with their status.
+    Runs,
+    /// Serve the published run over HTTP.
+    Serve {
+        /// Listen address (overrides serve.addr).
+        #[arg(long)]
+        addr: Option<SocketAddr>,
+    },
+    /// Offline demo: generate the synthetic community, import, score, publish, serve.
+    Demo {
+        /// Listen address (overrides serve.addr).
+        #[arg(long)]
+        addr: Option<SocketAddr>,
+        /// Stop after publishing instead of serving.
+        #[arg(long)]
+        no_serve: bool,
+    },
+    /// Write the synthetic community (demo.* settings) into the raw tables only.
+    Synth,
+    /// Pull favourites and contacts of the tracked users and their neighbours from
+    /// the Flickr API (key in FLICKR_API_KEY). Resumable: rerun the same command.
+    Extract {
+        /// Process only this shard of users, `i/N`; fold later with --fold-only.
+        #[arg(long, value_name = "i/N", value_parser = parse_shard)]
+        shard: Option<(u32, u32)>,
+        /// Run one phase only: `tracked`, then (after every shard) `neighbors`.
+        #[arg(long, value_name = "PHASE", value_parser = parse_phase)]
+        phase: Option<Phase>,
+        /// Only fold finished users into the tables (after all shards ran).
+        #[arg(long)]
+        fold_only: bool,
+    },
+    /// Manage the tracked users.
+    Users {
+        #[command(subcommand)]
+        what: UsersWhat,
+    },
+    /// Run the Flickr API simulator over the synthetic community.
+    FlickrSim {
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:8099")]
+        addr: SocketAddr,
+        /// The API key it accepts.
+        #[arg(
+            long,
+            env = "FLICKR_API_KEY",
+            hide_env_values = true,
+            default_value = "sim-key"
+        )]
+        api_key: String,
+        /// Share of requests answered with an injected fault (0 to 1).
+        #[arg(long, default_value_t = 0.0)]
+        fault_rate: f64,
+        /// Seed of the fault generator.
+        #[arg(long, default_value_t = 1)]
+        fault_seed: u64,
+        /// Milliseconds added to every response.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        /// How long a "timeout" fault stalls, in milliseconds.
+        #[arg(long, default_value_t = 30_000)]
+        stall_ms: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersWhat {
+    /// Track a user, given a photostream or profile URL, an NSID or a username.
+    Add { who: String },
+    /// List the tracked users.
+    List,
+    /// Stop tracking a user.
+    Remove { nsid: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportWhat {
+    /// Columns user_id, photo_id; optional owner_id, date_faved (unix s or RFC 3339).
+    Favorites { file: PathBuf },
+    /// Column user_id; optional username, added_at.
+    Tracked { file: PathBuf },
+    /// Columns user_id, contact_id.
+    Contacts { file: PathBuf },
+    /// Column user_id and one of photo_id or dismissed_user_id per row.
+    Dismissals { file: PathBuf },
+    /// Columns photo_id, owner_id; optional owner_name, title, server, secret, tags, date_upload.
+    Photos { file: PathBuf },
+}
+
+/// Parses `--phase`: `tracked` or `neighbors`.
+fn parse_phase(text: &str) -> Result<Phase, String> {
+    match text {
+        "tracked" => Ok(Phase::Tracked),
+        "neighbors" | "neighbours" => Ok(Phase::Neighbor),
+        other => Err(format!(
+            "{other:?} is not a phase (expected tracked or neighbors)"
+        )),
+    }
+}
+
+/// Parses `--shard`: `i/N` with 0 ≤ i < N.
+fn parse_shard(text: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("{text:?} is not i/N with 0 ≤ i < N (e.g. --shard 0/4)");
+    let (i, n) = text.split_once('/').ok_or_else(bad)?;
+    let (i, n) = (
+        i.trim().parse::<u32>().map_err(|_| bad())?,
+        n.trim().parse::<u32>().map_err(|_| bad())?,
+    );
+    if n == 0 || i >= n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_and_phase_values_are_checked() {
+        assert_eq!(parse_shard("1/4"), Ok((1, 4)));
+        assert_eq!(parse_shard(" 0 / 2 "), Ok((0, 2)));
+        for bad in ["4/4", "1/0", "x/2", "1", "-1/2"] {
+            let err = parse_shard(bad).expect_err(bad);
+            assert!(err.contains("is not i/N"), "{err}");
+        }
+        assert_eq!(parse_phase("tracked"), Ok(Phase::Tracked));
+        assert_eq!(parse_phase("neighbours"), Ok(Phase::Neighbor));
+        assert!(parse_phase("all").is_err());
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,300 @@
+//! One function per subcommand: each calls one library function and prints what
+//! it did.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use pipeline::community::{Community, generate, write_community};
+use pipeline::config::Settings;
+use pipeline::extract::client::{ApiKey, FlickrClient};
+use pipeline::extract::sim::{SimOptions, Simulator};
+use pipeline::extract::{ExtractOptions, Phase, fold, run_extract_with, users};
+use pipeline::import::{ImportKind, import_file};
+use pipeline::model::Table;
+use pipeline::runs::{RunStatus, list_runs, publish};
+use pipeline::score::{ScoreOptions, run_evaluation, run_score};
+use pipeline::store::Storage;
+
+use crate::cli::{ImportWhat, UsersWhat};
+use crate::progress::Bar;
+
+/// `faverecs import …`.
+pub async fn import(storage: &Storage, what: ImportWhat) -> anyhow::Result<()> {
+    let (kind, file) = match what {
+        ImportWhat::Favorites { file } => (ImportKind::Favorites, file),
+        ImportWhat::Tracked { file } => (ImportKind::Tracked, file),
+        ImportWhat::Contacts { file } => (ImportKind::Contacts, file),
+        ImportWhat::Dismissals { file } => (ImportKind::Dismissals, file),
+        ImportWhat::Photos { file } => (ImportKind::Photos, file),
+    };
+    let r = import_file(storage, kind, &file).await?;
+    println!(
+        "imported {} rows into {} ({} rows before, {} after removing duplicates)",
+        r.rows_read, r.table, r.rows_before, r.rows_after
+    );
+    Ok(())
+}
+
+/// `faverecs score`.
+pub async fn score(storage: &Storage, settings: &Settings, all_users: bool) -> anyhow::Result<()> {
+    let m = run_score(storage, settings, ScoreOptions { all_users }).await?;
+    println!("run {} {}", m.run_id, m.status);
+    for (table, rows) in &m.rows_out {
+        println!("  {table}: {rows} rows");
+    }
+    println!("publish it with: faverecs publish --run {}", m.run_id);
+    Ok(())
+}
+
+/// `faverecs evaluate`.
+pub async fn evaluate(
+    storage: &Storage,
+    settings: &Settings,
+    all_users: bool,
+) -> anyhow::Result<()> {
+    let (m, metrics) = run_evaluation(storage, settings, ScoreOptions { all_users }).await?;
+    println!(
+        "run {} {}: held out the newest {}% of each tracked user's favourites",
+        m.run_id, m.status, settings.evaluate.holdout_percent
+    );
+    print!(
+        "{}",
+        pipeline::sql::render_batches(&metrics, Table::Metrics, usize::MAX)?
+    );
+    println!("publish it with: faverecs publish --run {}", m.run_id);
+    Ok(())
+}
+
+/// `faverecs sql`.
+pub async fn sql(
+    storage: &Storage,
+    query: &str,
+    run_id: Option<&str>,
+    out: Option<PathBuf>,
+    max_rows: usize,
+) -> anyhow::Result<()> {
+    let (run, mut df) = pipeline::sql::query(storage, run_id, query).await?;
+    match out {
+        Some(path) => {
+            pipeline::sql::write(&mut df, &path)?;
+            println!(
+                "wrote {} rows from run {run} to {}",
+                df.height(),
+                path.display()
+            );
+        }
+        None => print!("{}", pipeline::sql::render(&df, max_rows)),
+    }
+    Ok(())
+}
+
+/// `faverecs publish`.
+pub async fn publish_run(storage: &Storage, run_id: Option<&str>) -> anyhow::Result<()> {
+    let p = publish(storage, run_id).await?;
+    println!("published run {}", p.run_id);
+    Ok(())
+}
+
+/// `faverecs runs`.
+pub async fn runs(storage: &Storage) -> anyhow::Result<()> {
+    let runs = list_runs(storage).await?;
+    if runs.is_empty() {
+        println!("no runs yet; create one with `faverecs score`");
+    }
+    for r in runs {
+        let mark = if r.current { "*" } else { " " };
+        match r.manifest {
+            Some(m) => {
+                let recs = m.rows_out.get("photo_recs").copied().unwrap_or(0);
+                let secs: f64 = m.stages.iter().map(|s| s.seconds).sum();
+                let extra = match (&m.status, &m.error) {
+                    (RunStatus::Failed, Some(e)) => format!("  error: {e}"),
+                    _ => String::new(),
+                };
+                println!(
+                    "{mark} {}  {:<9}  {recs:>9} photo recs  {secs:>7.2}s{extra}",
+                    m.run_id,
+                    m.status.to_string()
+                );
+            }
+            None => println!("{mark} {}  incomplete (no manifest)", r.run_id),
+        }
+    }
+    Ok(())
+}
+
+/// `faverecs synth`.
+pub async fn synth(storage: &Storage, settings: &Settings) -> anyhow::Result<()> {
+    for r in write_community(storage, &generate(&settings.demo)).await? {
+        println!("{}: {} rows", r.table, r.rows_after);
+    }
+    Ok(())
+}
+
+/// `faverecs demo`.
+pub async fn demo(
+    storage: Storage,
+    settings: &Settings,
+    addr: SocketAddr,
+    no_serve: bool,
+) -> anyhow::Result<()> {
+    let report = pipeline::demo::run_demo(&storage, settings).await?;
+    let e = &report.extract;
+    println!(
+        "extracted from the simulator: {} tracked users and {} neighbours in {} API calls",
+        e.tracked.fetched, e.neighbors.fetched, e.calls
+    );
+    println!(
+        "scored and published run {} into {}",
+        report.run.run_id,
+        storage.url()
+    );
+    if !no_serve {
+        serve(storage, settings, addr, Some(&report.community)).await?;
+    }
+    Ok(())
+}
+
+/// `faverecs extract`.
+pub async fn extract(
+    storage: &Storage,
+    settings: &Settings,
+    shard: Option<(u32, u32)>,
+    phase: Option<Phase>,
+    fold_only: bool,
+) -> anyhow::Result<()> {
+    let now = chrono::Utc::now();
+    if fold_only {
+        let rows = fold(storage, settings, now).await?;
+        println!("folded: {rows:?}");
+        return Ok(());
+    }
+    let client = FlickrClient::new(&settings.flickr, ApiKey::from_env()?)?;
+    let options = ExtractOptions { now, shard, phase };
+    let progress = Bar::for_stderr();
+    let m = run_extract_with(storage, settings, &client, options, progress.as_ref()).await?;
+    println!(
+        "extract {} {}: {} calls; tracked fetched {} skipped {}; neighbours fetched {} skipped {}; failed {}",
+        m.run_id,
+        m.status,
+        m.calls,
+        m.tracked.fetched,
+        m.tracked.skipped_fresh + m.tracked.skipped_backoff,
+        m.neighbors.fetched,
+        m.neighbors.skipped_fresh + m.neighbors.skipped_backoff,
+        m.tracked.failed + m.neighbors.failed
+    );
+    for (table, rows) in &m.rows_written {
+        println!("  {table}: {rows} rows");
+    }
+    Ok(())
+}
+
+/// `faverecs users …`.
+pub async fn users(storage: &Storage, settings: &Settings, what: UsersWhat) -> anyhow::Result<()> {
+    match what {
+        UsersWhat::Add { who } => {
+            let client = FlickrClient::new(&settings.flickr, ApiKey::from_env()?)?;
+            let person = users::resolve(&client, &who).await?;
+            users::add(storage, &person, chrono::Utc::now()).await?;
+            println!(
+                "tracking {} ({})",
+                person.nsid,
+                person.username.as_deref().unwrap_or("no username")
+            );
+        }
+        UsersWhat::List => {
+            for u in users::list(storage).await? {
+                println!("{u}");
+            }
+        }
+        UsersWhat::Remove { nsid } => {
+            if users::remove(storage, &nsid).await? {
+                println!("stopped tracking {nsid}");
+            } else {
+                anyhow::bail!("{nsid} is not a tracked user (see `faverecs users list`)");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `faverecs flickr-sim`.
+pub async fn flickr_sim(
+    settings: &Settings,
+    addr: SocketAddr,
+    options: SimOptions,
+) -> anyhow::Result<()> {
+    let sim = Simulator::new(&generate(&settings.demo), options);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (pass --addr)"))?;
+    println!(
+        "flickr-sim on http://{}/services/rest/",
+        listener.local_addr()?
+    );
+    sim.serve(listener, serve::shutdown_signal())
+        .await
+        .context("the simulator failed")
+}
+
+/// The simulator's options from the command line.
+pub fn sim_options(
+    api_key: String,
+    fault_rate: f64,
+    fault_seed: u64,
+    latency_ms: u64,
+    stall_ms: u64,
+) -> SimOptions {
+    SimOptions {
+        api_key,
+        fault_rate: fault_rate.clamp(0.0, 1.0),
+        seed: fault_seed,
+        latency: Duration::from_millis(latency_ms),
+        stall: Duration::from_millis(stall_ms),
+    }
+}
+
+/// `faverecs serve` (and the end of `faverecs demo`): serves until SIGTERM or
+/// Ctrl-C.
+pub async fn serve(
+    storage: Storage,
+    settings: &Settings,
+    addr: SocketAddr,
+    community: Option<&Community>,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr} (is another server using it? pass --addr)")
+    })?;
+    let local = listener.local_addr()?;
+    println!("serving on http://{local}/");
+    if let Some(c) = community {
+        for user in c.tracked_ids().into_iter().take(3) {
+            println!("  open http://{local}/users/{user}");
+        }
+    }
+    serve::run(
+        listener,
+        serve::AppState::new(storage),
+        Duration::from_secs(settings.serve.poll_interval_secs),
+        serve::shutdown_signal(),
+    )
+    .await
+    .context("the HTTP server failed")
+}
+
+/// The settings, with `--threads` applied.
+pub fn with_threads(settings: &Settings, threads: Option<usize>) -> Settings {
+    let mut settings = settings.clone();
+    if let Some(t) = threads {
+        settings.score.threads = t;
+    }
+    settings
+}
+
+/// Loads the settings (`--config`, then the environment).
+pub fn load_settings(config: Option<&Path>) -> anyhow::Result<Settings> {
+    Ok(Settings::load(config)?)
+}

@@ -1,0 +1,257 @@
+//! Extract's bookkeeping: the phases and outcomes, a finished user's pending
+//! pull, the `extract_state` rows, the run's options and manifest, and where each
+//! is kept in storage.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use object_store::path::Path;
+use serde::{Deserialize, Serialize};
+
+use crate::model::Table;
+use crate::model::arrow::{str_at, string_at, time_at};
+use crate::model::columns::{ExtractStateColumns, TrackedUsersColumns};
+use crate::runs::RunStatus;
+use crate::store::{Storage, StoreError};
+
+use super::client::Fave;
+use super::error::ExtractError;
+
+/// Where pending per-user results live.
+pub const PENDING_DIR: &str = "extract/pending";
+/// Where extract manifests live.
+pub const MANIFEST_DIR: &str = "extract/manifests";
+
+/// Which phase a user is pulled in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// A tracked user: favourites and contacts.
+    Tracked,
+    /// A neighbour: favourites only.
+    Neighbor,
+}
+
+impl Phase {
+    /// The name used in pending paths and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Tracked => "tracked",
+            Phase::Neighbor => "neighbor",
+        }
+    }
+}
+
+/// The result of pulling one user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Pulled.
+    Ok,
+    /// Flickr code 1.
+    NotFound,
+    /// Flickr code 5.
+    Deleted,
+    /// Transient failures until the retries ran out.
+    Failed,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 4] = [
+        Outcome::Ok,
+        Outcome::NotFound,
+        Outcome::Deleted,
+        Outcome::Failed,
+    ];
+
+    /// The name stored in `extract_state.outcome`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::NotFound => "not_found",
+            Outcome::Deleted => "deleted",
+            Outcome::Failed => "failed",
+        }
+    }
+
+    /// Parses a stored `extract_state.outcome`; `None` for anything else.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.name() == text)
+    }
+}
+
+/// One finished user, as stored in `extract/pending/`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UserPull {
+    /// The user.
+    pub user_id: String,
+    /// The phase.
+    pub phase: Phase,
+    /// What happened.
+    pub outcome: Outcome,
+    /// Whether the whole list was pulled (it replaces the stored set).
+    pub full: bool,
+    /// When.
+    pub pulled_at: DateTime<Utc>,
+    /// Favourites pulled.
+    pub favorites: Vec<Fave>,
+    /// Contacts pulled (tracked users only).
+    pub contacts: Option<Vec<String>>,
+}
+
+/// A user's row in `extract_state`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct UserState {
+    /// Last pull attempt that finished.
+    pub last_pulled_at: Option<i64>,
+    /// Last full pull.
+    pub last_full_pull_at: Option<i64>,
+    /// Newest `date_faved` held (µs).
+    pub newest_date_faved: Option<i64>,
+    /// Last outcome (`None`: never pulled, or a value this version does not know).
+    pub outcome: Option<Outcome>,
+    /// Not before this time (not-found/deleted back-off).
+    pub next_attempt_at: Option<i64>,
+}
+
+/// Options of one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtractOptions {
+    /// "Now": freshness and state times are computed from it (tests move it).
+    pub now: DateTime<Utc>,
+    /// Process only users with `hash(nsid) % n == i`, and do not fold.
+    pub shard: Option<(u32, u32)>,
+    /// Run only this phase (sharded runs go phase by phase: every shard's tracked
+    /// users must be in before the neighbours can be listed). `None` runs both.
+    pub phase: Option<Phase>,
+}
+
+impl ExtractOptions {
+    /// Both phases, unsharded, now.
+    pub fn at(now: DateTime<Utc>) -> Self {
+        Self {
+            now,
+            shard: None,
+            phase: None,
+        }
+    }
+}
+
+/// A stable hash of an NSID (FNV-1a), so shards agree across machines and versions.
+pub fn shard_of(nsid: &str, shards: u32) -> u32 {
+    let h = nsid.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (h % u64::from(shards)) as u32
+}
+
+/// Per-user counts, for the manifest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserCounts {
+    /// Pulled in this run.
+    pub fetched: usize,
+    /// Already finished by an interrupted run.
+    pub resumed: usize,
+    /// Pulled recently enough.
+    pub skipped_fresh: usize,
+    /// Not found or deleted recently; waiting.
+    pub skipped_backoff: usize,
+    /// Code 1 this run.
+    pub not_found: usize,
+    /// Code 5 this run.
+    pub deleted: usize,
+    /// Failed after retries.
+    pub failed: usize,
+}
+
+/// `extract/manifests/<run_id>.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExtractManifest {
+    /// Run id.
+    pub run_id: String,
+    /// `running`, `succeeded` or `failed`.
+    pub status: RunStatus,
+    /// Started.
+    pub started_at: DateTime<Utc>,
+    /// Finished.
+    pub finished_at: DateTime<Utc>,
+    /// The shard, if any.
+    pub shard: Option<String>,
+    /// API calls made.
+    pub calls: u64,
+    /// Retries by cause.
+    pub retries: BTreeMap<String, u64>,
+    /// Tracked users.
+    pub tracked: UserCounts,
+    /// Neighbours.
+    pub neighbors: UserCounts,
+    /// Rows per table after folding.
+    pub rows_written: BTreeMap<String, u64>,
+    /// Up to 20 failures, `nsid: error`.
+    pub failures: Vec<String>,
+    /// The error, for a failed run.
+    pub error: Option<String>,
+}
+
+/// Where a finished user's pull waits to be folded.
+pub fn pending_path(phase: Phase, nsid: &str) -> Path {
+    Path::from(format!("{PENDING_DIR}/{}/{nsid}.json", phase.name()))
+}
+
+/// Microseconds since the epoch, the contract's time unit.
+pub fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+/// The tracked users' NSIDs, sorted.
+pub async fn tracked_users(storage: &Storage) -> Result<Vec<String>, ExtractError> {
+    let batches = storage
+        .read_raw(Table::TrackedUsers)
+        .await?
+        .unwrap_or_default();
+    let mut set = BTreeSet::new();
+    for b in &batches {
+        let c = TrackedUsersColumns::new(b)?;
+        set.extend(c.user_id.iter().flatten().map(str::to_string));
+    }
+    Ok(set.into_iter().collect())
+}
+
+/// Every user's `extract_state` row.
+pub async fn read_state(storage: &Storage) -> Result<HashMap<String, UserState>, ExtractError> {
+    let batches = storage
+        .read_raw(Table::ExtractState)
+        .await?
+        .unwrap_or_default();
+    let mut out = HashMap::new();
+    for b in &batches {
+        let c = ExtractStateColumns::new(b)?;
+        for i in 0..b.num_rows() {
+            let Some(user) = string_at(c.user_id, i) else {
+                continue;
+            };
+            out.insert(
+                user,
+                UserState {
+                    last_pulled_at: time_at(c.last_pulled_at, i),
+                    last_full_pull_at: time_at(c.last_full_pull_at, i),
+                    newest_date_faved: time_at(c.newest_date_faved, i),
+                    outcome: str_at(c.outcome, i).and_then(Outcome::parse),
+                    next_attempt_at: time_at(c.next_attempt_at, i),
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Every finished user waiting to be folded, in path order.
+pub async fn read_pending(storage: &Storage) -> Result<Vec<UserPull>, StoreError> {
+    let mut files = storage.list_files(&Path::from(PENDING_DIR)).await?;
+    files.sort();
+    let mut out = Vec::with_capacity(files.len());
+    for f in files {
+        out.push(storage.get_json::<UserPull>(&f).await?);
+    }
+    Ok(out)
+}

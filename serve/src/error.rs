@@ -1,0 +1,77 @@
+//! The error every handler returns.
+//!
+//! Client mistakes (a malformed id, a bad `limit`) are 4xx with a message saying
+//! what was wrong; nothing a client sends can produce a 500. Internal failures are
+//! logged once, here, and answered with an opaque 500.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// An error answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The thing asked for does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The method is not GET/HEAD.
+    #[error("method not allowed: this service is read-only (use GET)")]
+    MethodNotAllowed,
+    /// No run is loaded yet.
+    #[error("no run is published yet; run `faverecs score` and `faverecs publish`")]
+    NotReady,
+    /// A dependency (storage) is unavailable; logged where it happened.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or an unexpected failure: logged once, answered with an opaque 500.
+    #[error("internal error")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct ErrorBody {
+    error: String,
+}
+
+impl ApiError {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::NotReady | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(detail) = &self {
+            tracing::error!(error = %detail, "internal error");
+        }
+        (
+            self.status(),
+            Json(ErrorBody {
+                error: self.to_string(),
+            }),
+        )
+            .into_response()
+    }
+}
+
+/// A query string that does not parse is the client's mistake.
+pub fn bad_query(rejection: QueryRejection) -> ApiError {
+    ApiError::BadRequest(format!("bad query string: {}", rejection.body_text()))
+}
+
+/// Shortens untrusted text before it is echoed in a message.
+pub fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
