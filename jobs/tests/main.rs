@@ -677,3 +677,80 @@ fn evaluate_prints_every_algorithm_and_sql_joins_recs_with_photos() {
     ));
     assert!(err.contains("../../etc"), "{err}");
 }
+
+/// Writes a favourites CSV of `rows` distinct rows for user `user`.
+fn favorites_csv(path: &Path, user: &str, rows: usize) {
+    let mut text = String::from("user_id,photo_id,owner_id\n");
+    for i in 0..rows {
+        text.push_str(&format!("{user},{},{}\n", 1_000_000 + i, "5@N05"));
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// Both processes' rows are stored, or one says it lost the race: never a
+/// silent loss. Checked on a local directory and on moto's S3.
+fn check_concurrent_imports(dir: &Path, env: &[(&str, String)]) {
+    let rows = 20_000;
+    favorites_csv(&dir.join("a.csv"), "1@N01", rows);
+    favorites_csv(&dir.join("b.csv"), "2@N01", rows);
+    let spawn = |file: &str| {
+        Command::new(env!("CARGO_BIN_EXE_faverecs"))
+            .current_dir(dir)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("RUST_LOG", "warn")
+            .args(["import", "favorites", file])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn("a.csv"), spawn("b.csv"));
+    let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+    let mut expected = 0;
+    for out in &outs {
+        if out.status.success() {
+            expected += rows;
+        } else {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains("run it again"),
+                "a failure must say it lost the race: {err}"
+            );
+        }
+    }
+    assert!(expected > 0, "at least one import lands: {outs:?}");
+    // A third import reports how many rows it found stored.
+    favorites_csv(&dir.join("c.csv"), "3@N01", 1);
+    let out = ok(&faverecs(dir, env, &["import", "favorites", "c.csv"]));
+    assert!(
+        out.contains(&format!("({expected} rows before, {} after", expected + 1)),
+        "expected {expected} rows stored: {out}"
+    );
+}
+
+#[test]
+fn two_concurrent_imports_into_one_table_lose_no_rows_on_a_local_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [(
+        "FAVERECS__STORAGE__URL",
+        dir.path().join("data").display().to_string(),
+    )];
+    check_concurrent_imports(dir.path(), &env);
+}
+
+#[test]
+fn two_concurrent_imports_into_one_table_lose_no_rows_on_s3() {
+    let moto = moto::Moto::start();
+    moto.create_bucket("races");
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("FAVERECS__STORAGE__URL", "s3://races/data".to_string()),
+        ("AWS_ENDPOINT_URL", moto.endpoint()),
+        ("AWS_ALLOW_HTTP", "true".to_string()),
+        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+        ("AWS_REGION", "us-east-1".to_string()),
+    ];
+    check_concurrent_imports(dir.path(), &env);
+}

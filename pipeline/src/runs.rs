@@ -17,8 +17,8 @@ use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
-use crate::model::{CURRENT, RUNS_DIR, is_run_id, manifest_path};
-use crate::store::{Storage, StoreError};
+use crate::model::{CURRENT, RUNS_DIR, Table, is_run_id, manifest_path};
+use crate::store::{Storage, StoreError, Version, json_bytes};
 
 /// The state of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,7 +87,27 @@ pub struct Pointer {
     pub run_id: String,
     /// When it was published.
     pub published_at: DateTime<Utc>,
+    /// The runs published before it, newest first (at most [`HISTORY`]): what a
+    /// rollback or a fallback goes back to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous: Vec<Published>,
 }
+
+/// A run that was published, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    /// The run.
+    pub run_id: String,
+    /// When it was published.
+    pub published_at: DateTime<Utc>,
+}
+
+/// How many earlier publishes `CURRENT` remembers.
+pub const HISTORY: usize = 5;
+
+/// How many times a publish retries when another publish changed `CURRENT`
+/// between its read and its write.
+const PUBLISH_ATTEMPTS: u32 = 10;
 
 /// One line of `faverecs runs`.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,9 +151,31 @@ pub enum RunError {
         /// The missing file.
         file: String,
     },
+    /// A file of the run is damaged or does not match the contract.
+    #[error("run {run_id} cannot be published: {file}: {reason}; re-run `faverecs score`")]
+    Broken {
+        /// The run.
+        run_id: String,
+        /// The file (or `table/` for a whole table), relative to the run folder.
+        file: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// Nothing to publish.
-    #[error("there is no succeeded run to publish; run `faverecs score` first")]
+    #[error(
+        "there is no succeeded run that passes its checks to publish; run `faverecs score` first"
+    )]
     NothingToPublish,
+    /// Other publishes kept changing `CURRENT`.
+    #[error(
+        "CURRENT was changed by other publishes {attempts} times in a row; run {run_id} was not published, so run the command again"
+    )]
+    LostRace {
+        /// The run that was to be published.
+        run_id: String,
+        /// Attempts made.
+        attempts: u32,
+    },
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -205,16 +247,78 @@ pub async fn list_runs(storage: &Storage) -> Result<Vec<RunSummary>, RunError> {
     Ok(out)
 }
 
-/// Makes a run current. With `None`, the newest succeeded run is published.
+/// Checks a succeeded run before it is published: every file its manifest lists
+/// exists, opens as Parquet with the table's contract schema, and the footers'
+/// row counts add up to the manifest's count for the table. Reads footers only.
+pub async fn verify(storage: &Storage, manifest: &Manifest) -> Result<(), RunError> {
+    let broken = |file: String, reason: String| RunError::Broken {
+        run_id: manifest.run_id.clone(),
+        file,
+        reason,
+    };
+    for (name, files) in &manifest.tables {
+        let Some(table) = Table::RUN.into_iter().find(|t| t.name() == name) else {
+            return Err(broken(
+                format!("{name}/"),
+                "the manifest lists a table that is not a run table".into(),
+            ));
+        };
+        let mut rows = 0u64;
+        for file in files {
+            let path = Path::from(format!("{RUNS_DIR}/{}/{file}", manifest.run_id));
+            match storage.check_parquet(&path, table).await {
+                Ok(n) => rows += n,
+                Err(StoreError::NotFound { .. }) => {
+                    return Err(RunError::MissingFile {
+                        run_id: manifest.run_id.clone(),
+                        file: file.clone(),
+                    });
+                }
+                Err(StoreError::Object { source, .. }) => {
+                    return Err(StoreError::Object {
+                        path: path.to_string(),
+                        source,
+                    }
+                    .into());
+                }
+                Err(e) => return Err(broken(file.clone(), e.to_string())),
+            }
+        }
+        let expected = manifest.rows_out.get(name).copied().unwrap_or(0);
+        if rows != expected {
+            return Err(broken(
+                format!("{name}/"),
+                format!("its files hold {rows} rows, the manifest says {expected}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Makes a run current, after [`verify`]ing it. With `None`, the newest
+/// succeeded run that passes the checks is published; runs that fail them are
+/// skipped with a warning naming the file and the reason.
 pub async fn publish(storage: &Storage, run_id: Option<&str>) -> Result<Pointer, RunError> {
     let manifest = match run_id {
         Some(id) => read_manifest(storage, id).await?,
-        None => list_runs(storage)
-            .await?
-            .into_iter()
-            .rev()
-            .find_map(|r| r.manifest.filter(|m| m.status == RunStatus::Succeeded))
-            .ok_or(RunError::NothingToPublish)?,
+        None => {
+            let mut newest_good = None;
+            for r in list_runs(storage).await?.into_iter().rev() {
+                let Some(m) = r.manifest.filter(|m| m.status == RunStatus::Succeeded) else {
+                    continue;
+                };
+                match verify(storage, &m).await {
+                    Ok(()) => {
+                        newest_good = Some(m);
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(run_id = %m.run_id, error = %e, "skipping a run that fails its checks")
+                    }
+                }
+            }
+            newest_good.ok_or(RunError::NothingToPublish)?
+        }
     };
     if manifest.status != RunStatus::Succeeded {
         return Err(RunError::NotPublishable {
@@ -222,27 +326,55 @@ pub async fn publish(storage: &Storage, run_id: Option<&str>) -> Result<Pointer,
             status: manifest.status,
         });
     }
-    for files in manifest.tables.values() {
-        for file in files {
-            let path = Path::from(format!("{RUNS_DIR}/{}/{file}", manifest.run_id));
-            match storage.size(&path).await {
-                Ok(_) => {}
-                Err(StoreError::NotFound { .. }) => {
-                    return Err(RunError::MissingFile {
-                        run_id: manifest.run_id.clone(),
-                        file: file.clone(),
-                    });
-                }
-                Err(e) => return Err(e.into()),
+    verify(storage, &manifest).await?;
+    write_pointer(storage, &manifest.run_id).await
+}
+
+/// Points `CURRENT` at `run_id`, remembering the run it pointed at before. The
+/// write is conditional on the `CURRENT` that was read, so two publishes at once
+/// cannot lose each other's history; the loser reads again and retries.
+async fn write_pointer(storage: &Storage, run_id: &str) -> Result<Pointer, RunError> {
+    let path = Path::from(CURRENT);
+    for _ in 0..PUBLISH_ATTEMPTS {
+        let version = storage.version(&path).await?;
+        let before = match version {
+            Version::Absent => None,
+            // Unreadable or garbage: replaced, with no history to carry.
+            Version::At(_) => current(storage).await.ok().flatten(),
+        };
+        let mut previous: Vec<Published> = before
+            .map(|p| {
+                let mut list = vec![Published {
+                    run_id: p.run_id,
+                    published_at: p.published_at,
+                }];
+                list.extend(p.previous);
+                list
+            })
+            .unwrap_or_default();
+        previous.retain(|p| p.run_id != run_id);
+        previous.truncate(HISTORY);
+        let pointer = Pointer {
+            run_id: run_id.to_string(),
+            published_at: Utc::now(),
+            previous,
+        };
+        let bytes = json_bytes(&path, &pointer)?;
+        match storage.put_if(&path, bytes, &version).await {
+            Ok(()) => return Ok(pointer),
+            Err(StoreError::Conflict { .. }) => {
+                tracing::info!(
+                    run_id,
+                    "another publish changed CURRENT first; trying again"
+                );
             }
+            Err(e) => return Err(e.into()),
         }
     }
-    let pointer = Pointer {
-        run_id: manifest.run_id,
-        published_at: Utc::now(),
-    };
-    storage.put_json(&Path::from(CURRENT), &pointer).await?;
-    Ok(pointer)
+    Err(RunError::LostRace {
+        run_id: run_id.to_string(),
+        attempts: PUBLISH_ATTEMPTS,
+    })
 }
 
 #[cfg(test)]

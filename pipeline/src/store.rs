@@ -24,8 +24,8 @@ use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload, UpdateVersion};
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
 use parquet::arrow::{ArrowWriter, AsyncArrowWriter};
 use parquet::basic::{Compression, ZstdLevel};
@@ -163,6 +163,13 @@ pub enum StoreError {
         /// What does not match.
         problem: String,
     },
+    /// A conditional write found the object changed since it was read: another
+    /// writer got there first.
+    #[error("{path} was changed by another writer since it was read")]
+    Conflict {
+        /// The object path.
+        path: String,
+    },
     /// A JSON object could not be encoded or decoded.
     #[error("{path}: invalid JSON: {source}")]
     Json {
@@ -187,6 +194,29 @@ impl StoreError {
         }
     }
 }
+
+/// The version of an object as a writer read it. A conditional write
+/// ([`Storage::put_if`]) succeeds only while the object is still at this
+/// version, so two read-modify-write cycles on one object never silently lose
+/// each other's work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Version {
+    /// The object did not exist.
+    Absent,
+    /// The object's ETag and version id, as read.
+    At(UpdateVersion),
+}
+
+/// How long a lock file of an emulated conditional write may stand before it
+/// is taken for a dead writer's and removed. A lock is held for one put only.
+const LOCK_STALE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long a writer waits for another's lock before it reports a conflict.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The suffix of the lock file that serialises conditional writes on a store
+/// without native conditional updates (a local directory).
+pub const LOCK_SUFFIX: &str = ".lock";
 
 /// The pipeline's handle on its object store.
 #[derive(Clone, Debug)]
@@ -318,11 +348,7 @@ impl Storage {
 
     /// Reads a raw table, or `None` if it has never been written.
     pub async fn read_raw(&self, table: Table) -> Result<Option<Vec<RecordBatch>>, StoreError> {
-        match self.read_parquet(&table.raw_path(), table).await {
-            Ok(b) => Ok(Some(b)),
-            Err(StoreError::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        Ok(self.read_raw_versioned(table).await?.0)
     }
 
     /// Reads every `.parquet` object under `dir`, in name order.
@@ -377,6 +403,193 @@ impl Storage {
         Ok(meta.size)
     }
 
+    /// The object's current version (for a later [`Storage::put_if`]).
+    pub async fn version(&self, path: &Path) -> Result<Version, StoreError> {
+        match self.store.head(path).await {
+            Ok(meta) => Ok(Version::At(UpdateVersion {
+                e_tag: meta.e_tag,
+                version: meta.version,
+            })),
+            Err(object_store::Error::NotFound { .. }) => Ok(Version::Absent),
+            Err(e) => Err(StoreError::object(path, e)),
+        }
+    }
+
+    /// Writes a whole object in one atomic put, but only if it is still at
+    /// `expected`; otherwise [`StoreError::Conflict`] and nothing is written.
+    ///
+    /// S3 and memory stores do this natively (`If-None-Match: *` to create,
+    /// `If-Match: <etag>` to replace). A local directory has atomic create but no
+    /// conditional replace, so there the check and the put run under a lock file
+    /// (`<path>.lock`, created atomically), which a writer that died holding it
+    /// leaves for at most [`LOCK_STALE`].
+    pub async fn put_if(
+        &self,
+        path: &Path,
+        bytes: Bytes,
+        expected: &Version,
+    ) -> Result<(), StoreError> {
+        let conflict = || StoreError::Conflict {
+            path: path.to_string(),
+        };
+        let mode = match expected {
+            Version::Absent => PutMode::Create,
+            Version::At(v) => PutMode::Update(v.clone()),
+        };
+        let payload = PutPayload::from_bytes(bytes.clone());
+        match self.store.put_opts(path, payload, mode.into()).await {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => Err(conflict()),
+            Err(object_store::Error::NotImplemented { .. }) => {
+                self.put_if_locked(path, bytes, expected).await
+            }
+            Err(e) => Err(StoreError::object(path, e)),
+        }
+    }
+
+    /// [`Storage::put_if`] for stores without conditional replace.
+    async fn put_if_locked(
+        &self,
+        path: &Path,
+        bytes: Bytes,
+        expected: &Version,
+    ) -> Result<(), StoreError> {
+        let lock = Path::from(format!("{path}{LOCK_SUFFIX}"));
+        let holder = Bytes::from(format!(
+            "{{\"pid\":{},\"host\":{:?},\"at\":\"{}\"}}\n",
+            std::process::id(),
+            hostname(),
+            chrono::Utc::now().to_rfc3339()
+        ));
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let mut wait_ms = 2u64;
+        loop {
+            let taken = self
+                .store
+                .put_opts(
+                    &lock,
+                    PutPayload::from_bytes(holder.clone()),
+                    PutMode::Create.into(),
+                )
+                .await;
+            match taken {
+                Ok(_) => break,
+                Err(object_store::Error::AlreadyExists { .. }) => {}
+                Err(e) => return Err(StoreError::object(&lock, e)),
+            }
+            if let Ok(meta) = self.store.head(&lock).await {
+                let age = chrono::Utc::now() - meta.last_modified;
+                if age.to_std().is_ok_and(|a| a > LOCK_STALE) {
+                    tracing::warn!(%lock, age_seconds = age.num_seconds(), "removing a stale lock left by a writer that died");
+                    self.delete(&lock).await?;
+                    continue;
+                }
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(StoreError::Conflict {
+                    path: path.to_string(),
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
+            wait_ms = (wait_ms * 2).min(100);
+        }
+        let result = async {
+            if &self.version(path).await? != expected {
+                return Err(StoreError::Conflict {
+                    path: path.to_string(),
+                });
+            }
+            self.put_bytes(path, bytes).await
+        }
+        .await;
+        let released = self.delete(&lock).await;
+        result.and(released)
+    }
+
+    /// Encodes `batches` as one Parquet file of `table` in memory and writes it
+    /// with [`Storage::put_if`].
+    pub async fn put_parquet_if(
+        &self,
+        path: &Path,
+        table: Table,
+        batches: &[RecordBatch],
+        expected: &Version,
+    ) -> Result<u64, StoreError> {
+        let mut encoder = ParquetEncoder::new(path, table)?;
+        for b in batches {
+            encoder.write(b)?;
+        }
+        let (bytes, rows) = encoder.finish()?;
+        self.put_if(path, bytes, expected).await?;
+        Ok(rows)
+    }
+
+    /// Reads a raw table with the version it was read at; `None` (and
+    /// [`Version::Absent`]) if it has never been written.
+    ///
+    /// The object is fetched whole in one GET, so the rows and the version
+    /// belong to the same write even while another writer replaces the table (a
+    /// footer-then-ranges read could mix two files).
+    pub async fn read_raw_versioned(
+        &self,
+        table: Table,
+    ) -> Result<(Option<Vec<RecordBatch>>, Version), StoreError> {
+        let path = table.raw_path();
+        let got = match self.store.get(&path).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok((None, Version::Absent)),
+            Err(e) => return Err(StoreError::object(&path, e)),
+        };
+        let version = Version::At(UpdateVersion {
+            e_tag: got.meta.e_tag.clone(),
+            version: got.meta.version.clone(),
+        });
+        let bytes = got
+            .bytes()
+            .await
+            .map_err(|e| StoreError::object(&path, e))?;
+        let perr = |source| StoreError::Parquet {
+            path: path.to_string(),
+            source,
+        };
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .map_err(perr)?
+            .with_batch_size(64 * 1024)
+            .build()
+            .map_err(perr)?;
+        let target = table.schema();
+        let batches = reader
+            .map(|b| {
+                let b = b.map_err(|e| perr(ParquetError::from(e)))?;
+                project(&b, &target, table, &path)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((Some(batches), version))
+    }
+
+    /// Checks a stored Parquet file of `table` without reading its data: it
+    /// exists, its footer decodes, and its schema holds the contract's columns.
+    /// Returns the row count its footer states.
+    pub async fn check_parquet(&self, path: &Path, table: Table) -> Result<u64, StoreError> {
+        let mut reader = ObjectReader {
+            store: self.store.clone(),
+            path: path.clone(),
+            size: self.size(path).await?,
+        };
+        let perr = |source| StoreError::Parquet {
+            path: path.to_string(),
+            source,
+        };
+        let meta = reader.get_metadata(None).await.map_err(perr)?;
+        let file = meta.file_metadata();
+        let schema =
+            parquet::arrow::parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())
+                .map_err(perr)?;
+        check_schema(&schema, table, path)?;
+        Ok(u64::try_from(file.num_rows()).unwrap_or(0))
+    }
+
     /// Reads a whole object.
     pub async fn get_bytes(&self, path: &Path) -> Result<Bytes, StoreError> {
         let got = self
@@ -414,12 +627,7 @@ impl Storage {
         path: &Path,
         value: &T,
     ) -> Result<(), StoreError> {
-        let mut bytes = serde_json::to_vec_pretty(value).map_err(|source| StoreError::Json {
-            path: path.to_string(),
-            source,
-        })?;
-        bytes.push(b'\n');
-        self.put_bytes(path, Bytes::from(bytes)).await
+        self.put_bytes(path, json_bytes(path, value)?).await
     }
 
     /// Deletes an object; a missing object is not an error.
@@ -485,6 +693,27 @@ impl AsyncFileReader for ObjectReader {
     }
 }
 
+/// A JSON object as stored: pretty-printed (people read manifests), with a final
+/// newline.
+pub fn json_bytes<T: serde::Serialize>(path: &Path, value: &T) -> Result<Bytes, StoreError> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(|source| StoreError::Json {
+        path: path.to_string(),
+        source,
+    })?;
+    bytes.push(b'\n');
+    Ok(Bytes::from(bytes))
+}
+
+/// This machine's name, for lock files (who holds it).
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
 fn check_batch_schema(
     batch: &RecordBatch,
     schema: &SchemaRef,
@@ -510,6 +739,41 @@ fn check_batch_schema(
     Ok(())
 }
 
+/// Whether a stored column's type is the contract's. Nested list fields may
+/// carry a different item name or nullability from other writers; only the item
+/// type of a list is compared.
+fn same_type(found: &arrow_schema::DataType, expected: &arrow_schema::DataType) -> bool {
+    match (found, expected) {
+        (arrow_schema::DataType::List(a), arrow_schema::DataType::List(b)) => {
+            a.data_type() == b.data_type()
+        }
+        (a, b) => a == b,
+    }
+}
+
+/// Checks that a file's schema holds every column of `table`'s contract, by
+/// name, with the contract's type (extra columns are allowed).
+fn check_schema(found: &arrow_schema::Schema, table: Table, path: &Path) -> Result<(), StoreError> {
+    for field in table.schema().fields() {
+        let problem = match found.field_with_name(field.name()) {
+            Err(_) => format!("column {} is missing", field.name()),
+            Ok(f) if !same_type(f.data_type(), field.data_type()) => format!(
+                "column {} has type {}, expected {}",
+                field.name(),
+                f.data_type(),
+                field.data_type()
+            ),
+            Ok(_) => continue,
+        };
+        return Err(StoreError::Schema {
+            path: path.to_string(),
+            table: table.name(),
+            problem,
+        });
+    }
+    Ok(())
+}
+
 fn project(
     batch: &RecordBatch,
     target: &SchemaRef,
@@ -521,27 +785,12 @@ fn project(
         table: table.name(),
         problem,
     };
+    check_schema(&batch.schema(), table, path)?;
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(target.fields().len());
     for field in target.fields() {
         let Some(column) = batch.column_by_name(field.name()) else {
             return Err(schema_err(format!("column {} is missing", field.name())));
         };
-        // Nested list fields may carry a different item name or nullability from
-        // other writers; compare the outer type's shape only for lists.
-        let same = match (column.data_type(), field.data_type()) {
-            (arrow_schema::DataType::List(a), arrow_schema::DataType::List(b)) => {
-                a.data_type() == b.data_type()
-            }
-            (a, b) => a == b,
-        };
-        if !same {
-            return Err(schema_err(format!(
-                "column {} has type {}, expected {}",
-                field.name(),
-                column.data_type(),
-                field.data_type()
-            )));
-        }
         if !field.is_nullable() && column.null_count() > 0 {
             return Err(schema_err(format!(
                 "column {} has {} null values but may not be null",

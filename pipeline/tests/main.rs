@@ -249,7 +249,77 @@ async fn check_runs_and_publish(storage: &Storage) {
     assert!(!text.to_lowercase().contains("api_key"));
 }
 
+/// A conditional put refuses to overwrite what another writer changed, and
+/// leaves no lock file behind.
+async fn check_conditional_put(storage: &Storage) {
+    use pipeline::store::{StoreError, Version};
+    let dir = object_store::path::Path::from("concurrency");
+    let path = dir.clone().join("object");
+    let seen_absent = storage.version(&path).await.unwrap();
+    assert_eq!(seen_absent, Version::Absent);
+    storage
+        .put_if(&path, "one".into(), &seen_absent)
+        .await
+        .unwrap();
+    // A second creator, who also saw nothing there, loses.
+    let err = storage
+        .put_if(&path, "two".into(), &seen_absent)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+    let seen_one = storage.version(&path).await.unwrap();
+    storage
+        .put_if(&path, "three".into(), &seen_one)
+        .await
+        .unwrap();
+    // A writer holding the older version loses, and writes nothing.
+    let err = storage
+        .put_if(&path, "four".into(), &seen_one)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("changed by another writer"),
+        "{err}"
+    );
+    assert_eq!(storage.get_bytes(&path).await.unwrap(), "three");
+    assert_eq!(storage.list_files(&dir).await.unwrap(), vec![path.clone()]);
+    storage.delete(&path).await.unwrap();
+}
+
+/// Concurrent read-modify-writes of one raw table keep every writer's rows.
+async fn check_concurrent_merges_lose_nothing(storage: &Storage) {
+    use pipeline::model::arrow::string_array;
+    use pipeline::model::columns::ContactsArrays;
+    storage.delete(&Table::Contacts.raw_path()).await.unwrap();
+    let rows_each = 500;
+    let writers = (0..4).map(|w| {
+        let batch = ContactsArrays {
+            user_id: string_array(vec![Some(format!("{w}@N01")); rows_each]),
+            contact_id: string_array((0..rows_each).map(|i| Some(format!("{i}@N02"))).collect()),
+        }
+        .into_batch()
+        .unwrap();
+        merge_raw(storage, Table::Contacts, vec![batch])
+    });
+    let reports = futures::future::join_all(writers).await;
+    for r in &reports {
+        assert_eq!(r.as_ref().unwrap().rows_read, rows_each);
+    }
+    let stored: usize = storage
+        .read_raw(Table::Contacts)
+        .await
+        .unwrap()
+        .unwrap()
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
+    assert_eq!(stored, 4 * rows_each, "every writer's rows are kept");
+    storage.delete(&Table::Contacts.raw_path()).await.unwrap();
+}
+
 async fn contract_suite(storage: &Storage) {
+    check_conditional_put(storage).await;
+    check_concurrent_merges_lose_nothing(storage).await;
     check_parquet_round_trip(storage).await;
     check_bad_objects_are_errors(storage).await;
     check_merge_dedupes(storage).await;
@@ -440,4 +510,117 @@ async fn same_input_gives_byte_identical_tables() {
         );
     }
     assert!(a.rows_out["photo_recs"] > 100);
+}
+
+/// Scores the example into a new run (one second after the last, so ids sort).
+async fn scored_run(storage: &Storage) -> String {
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let settings = Settings::load_with_env(None, Vec::new()).unwrap();
+    run_score(storage, &settings, ScoreOptions::default())
+        .await
+        .unwrap()
+        .run_id
+}
+
+#[tokio::test]
+async fn publish_refuses_a_run_with_a_truncated_missing_or_drifted_file() {
+    // Arrange: one good run, published; then damaged runs after it.
+    let storage = Storage::from_store(Arc::new(object_store::memory::InMemory::new()), "memory");
+    write_example(&storage).await;
+    let good = scored_run(&storage).await;
+    publish(&storage, Some(&good)).await.unwrap();
+    let part =
+        |run: &str, table: &str| Path::from(format!("runs/{run}/{table}/part-00000.parquet"));
+
+    // A truncated photo_recs file.
+    let truncated = scored_run(&storage).await;
+    let bytes = storage
+        .get_bytes(&part(&truncated, "photo_recs"))
+        .await
+        .unwrap();
+    storage
+        .put_bytes(
+            &part(&truncated, "photo_recs"),
+            bytes.slice(..bytes.len() / 2),
+        )
+        .await
+        .unwrap();
+    // A missing similar_photos file.
+    let missing = scored_run(&storage).await;
+    storage
+        .delete(&part(&missing, "similar_photos"))
+        .await
+        .unwrap();
+    // A photographer_recs file whose `score` column was renamed: valid Parquet,
+    // wrong schema.
+    let drifted = scored_run(&storage).await;
+    {
+        use parquet::arrow::ArrowWriter;
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        let path = part(&drifted, "photographer_recs");
+        let bytes = storage.get_bytes(&path).await.unwrap();
+        let batches: Vec<_> = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(|b| b.unwrap())
+            .collect();
+        let schema = batches[0].schema();
+        let renamed = Arc::new(arrow_schema::Schema::new(
+            schema
+                .fields()
+                .iter()
+                .map(|f| {
+                    let name = if f.name() == "score" {
+                        "points"
+                    } else {
+                        f.name()
+                    };
+                    f.as_ref().clone().with_name(name)
+                })
+                .collect::<Vec<_>>(),
+        ));
+        let mut out = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut out, renamed.clone(), None).unwrap();
+        for b in &batches {
+            let b = arrow_array::RecordBatch::try_new(renamed.clone(), b.columns().to_vec());
+            w.write(&b.unwrap()).unwrap();
+        }
+        w.close().unwrap();
+        storage.put_bytes(&path, out.into()).await.unwrap();
+    }
+    // A photo_recs file that decodes but holds fewer rows than the manifest says.
+    let short = scored_run(&storage).await;
+    let mut manifest = read_manifest(&storage, &short).await.unwrap();
+    *manifest.rows_out.get_mut("photo_recs").unwrap() += 1;
+    pipeline::runs::write_manifest(&storage, &manifest)
+        .await
+        .unwrap();
+
+    // Act and assert: each is refused by name, with the file and the reason.
+    let refused = |run: &str, needle: &str| {
+        let storage = storage.clone();
+        let (run, needle) = (run.to_string(), needle.to_string());
+        async move {
+            let err = publish(&storage, Some(&run)).await.unwrap_err().to_string();
+            assert!(
+                err.contains(&run) && err.contains(&needle),
+                "{needle}: {err}"
+            );
+        }
+    };
+    refused(&truncated, "photo_recs/part-00000.parquet").await;
+    refused(&missing, "similar_photos/part-00000.parquet is missing").await;
+    refused(&drifted, "column score is missing").await;
+    refused(&short, "its files hold 12 rows, the manifest says 13").await;
+    assert_eq!(current(&storage).await.unwrap().unwrap().run_id, good);
+
+    // Without --run, the newest run that passes is the good one.
+    assert_eq!(publish(&storage, None).await.unwrap().run_id, good);
+    // A new good run is taken over the damaged ones, and CURRENT remembers the
+    // run before it.
+    let newest = scored_run(&storage).await;
+    let pointer = publish(&storage, None).await.unwrap();
+    assert_eq!(pointer.run_id, newest);
+    assert_eq!(pointer.previous[0].run_id, good);
 }

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use arrow_array::RecordBatch;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::config::Settings;
@@ -14,11 +15,13 @@ use crate::model::columns::{
     ContactsArrays, ContactsColumns, ExtractStateArrays, FavoritesArrays, FavoritesColumns,
     PhotosArrays,
 };
-use crate::raw::{RawTableError, merge_raw, replace_raw};
+use crate::raw::{RawTableError, merge_raw, update_raw};
 use crate::store::Storage;
 
 use super::error::ExtractError;
-use super::state::{Outcome, UserState, micros, pending_path, read_pending, read_state};
+use super::state::{
+    Outcome, UserPull, UserState, micros, pending_path, read_pending, state_from_batches,
+};
 
 /// user_id, photo_id, owner_id, date_faved (µs) columns being assembled.
 type FavoriteRows = (
@@ -53,12 +56,50 @@ pub async fn fold(
         .filter(|p| p.full || p.outcome != Outcome::Ok)
         .map(|p| p.user_id.as_str())
         .collect();
-    let stored = storage
-        .read_raw(Table::Favorites)
-        .await?
-        .unwrap_or_default();
-    let mut fav = FavoriteRows::default();
+    let r = update_raw(storage, Table::Favorites, |stored| {
+        favorites_rows(&pulls, &replaced, &stored)
+    })
+    .await?;
+    rows.insert("favorites".into(), r.rows_after as u64);
+
+    // Photos: metadata from every favourite pulled; newest answer wins.
+    let r = merge_raw(storage, Table::Photos, vec![photos_rows(&pulls)?]).await?;
+    rows.insert("photos".into(), r.rows_after as u64);
+
+    // Contacts: replaced for every user whose contacts were pulled.
+    let with_contacts: BTreeSet<&str> = pulls
+        .iter()
+        .filter(|p| p.contacts.is_some())
+        .map(|p| p.user_id.as_str())
+        .collect();
+    let r = update_raw(storage, Table::Contacts, |stored| {
+        contacts_rows(&pulls, &with_contacts, &stored)
+    })
+    .await?;
+    rows.insert("contacts".into(), r.rows_after as u64);
+
+    // State.
+    let r = update_raw(storage, Table::ExtractState, |stored| {
+        state_rows(&pulls, &stored, settings, now)
+    })
+    .await?;
+    rows.insert("extract_state".into(), r.rows_after as u64);
+
     for p in &pulls {
+        storage.delete(&pending_path(p.phase, &p.user_id)).await?;
+    }
+    Ok(rows)
+}
+
+/// `favorites` after the fold: the pulled rows, then the stored rows of every
+/// user whose stored set is kept.
+fn favorites_rows(
+    pulls: &[UserPull],
+    replaced: &BTreeSet<&str>,
+    stored: &[RecordBatch],
+) -> Result<Vec<RecordBatch>, RawTableError> {
+    let mut fav = FavoriteRows::default();
+    for p in pulls {
         for f in &p.favorites {
             fav.0.push(Some(p.user_id.clone()));
             fav.1.push(Some(f.photo_id.clone()));
@@ -67,7 +108,7 @@ pub async fn fold(
                 .push(f.date_faved.map(|d| d.saturating_mul(1_000_000)));
         }
     }
-    for b in &stored {
+    for b in stored {
         let c = FavoritesColumns::new(b)?;
         for i in 0..b.num_rows() {
             if str_at(c.user_id, i).is_some_and(|u| !replaced.contains(u)) {
@@ -86,10 +127,11 @@ pub async fn fold(
     }
     .into_batch()
     .map_err(frame_error)?;
-    let r = replace_raw(storage, Table::Favorites, vec![favorites]).await?;
-    rows.insert("favorites".into(), r.rows_after as u64);
+    Ok(vec![favorites])
+}
 
-    // Photos: metadata from every favourite pulled; newest answer wins.
+/// The `photos` rows of every favourite pulled.
+fn photos_rows(pulls: &[UserPull]) -> Result<RecordBatch, RawTableError> {
     let mut ph: [Vec<Option<String>>; 7] = Default::default();
     let mut uploads = Vec::new();
     for f in pulls.iter().flat_map(|p| &p.favorites) {
@@ -119,24 +161,24 @@ pub async fn fold(
     }
     .into_batch()
     .map_err(frame_error)?;
-    let r = merge_raw(storage, Table::Photos, vec![photos]).await?;
-    rows.insert("photos".into(), r.rows_after as u64);
+    Ok(photos)
+}
 
-    // Contacts: replaced for every user whose contacts were pulled.
-    let with_contacts: BTreeSet<&str> = pulls
-        .iter()
-        .filter(|p| p.contacts.is_some())
-        .map(|p| p.user_id.as_str())
-        .collect();
-    let stored = storage.read_raw(Table::Contacts).await?.unwrap_or_default();
+/// `contacts` after the fold: the pulled contacts, then the stored ones of every
+/// user whose contacts were not pulled.
+fn contacts_rows(
+    pulls: &[UserPull],
+    with_contacts: &BTreeSet<&str>,
+    stored: &[RecordBatch],
+) -> Result<Vec<RecordBatch>, RawTableError> {
     let (mut cu, mut cc) = (Vec::new(), Vec::new());
-    for p in &pulls {
+    for p in pulls {
         for c in p.contacts.iter().flatten() {
             cu.push(Some(p.user_id.clone()));
             cc.push(Some(c.clone()));
         }
     }
-    for b in &stored {
+    for b in stored {
         let c = ContactsColumns::new(b)?;
         for i in 0..b.num_rows() {
             if str_at(c.user_id, i).is_some_and(|u| !with_contacts.contains(u)) {
@@ -151,15 +193,22 @@ pub async fn fold(
     }
     .into_batch()
     .map_err(frame_error)?;
-    let r = replace_raw(storage, Table::Contacts, vec![contacts]).await?;
-    rows.insert("contacts".into(), r.rows_after as u64);
+    Ok(vec![contacts])
+}
 
-    // State.
-    let mut state = read_state(storage).await?;
+/// `extract_state` after the fold: every stored user's row, updated for the
+/// users pulled.
+fn state_rows(
+    pulls: &[UserPull],
+    stored: &[RecordBatch],
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Result<Vec<RecordBatch>, RawTableError> {
+    let mut state = state_from_batches(stored)?;
     let retry_after = Duration::days(settings.extract.not_found_retry_days as i64)
         .num_microseconds()
         .unwrap_or(i64::MAX);
-    for p in &pulls {
+    for p in pulls {
         let s = state.entry(p.user_id.clone()).or_default();
         let at = micros(p.pulled_at);
         s.last_pulled_at = Some(at);
@@ -201,11 +250,5 @@ pub async fn fold(
     }
     .into_batch()
     .map_err(frame_error)?;
-    let r = replace_raw(storage, Table::ExtractState, vec![batch]).await?;
-    rows.insert("extract_state".into(), r.rows_after as u64);
-
-    for p in &pulls {
-        storage.delete(&pending_path(p.phase, &p.user_id)).await?;
-    }
-    Ok(rows)
+    Ok(vec![batch])
 }

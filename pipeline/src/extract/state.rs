@@ -4,13 +4,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use arrow_array::RecordBatch;
 use chrono::{DateTime, Utc};
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::model::Table;
 use crate::model::arrow::{str_at, string_at, time_at};
-use crate::model::columns::{ExtractStateColumns, TrackedUsersColumns};
+use crate::model::columns::{ColumnError, ExtractStateColumns, TrackedUsersColumns};
 use crate::runs::RunStatus;
 use crate::store::{Storage, StoreError};
 
@@ -223,8 +224,15 @@ pub async fn read_state(storage: &Storage) -> Result<HashMap<String, UserState>,
         .read_raw(Table::ExtractState)
         .await?
         .unwrap_or_default();
+    Ok(state_from_batches(&batches)?)
+}
+
+/// The `extract_state` rows of some batches, by user.
+pub fn state_from_batches(
+    batches: &[RecordBatch],
+) -> Result<HashMap<String, UserState>, ColumnError> {
     let mut out = HashMap::new();
-    for b in &batches {
+    for b in batches {
         let c = ExtractStateColumns::new(b)?;
         for i in 0..b.num_rows() {
             let Some(user) = string_at(c.user_id, i) else {

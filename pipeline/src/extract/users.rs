@@ -9,7 +9,7 @@ use crate::frame::FrameError;
 use crate::model::arrow::{string_array, timestamp_array};
 use crate::model::columns::{TrackedUsersArrays, TrackedUsersColumns};
 use crate::model::{Table, is_nsid};
-use crate::raw::{RawTableError, merge_raw, replace_raw};
+use crate::raw::{RawTableError, merge_raw, update_raw};
 use crate::store::Storage;
 
 /// Why a user could not be added.
@@ -99,28 +99,26 @@ pub async fn add(storage: &Storage, person: &Person, now: DateTime<Utc>) -> Resu
 
 /// Removes a person from `tracked_users`; returns whether they were there.
 pub async fn remove(storage: &Storage, nsid: &str) -> Result<bool, UsersError> {
-    let stored = storage
-        .read_raw(Table::TrackedUsers)
-        .await
-        .map_err(ExtractError::from)?
-        .unwrap_or_default();
-    let mut kept = Vec::new();
-    let mut found = false;
-    for b in &stored {
-        let ids = TrackedUsersColumns::new(b)
-            .map_err(ExtractError::from)?
-            .user_id;
-        let mask: arrow_array::BooleanArray = ids.iter().map(|v| Some(v != Some(nsid))).collect();
-        found |= mask.false_count() > 0;
-        kept.push(
-            arrow_select::filter::filter_record_batch(b, &mask)
-                .map_err(|e| RawTableError::Frame(FrameError::from(e)))?,
-        );
+    if !tracked_users(storage).await?.iter().any(|u| u == nsid) {
+        return Ok(false);
     }
-    if found {
-        replace_raw(storage, Table::TrackedUsers, kept).await?;
-    }
-    Ok(found)
+    // A read-modify-write of the table, safe against a concurrent `users add`
+    // or import: see `raw::update_raw`.
+    update_raw(storage, Table::TrackedUsers, |stored| {
+        let mut kept = Vec::with_capacity(stored.len());
+        for b in &stored {
+            let ids = TrackedUsersColumns::new(b)?.user_id;
+            let mask: arrow_array::BooleanArray =
+                ids.iter().map(|v| Some(v != Some(nsid))).collect();
+            kept.push(
+                arrow_select::filter::filter_record_batch(b, &mask)
+                    .map_err(|e| RawTableError::Frame(FrameError::from(e)))?,
+            );
+        }
+        Ok(kept)
+    })
+    .await?;
+    Ok(true)
 }
 
 /// The tracked users, sorted.

@@ -518,3 +518,80 @@ async fn sharded_phases_then_a_fold_equal_one_unsharded_run() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_fold_racing_an_import_keeps_both() {
+    // Arrange: the tracked users pulled but not folded (one phase only), on a
+    // local directory (whose conditional writes are emulated with a lock file).
+    let c = community(120, 4);
+    let (_sim, url) = start_sim(
+        &c,
+        SimOptions {
+            api_key: KEY.into(),
+            ..SimOptions::default()
+        },
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(&pipeline::config::StorageSettings {
+        url: pipeline::config::StorageUrl::Local {
+            path: dir.path().to_path_buf(),
+        },
+        endpoint: None,
+    })
+    .unwrap();
+    track_all(&storage, &c).await;
+    let settings = settings_for(&url);
+    let client = FlickrClient::new(&settings.flickr, ApiKey::new(KEY)).unwrap();
+    let options = ExtractOptions {
+        phase: Some(Phase::Tracked),
+        ..ExtractOptions::at(now())
+    };
+    run_extract(&storage, &settings, &client, options)
+        .await
+        .unwrap();
+    let imported = {
+        use pipeline::model::arrow::{string_array, timestamp_array};
+        pipeline::model::columns::FavoritesArrays {
+            user_id: string_array(vec![Some("77@N07".into()); 300]),
+            photo_id: string_array((0..300).map(|i| Some(format!("9{i}"))).collect()),
+            owner_id: string_array(vec![Some("78@N07".into()); 300]),
+            date_faved: timestamp_array(vec![None; 300]),
+        }
+        .into_batch()
+        .unwrap()
+    };
+
+    // Act: the fold and an import of other favourites at the same time.
+    let (folded, import) = tokio::join!(
+        pipeline::extract::fold(&storage, &settings, now()),
+        merge_raw(&storage, Table::Favorites, vec![imported]),
+    );
+
+    // Assert: both landed.
+    folded.unwrap();
+    import.unwrap();
+    let stored = stored_favorites(&storage).await;
+    assert_eq!(stored.get("77@N07").map(BTreeSet::len), Some(300));
+    for user in c.tracked_ids() {
+        assert!(stored.contains_key(&user), "{user}'s pulled favourites");
+    }
+    let leftovers: Vec<_> = walk(dir.path())
+        .into_iter()
+        .filter(|p| p.ends_with(".lock"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p.display().to_string());
+        }
+    }
+    out
+}
