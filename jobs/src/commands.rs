@@ -13,7 +13,7 @@ use pipeline::extract::sim::{SimOptions, Simulator};
 use pipeline::extract::{ExtractOptions, Phase, fold, run_extract_with, users};
 use pipeline::import::{ImportKind, import_file};
 use pipeline::model::Table;
-use pipeline::runs::{RunStatus, list_runs, publish};
+use pipeline::runs::{PointerState, RunStatus, list_runs, pointer_state, publish};
 use pipeline::score::{ScoreOptions, run_evaluation, run_score};
 use pipeline::store::Storage;
 
@@ -100,6 +100,11 @@ pub async fn publish_run(storage: &Storage, run_id: Option<&str>) -> anyhow::Res
 /// `faverecs runs`.
 pub async fn runs(storage: &Storage) -> anyhow::Result<()> {
     let runs = list_runs(storage).await?;
+    if let PointerState::Garbage(reason) = pointer_state(storage).await? {
+        println!(
+            "CURRENT is unreadable ({reason}); publish a run to replace it: faverecs publish --run <id>"
+        );
+    }
     if runs.is_empty() {
         println!("no runs yet; create one with `faverecs score`");
     }
@@ -119,7 +124,10 @@ pub async fn runs(storage: &Storage) -> anyhow::Result<()> {
                     m.status.to_string()
                 );
             }
-            None => println!("{mark} {}  incomplete (no manifest)", r.run_id),
+            None => match r.unreadable {
+                Some(reason) => println!("{mark} {}  unreadable ({reason})", r.run_id),
+                None => println!("{mark} {}  incomplete (no manifest)", r.run_id),
+            },
         }
     }
     Ok(())
@@ -277,7 +285,7 @@ pub async fn serve(
     }
     serve::run(
         listener,
-        serve::AppState::new(storage),
+        serve::AppState::new(storage).with_on_bad_run(settings.serve.on_bad_run),
         Duration::from_secs(settings.serve.poll_interval_secs),
         serve::shutdown_signal(),
     )

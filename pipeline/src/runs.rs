@@ -17,7 +17,7 @@ use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
-use crate::model::{CURRENT, RUNS_DIR, Table, is_run_id, manifest_path};
+use crate::model::{CURRENT, RUNS_DIR, Table, is_run_id, is_safe_run_name, manifest_path};
 use crate::store::{Storage, StoreError, Version, json_bytes};
 
 /// The state of a run.
@@ -114,8 +114,11 @@ const PUBLISH_ATTEMPTS: u32 = 10;
 pub struct RunSummary {
     /// The run id.
     pub run_id: String,
-    /// Its manifest; `None` when the folder has none (an interrupted start).
+    /// Its manifest; `None` when the folder has none (an interrupted start) or
+    /// it cannot be read.
     pub manifest: Option<Manifest>,
+    /// Why the manifest cannot be read, when it exists but cannot.
+    pub unreadable: Option<String>,
     /// Whether `CURRENT` points at it.
     pub current: bool,
 }
@@ -176,6 +179,14 @@ pub enum RunError {
         /// Attempts made.
         attempts: u32,
     },
+    /// `CURRENT` holds something that is not a pointer to a run.
+    #[error(
+        "CURRENT is unreadable ({reason}); publish a run to replace it: `faverecs publish --run <id>` (see `faverecs runs` for the ids)"
+    )]
+    GarbagePointer {
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -195,7 +206,7 @@ pub fn new_run_id(now: DateTime<Utc>) -> String {
 
 /// Reads a run's manifest.
 pub async fn read_manifest(storage: &Storage, run_id: &str) -> Result<Manifest, RunError> {
-    if !is_run_id(run_id) {
+    if !is_safe_run_name(run_id) {
         return Err(RunError::BadRunId {
             run_id: run_id.to_string(),
         });
@@ -216,32 +227,90 @@ pub async fn write_manifest(storage: &Storage, manifest: &Manifest) -> Result<()
         .await
 }
 
-/// The published run, if any.
-pub async fn current(storage: &Storage) -> Result<Option<Pointer>, StoreError> {
+/// What `CURRENT` holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PointerState {
+    /// Nothing was ever published.
+    Unpublished,
+    /// A run is published.
+    Published(Pointer),
+    /// `CURRENT` exists but is not a pointer to a run: why.
+    Garbage(String),
+}
+
+/// Reads `CURRENT`, telling a missing pointer from a garbage one. Only a
+/// storage failure is an error.
+pub async fn pointer_state(storage: &Storage) -> Result<PointerState, StoreError> {
     match storage.get_json::<Pointer>(&Path::from(CURRENT)).await {
-        Ok(p) => Ok(Some(p)),
-        Err(StoreError::NotFound { .. }) => Ok(None),
+        Ok(p) if is_run_id(&p.run_id) => Ok(PointerState::Published(p)),
+        Ok(p) => Ok(PointerState::Garbage(format!(
+            "it names {:?}, which is not a run id",
+            p.run_id.chars().take(64).collect::<String>()
+        ))),
+        Err(StoreError::NotFound { .. }) => Ok(PointerState::Unpublished),
+        Err(StoreError::Json { source, .. }) => Ok(PointerState::Garbage(format!(
+            "it is not a pointer: {}",
+            capped(&source.to_string())
+        ))),
         Err(e) => Err(e),
     }
 }
 
+/// The published run, if any; a garbage `CURRENT` is
+/// [`RunError::GarbagePointer`], with the command that repairs it.
+pub async fn current(storage: &Storage) -> Result<Option<Pointer>, RunError> {
+    match pointer_state(storage).await? {
+        PointerState::Unpublished => Ok(None),
+        PointerState::Published(p) => Ok(Some(p)),
+        PointerState::Garbage(reason) => Err(RunError::GarbagePointer { reason }),
+    }
+}
+
+/// At most 200 bytes of a message built from stored data.
+fn capped(text: &str) -> String {
+    if text.len() <= 200 {
+        return text.to_string();
+    }
+    let mut end = 200;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
 /// Every run, oldest first.
+///
+/// One bad run never hides the others: a manifest that cannot be read or
+/// decoded (an unknown status, say) is listed as unreadable with the reason;
+/// folders under `runs/` whose names are not run ids are ignored; a garbage
+/// `CURRENT` marks no run current (and is logged).
 pub async fn list_runs(storage: &Storage) -> Result<Vec<RunSummary>, RunError> {
-    let current = current(storage).await?.map(|p| p.run_id);
+    let current = match pointer_state(storage).await? {
+        PointerState::Published(p) => Some(p.run_id),
+        PointerState::Unpublished => None,
+        PointerState::Garbage(reason) => {
+            tracing::warn!(%reason, "CURRENT is unreadable; no run is marked current");
+            None
+        }
+    };
     let mut ids = storage.list_dirs(&Path::from(RUNS_DIR)).await?;
     ids.retain(|id| is_run_id(id));
     ids.sort();
     let mut out = Vec::with_capacity(ids.len());
     for run_id in ids {
-        let manifest = match read_manifest(storage, &run_id).await {
-            Ok(m) => Some(m),
-            Err(RunError::UnknownRun { .. }) => None,
-            Err(e) => return Err(e),
+        let (manifest, unreadable) = match read_manifest(storage, &run_id).await {
+            Ok(m) => (Some(m), None),
+            Err(RunError::UnknownRun { .. }) => (None, None),
+            Err(RunError::Store(StoreError::Json { source, .. })) => {
+                (None, Some(capped(&source.to_string())))
+            }
+            Err(e) => (None, Some(capped(&e.to_string()))),
         };
         out.push(RunSummary {
             current: current.as_deref() == Some(run_id.as_str()),
             run_id,
             manifest,
+            unreadable,
         });
     }
     Ok(out)
@@ -339,8 +408,11 @@ async fn write_pointer(storage: &Storage, run_id: &str) -> Result<Pointer, RunEr
         let version = storage.version(&path).await?;
         let before = match version {
             Version::Absent => None,
-            // Unreadable or garbage: replaced, with no history to carry.
-            Version::At(_) => current(storage).await.ok().flatten(),
+            // Garbage: replaced, with no history to carry.
+            Version::At(_) => match pointer_state(storage).await? {
+                PointerState::Published(p) => Some(p),
+                PointerState::Unpublished | PointerState::Garbage(_) => None,
+            },
         };
         let mut previous: Vec<Published> = before
             .map(|p| {

@@ -624,3 +624,31 @@ async fn publish_refuses_a_run_with_a_truncated_missing_or_drifted_file() {
     assert_eq!(pointer.run_id, newest);
     assert_eq!(pointer.previous[0].run_id, good);
 }
+
+#[tokio::test]
+async fn a_garbage_current_blocks_neither_runs_nor_score_nor_publish() {
+    let storage = Storage::from_store(Arc::new(object_store::memory::InMemory::new()), "memory");
+    write_example(&storage).await;
+    let first = scored_run(&storage).await;
+    storage
+        .put_bytes(&Path::from(CURRENT), Bytes::from_static(b"\x00garbage"))
+        .await
+        .unwrap();
+
+    // `runs` lists every run, none current.
+    let runs = list_runs(&storage).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert!(!runs[0].current);
+    // `current` names the problem and the repair.
+    let err = current(&storage).await.unwrap_err().to_string();
+    assert!(err.contains("CURRENT is unreadable"), "{err}");
+    assert!(err.contains("faverecs publish --run"), "{err}");
+    assert!(err.len() < 400, "a short message: {err}");
+    // `score` still runs (every rec counts as new) and records no failure.
+    let second = scored_run(&storage).await;
+    let m = read_manifest(&storage, &second).await.unwrap();
+    assert_eq!(m.status, RunStatus::Succeeded);
+    // `publish --run` replaces the garbage.
+    publish(&storage, Some(&first)).await.unwrap();
+    assert_eq!(current(&storage).await.unwrap().unwrap().run_id, first);
+}

@@ -23,7 +23,7 @@ pub fn user_lists(state: &AppState, user_id: &str) -> Result<(Arc<Snapshot>, Str
             truncate(user_id, 64)
         )));
     }
-    let snapshot = state.snapshot().ok_or(ApiError::NotReady)?;
+    let snapshot = state.serving()?;
     if !snapshot.users.contains_key(user_id) {
         return Err(ApiError::NotFound(format!(
             "no recommendations for user {user_id} in run {}",
@@ -125,12 +125,20 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: a run is loaded.
+/// `GET /readyz`: a run is loaded. `degraded` (still 200) when the published run
+/// cannot be loaded and an earlier one is served; 503 naming the run and the
+/// reason when nothing can be served.
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let s = state.snapshot().ok_or(ApiError::NotReady)?;
-    Ok(Json(
-        serde_json::json!({ "status": "ready", "run_id": s.manifest.run_id }),
-    ))
+    let s = state.serving()?;
+    Ok(Json(match state.problem() {
+        None => serde_json::json!({ "status": "ready", "run_id": s.manifest.run_id }),
+        Some(p) => serde_json::json!({
+            "status": "degraded",
+            "run_id": s.manifest.run_id,
+            "published_run_id": p.run_id,
+            "load_error": p.reason,
+        }),
+    }))
 }
 
 /// Any unknown path.
@@ -167,7 +175,7 @@ pub fn resolve_lookup(
             "q is too long (at most 512 characters)".into(),
         ));
     }
-    let snapshot = state.snapshot().ok_or(ApiError::NotReady)?;
+    let snapshot = state.serving()?;
     let found = snapshot.lookup(&q).map(str::to_string);
     match found {
         Some(id) => Ok((snapshot, id)),
@@ -191,15 +199,18 @@ pub async fn lookup(
     ))
 }
 
-/// `GET /api/runs/current`: the loaded run's manifest.
+/// `GET /api/runs/current`: the loaded run's manifest, and `load_error` (the
+/// published run and why it is not the one served) when the published run
+/// cannot be loaded.
 pub async fn current_run(
     State(state): State<AppState>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let s = state.snapshot().ok_or(ApiError::NotReady)?;
+    let s = state.serving()?;
     Ok(Json(serde_json::json!({
         "published_at": s.published_at,
         "age_seconds": s.age_seconds(),
         "manifest": s.manifest,
+        "load_error": state.problem(),
     })))
 }
 
@@ -208,7 +219,8 @@ pub async fn current_run(
 pub struct RunItem {
     /// Run id.
     pub run_id: String,
-    /// `running`, `succeeded`, `failed`, or `incomplete` (no manifest).
+    /// `running`, `succeeded`, `failed`, `incomplete` (no manifest), or
+    /// `unreadable (reason)`.
     pub status: String,
     /// Whether it is the published run.
     pub current: bool,
@@ -228,10 +240,11 @@ pub async fn run_items(state: &AppState) -> Result<Vec<RunItem>, ApiError> {
         .into_iter()
         .rev()
         .map(|r| RunItem {
-            status: r
-                .manifest
-                .as_ref()
-                .map_or("incomplete".to_string(), |m| m.status.to_string()),
+            status: match (&r.manifest, &r.unreadable) {
+                (Some(m), _) => m.status.to_string(),
+                (None, Some(reason)) => format!("unreadable ({reason})"),
+                (None, None) => "incomplete".to_string(),
+            },
             run_id: r.run_id,
             current: r.current,
             manifest: r.manifest,
@@ -293,7 +306,7 @@ pub async fn tag_photos(
 ) -> Result<Response, ApiError> {
     let w = window(query)?;
     let tag = check_tag(&tag)?;
-    let snapshot = state.snapshot().ok_or(ApiError::NotReady)?;
+    let snapshot = state.serving()?;
     let Some(all) = snapshot.tags.get(&tag) else {
         return Err(ApiError::NotFound(format!(
             "run {} has no photos tagged {tag:?}",
@@ -312,7 +325,7 @@ pub async fn similar(
 ) -> Result<Response, ApiError> {
     let w = window(query)?;
     check_photo_id(&photo_id)?;
-    let snapshot = state.snapshot().ok_or(ApiError::NotReady)?;
+    let snapshot = state.serving()?;
     let Some(all) = snapshot.similar.get(&photo_id) else {
         return Err(ApiError::NotFound(format!(
             "run {} has no similar photos for photo {photo_id}",

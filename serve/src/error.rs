@@ -25,6 +25,16 @@ pub enum ApiError {
     /// No run is loaded yet.
     #[error("no run is published yet; run `faverecs score` and `faverecs publish`")]
     NotReady,
+    /// The published run cannot be loaded, and nothing else is being served.
+    #[error(
+        "the published run {run_id} cannot be loaded: {reason}; publish a good run with `faverecs publish --run <id>` (see `faverecs runs`)"
+    )]
+    RunUnavailable {
+        /// The run.
+        run_id: String,
+        /// Why.
+        reason: String,
+    },
     /// A dependency (storage) is unavailable; logged where it happened.
     #[error("{0}")]
     Unavailable(String),
@@ -45,7 +55,9 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::NotReady | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotReady | ApiError::RunUnavailable { .. } | ApiError::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

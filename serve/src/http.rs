@@ -41,8 +41,27 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
         resp.status().as_u16(),
         started.elapsed().as_secs_f64(),
     );
+    mark_fallback(&state, resp)
+}
+
+/// Every answer given from a run other than the published one (which cannot be
+/// loaded) says so: `Faverecs-Fallback: serving <run>; published <run> cannot be
+/// loaded` (the reason is on `/readyz` and `/api/runs/current`).
+fn mark_fallback(state: &AppState, mut resp: Response) -> Response {
+    if let (Some(problem), Some(served)) = (state.problem(), state.snapshot()) {
+        let text = format!(
+            "serving {}; published {} cannot be loaded",
+            served.manifest.run_id, problem.run_id
+        );
+        if let Ok(value) = HeaderValue::from_str(&text) {
+            resp.headers_mut().insert(FALLBACK, value);
+        }
+    }
     resp
 }
+
+/// The header that marks an answer from a fallback run.
+pub const FALLBACK: header::HeaderName = header::HeaderName::from_static("faverecs-fallback");
 
 /// A response that depends only on the run: weak ETag of the run id, 304 when the
 /// client holds it.
@@ -74,11 +93,17 @@ async fn cached(state: &AppState, req: Request, next: Next) -> Response {
 /// `GET /metrics`
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let snapshot = state.snapshot();
-    let body = state.metrics.render(
+    let mut body = state.metrics.render(
         snapshot
             .as_ref()
             .map(|s| (s.manifest.run_id.as_str(), s.age_seconds())),
     );
+    body.push_str("# HELP faverecs_run_load_error 1 when the published run cannot be loaded (an earlier run or nothing is served).\n# TYPE faverecs_run_load_error gauge\n");
+    body.push_str(if state.problem().is_some() {
+        "faverecs_run_load_error 1\n"
+    } else {
+        "faverecs_run_load_error 0\n"
+    });
     (
         [(
             header::CONTENT_TYPE,

@@ -85,7 +85,7 @@ pub async fn script() -> Response {
 
 /// `GET /`: the users with recommendations in the loaded run.
 pub async fn home(State(state): State<AppState>) -> Result<Html<String>, PageError> {
-    let snapshot = state.snapshot().ok_or(ApiError::NotReady)?;
+    let snapshot = state.serving()?;
     let mut users: Vec<&String> = snapshot.users.keys().collect();
     users.sort();
     let body = html! {
@@ -221,7 +221,10 @@ pub async fn runs_page(State(state): State<AppState>) -> Result<Html<String>, Pa
                             td { @for st in &m.stages { (st.stage) " " (format!("{:.2}", st.seconds)) "s " } }
                             td { (m.started_at.format("%Y-%m-%d %H:%M:%S UTC")) }
                         } @else {
-                            td colspan="4" { "no manifest (interrupted before it started)" }
+                            td colspan="4" {
+                                @if r.status.starts_with("unreadable") { "the manifest cannot be read" }
+                                @else { "no manifest (interrupted before it started)" }
+                            }
                         }
                     }
                     @if let Some(e) = r.manifest.as_ref().and_then(|m| m.error.as_ref()) {
@@ -445,7 +448,7 @@ pub async fn photo_page(
     Path(photo_id): Path<String>,
 ) -> Result<Html<String>, PageError> {
     crate::api::check_photo_id(&photo_id)?;
-    let snapshot = state.snapshot().ok_or(ApiError::NotReady)?;
+    let snapshot = state.serving()?;
     let info = snapshot.photos.get(&photo_id);
     let similar = snapshot.similar.get(&photo_id);
     if info.is_none() && similar.is_none() {
@@ -530,7 +533,7 @@ pub async fn tag_page(
     Path(tag): Path<String>,
 ) -> Result<Html<String>, PageError> {
     let tag = crate::api::check_tag(&tag)?;
-    let snapshot = state.snapshot().ok_or(ApiError::NotReady)?;
+    let snapshot = state.serving()?;
     let Some(list) = snapshot.tags.get(&tag) else {
         return Err(ApiError::NotFound(format!(
             "run {} has no photos tagged {tag:?}",

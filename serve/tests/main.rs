@@ -925,3 +925,142 @@ async fn a_run_table_missing_a_column_is_refused_with_the_column_named() {
     assert!(err.contains("photographer_recs"), "{err}");
     assert!(fresh.snapshot().is_none(), "nothing half-loaded is served");
 }
+
+/// Two runs published in turn, then the second one's photo_recs file damaged:
+/// CURRENT names a run that cannot be loaded. Returns (good, broken).
+async fn storage_whose_published_run_is_corrupt(
+    storage: &pipeline::store::Storage,
+) -> (String, String) {
+    write_example(storage).await;
+    let good = score_and_publish(storage).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let broken = score_and_publish(storage).await;
+    let path =
+        object_store::path::Path::from(format!("runs/{broken}/photo_recs/part-00000.parquet"));
+    storage
+        .put_bytes(&path, bytes::Bytes::from_static(b"PAR1 truncated"))
+        .await
+        .unwrap();
+    (good, broken)
+}
+
+#[tokio::test]
+async fn a_restart_on_a_corrupt_published_run_says_which_run_and_why() {
+    // Arrange: on_bad_run = unavailable.
+    let storage = empty_storage();
+    let (_, broken) = storage_whose_published_run_is_corrupt(&storage).await;
+    let state = AppState::new(storage).with_on_bad_run(pipeline::config::OnBadRun::Unavailable);
+
+    // Act: a restarted server loads CURRENT.
+    let err = state.refresh().await.unwrap_err().to_string();
+
+    // Assert: the log line, /readyz, /api/runs/current and every list name the run
+    // and the reason; none says "no run is published yet".
+    assert!(err.contains(&broken), "{err}");
+    for uri in ["/readyz", "/api/runs/current", "/api/users/1@N01/photos"] {
+        let (status, _, body) = get(&state, uri).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{uri}");
+        assert!(body.contains(&broken), "{uri}: {body}");
+        assert!(body.contains("photo_recs"), "{uri} names the file: {body}");
+        assert!(!body.contains("no run is published yet"), "{uri}: {body}");
+    }
+    let (_, _, metrics) = get(&state, "/metrics").await;
+    assert!(metrics.contains("faverecs_run_load_error 1"), "{metrics}");
+}
+
+#[tokio::test]
+async fn with_the_fallback_on_a_restart_serves_the_previous_good_run_and_says_so() {
+    // Arrange: on_bad_run = previous (the default).
+    let storage = empty_storage();
+    let (good, broken) = storage_whose_published_run_is_corrupt(&storage).await;
+    let state = AppState::new(storage);
+
+    // Act
+    assert!(state.refresh().await.is_err());
+
+    // Assert: the previous run answers, and every answer says it is a fallback.
+    let (status, headers, body) = get(&state, "/api/users/1@N01/photos").await;
+    assert_eq!(status, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["run_id"], good.as_str());
+    let fallback = headers["faverecs-fallback"].to_str().unwrap();
+    assert!(
+        fallback.contains(&good) && fallback.contains(&broken),
+        "{fallback}"
+    );
+    let (status, _, body) = get(&state, "/readyz").await;
+    assert_eq!(status, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "degraded");
+    assert_eq!(v["published_run_id"], broken.as_str());
+    let (_, _, body) = get(&state, "/api/runs/current").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["manifest"]["run_id"], good.as_str());
+    assert_eq!(v["load_error"]["run_id"], broken.as_str());
+    assert!(
+        v["load_error"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("photo_recs")
+    );
+
+    // A good publish ends the fallback.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let fixed = score_and_publish(&state.storage).await;
+    assert_eq!(state.refresh().await.unwrap(), Some(fixed));
+    let (_, headers, _) = get(&state, "/api/users/1@N01/photos").await;
+    assert!(headers.get("faverecs-fallback").is_none());
+    let (_, _, body) = get(&state, "/readyz").await;
+    assert!(body.contains("\"ready\""), "{body}");
+}
+
+#[tokio::test]
+async fn a_bad_manifest_a_junk_folder_and_a_garbage_current_never_block_the_run_list() {
+    // Arrange: a good published run, then damage around it.
+    let state = published_state().await;
+    let storage = state.storage.clone();
+    let put = |path: &str, text: &'static str| {
+        let storage = storage.clone();
+        let path = object_store::path::Path::from(path);
+        async move {
+            storage
+                .put_bytes(&path, bytes::Bytes::from_static(text.as_bytes()))
+                .await
+                .unwrap()
+        }
+    };
+    put("runs/20990101T000000Z-aaaaaa/manifest.json", "{ not json").await;
+    put(
+        "runs/20990101T000001Z-bbbbbb/manifest.json",
+        r#"{"run_id": "20990101T000001Z-bbbbbb", "status": "paused"}"#,
+    )
+    .await;
+    put("runs/backup-copy/manifest.json", "{}").await;
+    put("CURRENT", "hello").await;
+
+    // Act and assert: the API and the page list every run, mark the bad ones,
+    // and ignore the junk folder.
+    let (status, _, body) = get(&state, "/api/runs").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let runs: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(runs.len(), 3, "{body}");
+    let unreadable = runs
+        .iter()
+        .filter(|r| r["status"].as_str().unwrap().starts_with("unreadable ("))
+        .count();
+    assert_eq!(unreadable, 2, "{body}");
+    assert!(!body.contains("backup-copy"));
+    let (status, _, page) = get(&state, "/runs").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("the manifest cannot be read"));
+    // The served run keeps serving; the garbage CURRENT is reported.
+    let err = state.refresh().await.unwrap_err().to_string();
+    assert!(err.contains("CURRENT is unreadable"), "{err}");
+    let (status, _, _) = get(&state, "/api/users/1@N01/photos").await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, _, ready) = get(&state, "/readyz").await;
+    assert!(
+        ready.contains("degraded") && ready.contains("CURRENT"),
+        "{ready}"
+    );
+}

@@ -91,6 +91,7 @@ struct RawEvaluate {
 struct RawServe {
     addr: String,
     poll_interval_secs: i64,
+    on_bad_run: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -345,6 +346,17 @@ impl RawSettings {
                     self.serve.poll_interval_secs,
                     86_400,
                 )? as u64,
+                on_bad_run: match self.serve.on_bad_run.trim() {
+                    "previous" => OnBadRun::Previous,
+                    "unavailable" => OnBadRun::Unavailable,
+                    other => {
+                        return Err(ConfigError::Invalid {
+                            key: "serve.on_bad_run",
+                            value: other.chars().take(64).collect(),
+                            problem: "is not a choice (expected previous or unavailable)".into(),
+                        });
+                    }
+                },
             },
             demo,
         })

@@ -221,6 +221,32 @@ pub struct ServeSettings {
     pub addr: SocketAddr,
     /// Seconds between checks for a newly published run.
     pub poll_interval_secs: u64,
+    /// What serve does when the published run cannot be loaded and it has
+    /// nothing loaded yet (a restart). Older manifests lack it: the default.
+    #[serde(default)]
+    pub on_bad_run: OnBadRun,
+}
+
+/// `serve.on_bad_run`: when the published run cannot be loaded at start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnBadRun {
+    /// Serve the newest previously published run that loads, and say so (a
+    /// `Faverecs-Fallback` header, `/api/runs/current`, `/readyz` "degraded").
+    #[default]
+    Previous,
+    /// Answer 503 naming the run and why, until a loadable run is published.
+    Unavailable,
+}
+
+impl OnBadRun {
+    /// The config value.
+    pub fn name(self) -> &'static str {
+        match self {
+            OnBadRun::Previous => "previous",
+            OnBadRun::Unavailable => "unavailable",
+        }
+    }
 }
 
 /// Synthetic community settings.

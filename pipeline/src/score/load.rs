@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use crate::model::columns::FirstRecommendedColumns;
 use crate::model::{Table, run_table_dir};
+use crate::runs::PointerState;
 use crate::store::Storage;
 
 use super::error::ScoreError;
@@ -62,8 +63,13 @@ pub struct PreviousFirst {
 /// published or the table is unreadable (every rec then counts as new).
 pub async fn previous_first_recommended(storage: &Storage) -> Result<PreviousFirst, ScoreError> {
     let mut previous = PreviousFirst::default();
-    let Some(pointer) = crate::runs::current(storage).await? else {
-        return Ok(previous);
+    let pointer = match crate::runs::pointer_state(storage).await? {
+        PointerState::Published(p) => p,
+        PointerState::Unpublished => return Ok(previous),
+        PointerState::Garbage(reason) => {
+            tracing::warn!(%reason, "CURRENT is unreadable; every rec counts as new");
+            return Ok(previous);
+        }
     };
     let dir = run_table_dir(&pointer.run_id, Table::FirstRecommended);
     let batches = match storage.read_table_dir(&dir, Table::FirstRecommended).await {
