@@ -754,3 +754,23 @@ fn two_concurrent_imports_into_one_table_lose_no_rows_on_s3() {
     ];
     check_concurrent_imports(dir.path(), &env);
 }
+
+#[test]
+fn an_error_states_each_cause_once() {
+    // A raw table that is not Parquet: the library's message quotes the Parquet
+    // error, which is also its source; the binary must not print it twice.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("data/raw/favorites")).unwrap();
+    std::fs::write(
+        d.join("data/raw/favorites/data.parquet"),
+        "PAR1 then garbage PAR1",
+    )
+    .unwrap();
+    let err = failed(&faverecs(d, &[], &["score"]));
+    assert!(err.contains("raw/favorites/data.parquet"), "{err}");
+    let parts: Vec<&str> = err.trim().split(": ").filter(|p| p.len() > 12).collect();
+    for p in &parts {
+        assert_eq!(err.matches(p).count(), 1, "{p:?} repeats in: {err}");
+    }
+}

@@ -17,6 +17,7 @@
 //!   (`score::evaluate`), and writing the run's tables.
 //! - [`runs`] — manifests, the `CURRENT` pointer, publish and rollback.
 //! - [`sql`] — Polars SQL over a run's tables, for analysts.
+//! - [`text`] — data quoted in messages, capped in length.
 //!
 //! Data flows one way: raw tables → `score` → a run → `publish` → `serve`.
 
@@ -32,3 +33,4 @@ pub mod runs;
 pub mod score;
 pub mod sql;
 pub mod store;
+pub mod text;

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Settings;
 use crate::model::{CURRENT, RUNS_DIR, Table, is_run_id, is_safe_run_name, manifest_path};
 use crate::store::{Storage, StoreError, Version, json_bytes};
+use crate::text::capped;
 
 /// The state of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -250,7 +251,7 @@ pub async fn pointer_state(storage: &Storage) -> Result<PointerState, StoreError
         Err(StoreError::NotFound { .. }) => Ok(PointerState::Unpublished),
         Err(StoreError::Json { source, .. }) => Ok(PointerState::Garbage(format!(
             "it is not a pointer: {}",
-            capped(&source.to_string())
+            capped(&source.to_string(), 200)
         ))),
         Err(e) => Err(e),
     }
@@ -264,18 +265,6 @@ pub async fn current(storage: &Storage) -> Result<Option<Pointer>, RunError> {
         PointerState::Published(p) => Ok(Some(p)),
         PointerState::Garbage(reason) => Err(RunError::GarbagePointer { reason }),
     }
-}
-
-/// At most 200 bytes of a message built from stored data.
-fn capped(text: &str) -> String {
-    if text.len() <= 200 {
-        return text.to_string();
-    }
-    let mut end = 200;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
 }
 
 /// Every run, oldest first.
@@ -302,9 +291,9 @@ pub async fn list_runs(storage: &Storage) -> Result<Vec<RunSummary>, RunError> {
             Ok(m) => (Some(m), None),
             Err(RunError::UnknownRun { .. }) => (None, None),
             Err(RunError::Store(StoreError::Json { source, .. })) => {
-                (None, Some(capped(&source.to_string())))
+                (None, Some(capped(&source.to_string(), 200)))
             }
-            Err(e) => (None, Some(capped(&e.to_string()))),
+            Err(e) => (None, Some(capped(&e.to_string(), 200))),
         };
         out.push(RunSummary {
             current: current.as_deref() == Some(run_id.as_str()),

@@ -77,10 +77,7 @@ impl ParquetEncoder {
     /// Starts a file of `table` that will be stored at `path`.
     pub fn new(path: &Path, table: Table) -> Result<Self, StoreError> {
         let schema = table.schema();
-        let perr = |source| StoreError::Parquet {
-            path: path.to_string(),
-            source,
-        };
+        let perr = |source| encode_error(path, source);
         let props = writer_properties(&schema).map_err(perr)?;
         let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props)).map_err(perr)?;
         Ok(Self {
@@ -97,10 +94,7 @@ impl ParquetEncoder {
         check_batch_schema(batch, &self.schema, self.table, &self.path)?;
         self.writer
             .write(batch)
-            .map_err(|source| StoreError::Parquet {
-                path: self.path.to_string(),
-                source,
-            })?;
+            .map_err(|source| encode_error(&self.path, source))?;
         self.rows += batch.num_rows() as u64;
         Ok(())
     }
@@ -110,10 +104,7 @@ impl ParquetEncoder {
         let bytes = self
             .writer
             .into_inner()
-            .map_err(|source| StoreError::Parquet {
-                path: self.path.to_string(),
-                source,
-            })?;
+            .map_err(|source| encode_error(&self.path, source))?;
         Ok((Bytes::from(bytes), self.rows))
     }
 }
@@ -144,8 +135,26 @@ pub enum StoreError {
         #[source]
         source: object_store::Error,
     },
-    /// A Parquet file could not be written or decoded.
-    #[error("parquet error on {path}: {source} (the file may be truncated or not Parquet)")]
+    /// Storage refused access: a file-system permission, or an S3 policy.
+    #[error(
+        "permission denied on {path}: check the owner and mode of the storage directory, or the IAM policy of the bucket"
+    )]
+    PermissionDenied {
+        /// The object path.
+        path: String,
+    },
+    /// A batch could not be encoded as Parquet (a bug: batches are built from
+    /// the contract).
+    #[error("cannot encode {path} as Parquet: {source}")]
+    Encode {
+        /// The object path.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    /// A Parquet file could not be decoded.
+    #[error("cannot read {path} as Parquet (the file may be truncated or not Parquet): {source}")]
     Parquet {
         /// The object path.
         path: String,
@@ -183,6 +192,11 @@ pub enum StoreError {
 
 impl StoreError {
     fn object(path: &Path, source: object_store::Error) -> Self {
+        if denied(&source) {
+            return StoreError::PermissionDenied {
+                path: path.to_string(),
+            };
+        }
         match source {
             object_store::Error::NotFound { .. } => StoreError::NotFound {
                 path: path.to_string(),
@@ -297,10 +311,7 @@ impl Storage {
         batches: &[RecordBatch],
     ) -> Result<u64, StoreError> {
         let schema = table.schema();
-        let perr = |source| StoreError::Parquet {
-            path: path.to_string(),
-            source,
-        };
+        let perr = |source| encode_error(path, source);
         let props = writer_properties(&schema).map_err(perr)?;
         // BufWriter switches to a multipart upload for large files; either way the
         // object only appears when the writer is closed.
@@ -693,6 +704,39 @@ impl AsyncFileReader for ObjectReader {
     }
 }
 
+/// Whether an error is, at its root, a refused permission.
+fn denied(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(os) = c.downcast_ref::<object_store::Error>()
+            && matches!(os, object_store::Error::PermissionDenied { .. })
+        {
+            return true;
+        }
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::PermissionDenied
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
+/// A Parquet write error: a refused permission underneath says so.
+fn encode_error(path: &Path, source: ParquetError) -> StoreError {
+    if denied(&source) {
+        StoreError::PermissionDenied {
+            path: path.to_string(),
+        }
+    } else {
+        StoreError::Encode {
+            path: path.to_string(),
+            source,
+        }
+    }
+}
+
 /// A JSON object as stored: pretty-printed (people read manifests), with a final
 /// newline.
 pub fn json_bytes<T: serde::Serialize>(path: &Path, value: &T) -> Result<Bytes, StoreError> {
@@ -809,4 +853,37 @@ fn project(
             .collect::<Vec<_>>(),
     ));
     RecordBatch::try_new(nullable_schema, columns).map_err(|e| schema_err(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_permission_says_so_and_names_the_path() {
+        let path = Path::from("raw/favorites/data.parquet");
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "os error 13");
+        // As LocalFileSystem reports a failed write: a generic error around io.
+        let local = object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(io),
+        };
+        let err = StoreError::object(&path, local).to_string();
+        assert!(
+            err.starts_with("permission denied on raw/favorites/data.parquet"),
+            "{err}"
+        );
+        assert!(!err.contains("truncated or not Parquet"), "{err}");
+        // As S3 reports a 403.
+        let s3 = object_store::Error::PermissionDenied {
+            path: path.to_string(),
+            source: "403 Forbidden".into(),
+        };
+        let err = StoreError::object(&path, s3).to_string();
+        assert!(err.starts_with("permission denied on"), "{err}");
+        // Inside a Parquet write.
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "os error 13");
+        let err = encode_error(&path, ParquetError::External(Box::new(io))).to_string();
+        assert!(err.starts_with("permission denied on"), "{err}");
+    }
 }

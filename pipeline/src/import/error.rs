@@ -34,6 +34,20 @@ pub enum ImportError {
         /// What the import needs.
         hint: String,
     },
+    /// Two columns have the same name.
+    #[error(
+        "{file}: columns {first} and {second} are both named {column}; rename or drop one (nothing was imported)"
+    )]
+    DuplicateColumn {
+        /// Input file.
+        file: PathBuf,
+        /// The name, quoted.
+        column: String,
+        /// 1-based position of the first.
+        first: usize,
+        /// 1-based position of the second.
+        second: usize,
+    },
     /// A Parquet column has a type that cannot hold the value.
     #[error("{file}: column {column} has type {found}, expected {expected}")]
     WrongType {

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use crate::model::{Table, col};
+use crate::text::{capped, quoted};
 
 use super::error::ImportError;
 
@@ -149,8 +150,24 @@ pub fn missing(
         found: if found.is_empty() {
             "none".into()
         } else {
-            found.join(", ")
+            capped(&found.join(", "), 200)
         },
         hint: kind.hint(),
     }
+}
+
+/// Refuses a header that names a column twice: which one would win is a guess.
+pub fn check_unique(file: &Path, found: &[String]) -> Result<(), ImportError> {
+    let mut seen = std::collections::HashMap::with_capacity(found.len());
+    for (i, name) in found.iter().enumerate() {
+        if let Some(first) = seen.insert(name.as_str(), i) {
+            return Err(ImportError::DuplicateColumn {
+                file: file.to_path_buf(),
+                column: quoted(name),
+                first: first + 1,
+                second: i + 1,
+            });
+        }
+    }
+    Ok(())
 }

@@ -21,6 +21,7 @@ mod read;
 use crate::frame::{FrameError, frame_to_batch};
 use crate::model::{is_nsid, is_photo_id};
 use crate::raw::{MergeReport, merge_raw};
+use crate::text::quoted;
 
 use crate::store::Storage;
 pub use error::ImportError;
@@ -94,7 +95,7 @@ fn parse_time(cell: &Cell) -> Result<i64, String> {
             }
             chrono::DateTime::parse_from_rfc3339(s)
                 .map(|t| t.timestamp_micros())
-                .map_err(|_| format!("{s:?} is not a time (expected unix seconds or RFC 3339, e.g. 2021-12-11T22:20:22Z)"))
+                .map_err(|_| format!("{} is not a time (expected unix seconds or RFC 3339, e.g. 2021-12-11T22:20:22Z)", quoted(s)))
         }
     }
 }
@@ -156,8 +157,9 @@ fn validate(
                                 return Err(row_err(
                                     row,
                                     format!(
-                                        "{} {t:?} is not a Flickr NSID (expected e.g. 38134034@N04)",
-                                        s.name
+                                        "{} {} is not a Flickr NSID (expected e.g. 38134034@N04)",
+                                        s.name,
+                                        quoted(t)
                                     ),
                                 ));
                             }
@@ -165,8 +167,9 @@ fn validate(
                                 return Err(row_err(
                                     row,
                                     format!(
-                                        "{} {t:?} is not a Flickr photo id (expected up to 20 decimal digits)",
-                                        s.name
+                                        "{} {} is not a Flickr photo id (expected up to 20 decimal digits)",
+                                        s.name,
+                                        quoted(t)
                                     ),
                                 ));
                             }
@@ -245,6 +248,58 @@ mod tests {
         assert_eq!(dates.value(0), 1_639_261_222_000_000);
         assert_eq!(dates.value(1), 1_639_261_222_000_000);
         assert!(cols.owner_id.is_null(1));
+    }
+
+    #[test]
+    fn duplicated_columns_are_refused_naming_both_positions() {
+        let err = parse(
+            ImportKind::Favorites,
+            "f.csv",
+            "user_id,photo_id,user_id\n1@N01,10,2@N01\n",
+        )
+        .expect_err("duplicate");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("columns 1 and 3 are both named \"user_id\""),
+            "{msg}"
+        );
+        // The same in a Parquet file (Arrow allows repeated names).
+        let schema = std::sync::Arc::new(arrow_schema::Schema::new(vec![
+            arrow_schema::Field::new("user_id", DataType::Utf8, false),
+            arrow_schema::Field::new("photo_id", DataType::Utf8, false),
+            arrow_schema::Field::new("photo_id", DataType::Utf8, false),
+        ]));
+        let col = |v: &str| -> arrow_array::ArrayRef {
+            std::sync::Arc::new(arrow_array::StringArray::from(vec![v]))
+        };
+        let batch = RecordBatch::try_new(schema.clone(), vec![col("1@N01"), col("10"), col("11")])
+            .expect("batch");
+        let mut bytes = Vec::new();
+        let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, schema, None).expect("w");
+        w.write(&batch).expect("write");
+        w.close().expect("close");
+        let err = parse_file(ImportKind::Favorites, Path::new("f.parquet"), bytes.into())
+            .expect_err("duplicate");
+        assert!(
+            err.to_string()
+                .contains("columns 2 and 3 are both named \"photo_id\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_huge_header_or_cell_gives_a_short_message() {
+        let header = format!("user_id,{}\n1@N01\n", "x".repeat(10_000_000));
+        let err = parse(ImportKind::Favorites, "f.csv", &header).expect_err("no photo_id");
+        let msg = err.to_string();
+        assert!(msg.contains("required column photo_id is missing"), "{msg}");
+        assert!(msg.len() < 600, "{} bytes", msg.len());
+        let cell = format!("user_id,photo_id\n1@N01,{}\n", "9x".repeat(5_000_000));
+        let err = parse(ImportKind::Favorites, "f.csv", &cell).expect_err("bad id");
+        let msg = err.to_string();
+        assert!(msg.contains("is not a Flickr photo id"), "{msg}");
+        assert!(msg.contains("10000000 bytes in all"), "{msg}");
+        assert!(msg.len() < 400, "{} bytes", msg.len());
     }
 
     #[test]

@@ -7,7 +7,8 @@ use arrow_schema::{DataType, TimeUnit};
 use bytes::Bytes;
 
 use super::error::ImportError;
-use super::kind::{Cell, Cells, Check, ImportKind, missing};
+use super::kind::{Cell, Cells, Check, ImportKind, check_unique, missing};
+use crate::text::capped;
 
 pub fn read_csv(
     kind: ImportKind,
@@ -23,11 +24,12 @@ pub fn read_csv(
         .map_err(|e| ImportError::Row {
             file: file.to_path_buf(),
             place: "line 1".into(),
-            problem: format!("cannot read the header: {e}"),
+            problem: format!("cannot read the header: {}", capped(&e.to_string(), 200)),
         })?
         .iter()
         .map(|h| h.trim_start_matches('\u{feff}').to_string())
         .collect();
+    check_unique(file, &headers)?;
     let specs = kind.columns();
     let mut index = Vec::with_capacity(specs.len());
     for s in specs {
@@ -53,7 +55,7 @@ pub fn read_csv(
                         format!("has {len} fields, but the header has {expected_len}")
                     }
                     csv::ErrorKind::Utf8 { .. } => "is not valid UTF-8".to_string(),
-                    _ => e.to_string(),
+                    _ => capped(&e.to_string(), 200),
                 };
                 return Err(ImportError::Row {
                     file: file.to_path_buf(),
@@ -88,6 +90,7 @@ pub fn read_parquet(
         ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| bad(e.to_string()))?;
     let schema = builder.schema().clone();
     let found: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    check_unique(file, &found)?;
     let specs = kind.columns();
     let mut index = Vec::with_capacity(specs.len());
     for s in specs {
