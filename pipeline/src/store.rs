@@ -239,6 +239,9 @@ pub struct Storage {
     store: Arc<dyn ObjectStore>,
     /// Human-readable location, for logs and errors.
     url: String,
+    /// The directory, for a local store: where a killed writer's temporary
+    /// files (`<object>#<n>`, which object_store hides from listings) are found.
+    local_root: Option<std::path::PathBuf>,
 }
 
 impl Storage {
@@ -281,7 +284,15 @@ impl Storage {
                 }
             }
         };
-        Ok(Self { store, url })
+        let local_root = match &settings.url {
+            StorageUrl::Local { path } => Some(path.clone()),
+            StorageUrl::S3 { .. } => None,
+        };
+        Ok(Self {
+            store,
+            url,
+            local_root,
+        })
     }
 
     /// Wraps an existing store (for example `InMemory` in tests).
@@ -289,6 +300,44 @@ impl Storage {
         Self {
             store,
             url: url.into(),
+            local_root: None,
+        }
+    }
+
+    /// Removes what a writer of `path` killed mid-write left on a local
+    /// directory: its temporary files `<object>#<n>` (object_store writes there,
+    /// then renames, and picks the next free `n`, so without this they pile up,
+    /// each the size of the object). Only called by a writer holding the
+    /// object's lock, so none of them is in flight.
+    fn clean_predecessors(&self, path: &Path) {
+        let Some(root) = &self.local_root else { return };
+        let file = root.join(path.as_ref());
+        let (Some(dir), Some(name)) = (file.parent(), file.file_name().and_then(|n| n.to_str()))
+        else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let other = entry.file_name();
+            let Some(suffix) = other
+                .to_str()
+                .and_then(|o| o.strip_prefix(name))
+                .and_then(|o| o.strip_prefix('#'))
+            else {
+                continue;
+            };
+            if !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()) {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => {
+                        tracing::warn!(file = %entry.path().display(), "removed a temporary file a killed writer left")
+                    }
+                    Err(e) => {
+                        tracing::warn!(file = %entry.path().display(), error = %e, "cannot remove a killed writer's temporary file")
+                    }
+                }
+            }
         }
     }
 
@@ -505,6 +554,7 @@ impl Storage {
             tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
             wait_ms = (wait_ms * 2).min(100);
         }
+        self.clean_predecessors(path);
         let result = async {
             if &self.version(path).await? != expected {
                 return Err(StoreError::Conflict {

@@ -652,3 +652,52 @@ async fn a_garbage_current_blocks_neither_runs_nor_score_nor_publish() {
     publish(&storage, Some(&first)).await.unwrap();
     assert_eq!(current(&storage).await.unwrap().unwrap().run_id, first);
 }
+
+#[tokio::test]
+async fn the_next_writer_removes_what_a_killed_writer_left() {
+    // Arrange: a stored table on a local directory, then the debris of a writer
+    // killed mid-put (temporary files) and while holding the lock.
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(&StorageSettings {
+        url: StorageUrl::Local {
+            path: dir.path().to_path_buf(),
+        },
+        endpoint: None,
+    })
+    .unwrap();
+    merge_raw(
+        &storage,
+        Table::Contacts,
+        vec![contacts_batch(&[("1@N01", "2@N01")])],
+    )
+    .await
+    .unwrap();
+    let table_dir = dir.path().join("raw/contacts");
+    for debris in ["data.parquet#1", "data.parquet#2"] {
+        std::fs::write(table_dir.join(debris), vec![0u8; 4096]).unwrap();
+    }
+    let lock = std::fs::File::create(table_dir.join("data.parquet.lock")).unwrap();
+    lock.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(120))
+        .unwrap();
+
+    // Act: the next write of the same table.
+    let started = std::time::Instant::now();
+    let report = merge_raw(
+        &storage,
+        Table::Contacts,
+        vec![contacts_batch(&[("3@N01", "4@N01")])],
+    )
+    .await
+    .unwrap();
+
+    // Assert: the stale lock was taken over at once, the debris is gone, and the
+    // rows are all there.
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(report.rows_after, 2);
+    let mut left: Vec<String> = std::fs::read_dir(&table_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, vec!["data.parquet".to_string()]);
+}
