@@ -7,7 +7,8 @@
 # Uses the benchmark community of bench/score_vs_duckdb.sh (32000 people, about
 # 1.15M favourites, 2000 tracked users), generating it with NEW_BINARY if it is
 # not there, with the same settings as that script (flexplore only, no similar
-# photos). Prints each side's wall times, medians, new/old ratio and peak RSS.
+# photos). Prints each side's wall times, medians, new/old ratios of the median
+# wall time and of the median CPU time (user + sys, less noisy here), and peak RSS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 old=$(realpath "$1")
@@ -31,7 +32,7 @@ for i in $(seq "$repeats"); do
   for side in old new; do
     bin=$old; [ "$side" = new ] && bin=$new
     rm -rf "$work/data/runs" "$work/data/CURRENT"
-    /usr/bin/time -f "%e %M" -o "$work/t" "$bin" score "${score_args[@]}" > /dev/null
+    /usr/bin/time -f "%e %M %U %S" -o "$work/t" "$bin" score "${score_args[@]}" > /dev/null
     cat "$work/t" >> "$work/$side.times"
   done
 done
@@ -40,4 +41,5 @@ n=$(cut -d' ' -f1 "$work/new.times" | median)
 echo "mode:        $mode ($repeats runs each, interleaved)"
 echo "old $old: median ${o}s (all: $(cut -d' ' -f1 "$work/old.times" | tr '\n' ' ')) peak RSS $(( $(cut -d' ' -f2 "$work/old.times" | sort -n | tail -1) / 1024 )) MiB"
 echo "new $new: median ${n}s (all: $(cut -d' ' -f1 "$work/new.times" | tr '\n' ' ')) peak RSS $(( $(cut -d' ' -f2 "$work/new.times" | sort -n | tail -1) / 1024 )) MiB"
-echo "new/old:     $(awk -v a="$n" -v b="$o" 'BEGIN {printf "%.3f", a/b}')"
+cpu() { awk '{print $3 + $4}' "$work/$1.times" | median; }
+echo "new/old:     $(awk -v a="$n" -v b="$o" 'BEGIN {printf "%.3f", a/b}') wall; CPU (user+sys) medians old $(cpu old)s new $(cpu new)s, new/old $(awk -v a="$(cpu new)" -v b="$(cpu old)" 'BEGIN {printf "%.3f", a/b}')"

@@ -11,7 +11,7 @@
 //! - [`error`] — the [`error::ApiError`] every handler returns.
 //! - [`page`] — the page window and the JSON shape of a page of any list.
 //! - [`api`] — the JSON endpoints.
-//! - [`pages`] — server-rendered HTML.
+//! - [`pages`] — server-rendered HTML; [`chart`], the runs page's metrics chart.
 //! - [`metrics`] — request counters and latency histograms.
 //! - [`http`] — the middleware: cache validators (ETag from the run id),
 //!   request counting, the URI limit, and `/metrics`.
@@ -22,6 +22,7 @@
 //! never depends on scoring internals.
 
 pub mod api;
+pub mod chart;
 pub mod error;
 pub mod http;
 pub mod load;

@@ -1,0 +1,176 @@
+//! Conditional writes: a put that succeeds only while the object is still at
+//! the version its writer read, so read-modify-write cycles never lose each
+//! other's work.
+
+use bytes::Bytes;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload, UpdateVersion};
+
+use super::error::StoreError;
+use super::storage::Storage;
+
+/// The version of an object as a writer read it. A conditional write
+/// ([`Storage::put_if`]) succeeds only while the object is still at this
+/// version, so two read-modify-write cycles on one object never silently lose
+/// each other's work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Version {
+    /// The object did not exist.
+    Absent,
+    /// The object's ETag and version id, as read.
+    At(UpdateVersion),
+}
+
+/// How long a lock file of an emulated conditional write may stand before it
+/// is taken for a dead writer's and removed. A lock is held for one put only.
+const LOCK_STALE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long a writer waits for another's lock before it reports a conflict.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The suffix of the lock file that serialises conditional writes on a store
+/// without native conditional updates (a local directory).
+pub const LOCK_SUFFIX: &str = ".lock";
+
+impl Storage {
+    /// The object's current version (for a later [`Storage::put_if`]).
+    pub async fn version(&self, path: &Path) -> Result<Version, StoreError> {
+        match self.store.head(path).await {
+            Ok(meta) => Ok(Version::At(UpdateVersion {
+                e_tag: meta.e_tag,
+                version: meta.version,
+            })),
+            Err(object_store::Error::NotFound { .. }) => Ok(Version::Absent),
+            Err(e) => Err(StoreError::object(path, e)),
+        }
+    }
+
+    /// leaves for at most [`LOCK_STALE`].
+    pub async fn put_if(
+        &self,
+        path: &Path,
+        bytes: Bytes,
+        expected: &Version,
+    ) -> Result<(), StoreError> {
+        let conflict = || StoreError::Conflict {
+            path: path.to_string(),
+        };
+        let mode = match expected {
+            Version::Absent => PutMode::Create,
+            Version::At(v) => PutMode::Update(v.clone()),
+        };
+        let payload = PutPayload::from_bytes(bytes.clone());
+        match self.store.put_opts(path, payload, mode.into()).await {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => Err(conflict()),
+            Err(object_store::Error::NotImplemented { .. }) => {
+                self.put_if_locked(path, bytes, expected).await
+            }
+            Err(e) => Err(StoreError::object(path, e)),
+        }
+    }
+
+    /// [`Storage::put_if`] for stores without conditional replace.
+    async fn put_if_locked(
+        &self,
+        path: &Path,
+        bytes: Bytes,
+        expected: &Version,
+    ) -> Result<(), StoreError> {
+        let lock = Path::from(format!("{path}{LOCK_SUFFIX}"));
+        let holder = Bytes::from(format!(
+            "{{\"pid\":{},\"host\":{:?},\"at\":\"{}\"}}\n",
+            std::process::id(),
+            hostname(),
+            chrono::Utc::now().to_rfc3339()
+        ));
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let mut wait_ms = 2u64;
+        loop {
+            let taken = self
+                .store
+                .put_opts(
+                    &lock,
+                    PutPayload::from_bytes(holder.clone()),
+                    PutMode::Create.into(),
+                )
+                .await;
+            match taken {
+                Ok(_) => break,
+                Err(object_store::Error::AlreadyExists { .. }) => {}
+                Err(e) => return Err(StoreError::object(&lock, e)),
+            }
+            if let Ok(meta) = self.store.head(&lock).await {
+                let age = chrono::Utc::now() - meta.last_modified;
+                if age.to_std().is_ok_and(|a| a > LOCK_STALE) {
+                    tracing::warn!(%lock, age_seconds = age.num_seconds(), "removing a stale lock left by a writer that died");
+                    self.delete(&lock).await?;
+                    continue;
+                }
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(StoreError::Conflict {
+                    path: path.to_string(),
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
+            wait_ms = (wait_ms * 2).min(100);
+        }
+        self.clean_predecessors(path);
+        let result = async {
+            if &self.version(path).await? != expected {
+                return Err(StoreError::Conflict {
+                    path: path.to_string(),
+                });
+            }
+            self.put_bytes(path, bytes).await
+        }
+        .await;
+        let released = self.delete(&lock).await;
+        result.and(released)
+    }
+
+    /// object's lock, so none of them is in flight.
+    pub(crate) fn clean_predecessors(&self, path: &Path) {
+        let Some(root) = &self.local_root else { return };
+        let file = root.join(path.as_ref());
+        let (Some(dir), Some(name)) = (file.parent(), file.file_name().and_then(|n| n.to_str()))
+        else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let other = entry.file_name();
+            let Some(suffix) = other
+                .to_str()
+                .and_then(|o| o.strip_prefix(name))
+                .and_then(|o| o.strip_prefix('#'))
+            else {
+                continue;
+            };
+            if !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()) {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => {
+                        tracing::warn!(file = %entry.path().display(), "removed a temporary file a killed writer left")
+                    }
+                    Err(e) => {
+                        tracing::warn!(file = %entry.path().display(), error = %e, "cannot remove a killed writer's temporary file")
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// This machine's name, for lock files (who holds it).
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}

@@ -1,0 +1,402 @@
+//! Parquet through the object store: the writer settings of every table, the
+//! in-memory encoder, reads projected onto the contract by column name, raw
+//! tables read whole with their version, and footer checks for publish.
+
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::SchemaRef;
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::TryStreamExt;
+use futures::future::BoxFuture;
+use object_store::buffered::BufWriter;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, UpdateVersion};
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
+use parquet::arrow::{ArrowWriter, AsyncArrowWriter};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+use crate::model::Table;
+
+use super::conditional::Version;
+use super::error::{StoreError, encode_error};
+use super::storage::Storage;
+
+/// The writer settings of every table: zstd, and column-chunk statistics on
+/// every top-level column.
+fn writer_properties(schema: &arrow_schema::Schema) -> Result<WriterProperties, ParquetError> {
+    let mut props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_statistics_enabled(EnabledStatistics::Chunk);
+    // Min/max of list elements (`top_neighbors`, `similar_to`) prune nothing —
+    // engines skip row groups on top-level columns — and computing them cost two
+    // string comparisons per element.
+    let leaves = parquet::arrow::ArrowSchemaConverter::new().convert(schema)?;
+    for column in leaves.columns() {
+        if column.max_rep_level() > 0 {
+            props =
+                props.set_column_statistics_enabled(column.path().clone(), EnabledStatistics::None);
+        }
+    }
+    Ok(props.build())
+}
+
+/// A Parquet file of one table being encoded in memory, with the same settings
+/// as [`Storage::write_parquet`]. For callers that build and encode many parts on
+/// a thread pool and upload them afterwards with [`Storage::put_bytes`]: batches
+/// can be built and written a few at a time, so each is dropped (and its memory
+/// reused) before the next is built.
+pub struct ParquetEncoder {
+    /// Encodes into a growing buffer; one row group per file at our part sizes.
+    writer: ArrowWriter<Vec<u8>>,
+    /// The contract schema every batch must have.
+    schema: SchemaRef,
+    /// For messages.
+    table: Table,
+    /// Where the file will go, for messages.
+    path: Path,
+    /// Rows written so far.
+    rows: u64,
+}
+
+impl ParquetEncoder {
+    /// Starts a file of `table` that will be stored at `path`.
+    pub fn new(path: &Path, table: Table) -> Result<Self, StoreError> {
+        let schema = table.schema();
+        let perr = |source| encode_error(path, source);
+        let props = writer_properties(&schema).map_err(perr)?;
+        let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props)).map_err(perr)?;
+        Ok(Self {
+            writer,
+            schema,
+            table,
+            path: path.clone(),
+            rows: 0,
+        })
+    }
+
+    /// Encodes one batch (checked against the table's schema).
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), StoreError> {
+        check_batch_schema(batch, &self.schema, self.table, &self.path)?;
+        self.writer
+            .write(batch)
+            .map_err(|source| encode_error(&self.path, source))?;
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Closes the file: its bytes and row count.
+    pub fn finish(self) -> Result<(Bytes, u64), StoreError> {
+        let bytes = self
+            .writer
+            .into_inner()
+            .map_err(|source| encode_error(&self.path, source))?;
+        Ok((Bytes::from(bytes), self.rows))
+    }
+}
+
+impl Storage {
+    /// Returns the number of rows written.
+    pub async fn write_parquet(
+        &self,
+        path: &Path,
+        table: Table,
+        batches: &[RecordBatch],
+    ) -> Result<u64, StoreError> {
+        let schema = table.schema();
+        let perr = |source| encode_error(path, source);
+        let props = writer_properties(&schema).map_err(perr)?;
+        // BufWriter switches to a multipart upload for large files; either way the
+        // object only appears when the writer is closed.
+        let sink = BufWriter::new(self.store.clone(), path.clone());
+        let mut writer =
+            AsyncArrowWriter::try_new(sink, schema.clone(), Some(props)).map_err(perr)?;
+        let mut rows = 0u64;
+        for batch in batches {
+            check_batch_schema(batch, &schema, table, path)?;
+            rows += batch.num_rows() as u64;
+            writer.write(batch).await.map_err(perr)?;
+        }
+        writer.close().await.map_err(perr)?;
+        Ok(rows)
+    }
+
+    /// a [`StoreError::Schema`].
+    pub async fn read_parquet(
+        &self,
+        path: &Path,
+        table: Table,
+    ) -> Result<Vec<RecordBatch>, StoreError> {
+        let perr = |source| StoreError::Parquet {
+            path: path.to_string(),
+            source,
+        };
+        let reader = ObjectReader {
+            store: self.store.clone(),
+            path: path.clone(),
+            size: self.size(path).await?,
+        };
+        let builder = ParquetRecordBatchStreamBuilder::new(reader)
+            .await
+            .map_err(perr)?;
+        let stream = builder.with_batch_size(64 * 1024).build().map_err(perr)?;
+        let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(perr)?;
+        let target = table.schema();
+        batches
+            .iter()
+            .map(|b| project(b, &target, table, path))
+            .collect()
+    }
+
+    /// Reads a raw table, or `None` if it has never been written.
+    pub async fn read_raw(&self, table: Table) -> Result<Option<Vec<RecordBatch>>, StoreError> {
+        Ok(self.read_raw_versioned(table).await?.0)
+    }
+
+    /// Reads every `.parquet` object under `dir`, in name order.
+    pub async fn read_table_dir(
+        &self,
+        dir: &Path,
+        table: Table,
+    ) -> Result<Vec<RecordBatch>, StoreError> {
+        let mut files = self.list_files(dir).await?;
+        files.retain(|p| p.as_ref().ends_with(".parquet"));
+        files.sort();
+        let mut out = Vec::new();
+        for f in files {
+            out.extend(self.read_parquet(&f, table).await?);
+        }
+        Ok(out)
+    }
+
+    /// with [`Storage::put_if`].
+    pub async fn put_parquet_if(
+        &self,
+        path: &Path,
+        table: Table,
+        batches: &[RecordBatch],
+        expected: &Version,
+    ) -> Result<u64, StoreError> {
+        let mut encoder = ParquetEncoder::new(path, table)?;
+        for b in batches {
+            encoder.write(b)?;
+        }
+        let (bytes, rows) = encoder.finish()?;
+        self.put_if(path, bytes, expected).await?;
+        Ok(rows)
+    }
+
+    /// footer-then-ranges read could mix two files).
+    pub async fn read_raw_versioned(
+        &self,
+        table: Table,
+    ) -> Result<(Option<Vec<RecordBatch>>, Version), StoreError> {
+        let path = table.raw_path();
+        let got = match self.store.get(&path).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok((None, Version::Absent)),
+            Err(e) => return Err(StoreError::object(&path, e)),
+        };
+        let version = Version::At(UpdateVersion {
+            e_tag: got.meta.e_tag.clone(),
+            version: got.meta.version.clone(),
+        });
+        let bytes = got
+            .bytes()
+            .await
+            .map_err(|e| StoreError::object(&path, e))?;
+        let perr = |source| StoreError::Parquet {
+            path: path.to_string(),
+            source,
+        };
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .map_err(perr)?
+            .with_batch_size(64 * 1024)
+            .build()
+            .map_err(perr)?;
+        let target = table.schema();
+        let batches = reader
+            .map(|b| {
+                let b = b.map_err(|e| perr(ParquetError::from(e)))?;
+                project(&b, &target, table, &path)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((Some(batches), version))
+    }
+
+    /// Returns the row count its footer states.
+    pub async fn check_parquet(&self, path: &Path, table: Table) -> Result<u64, StoreError> {
+        let mut reader = ObjectReader {
+            store: self.store.clone(),
+            path: path.clone(),
+            size: self.size(path).await?,
+        };
+        let perr = |source| StoreError::Parquet {
+            path: path.to_string(),
+            source,
+        };
+        let meta = reader.get_metadata(None).await.map_err(perr)?;
+        let file = meta.file_metadata();
+        let schema =
+            parquet::arrow::parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())
+                .map_err(perr)?;
+        check_schema(&schema, table, path)?;
+        Ok(u64::try_from(file.num_rows()).unwrap_or(0))
+    }
+}
+
+/// Reads byte ranges of one object for the async Parquet reader: the footer first
+/// (with a 64 KiB prefetch), then the column chunks it needs, asked for together
+/// so that `object_store` coalesces nearby ranges into fewer requests. (The
+/// parquet crate's `ParquetObjectReader` did this too; it is deprecated in favour
+/// of implementing `AsyncFileReader`, which is what this is.)
+struct ObjectReader {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    size: u64,
+}
+
+impl AsyncFileReader for ObjectReader {
+    fn get_bytes(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        async move {
+            self.store
+                .get_range(&self.path, range)
+                .await
+                .map_err(|e| ParquetError::External(Box::new(e)))
+        }
+        .boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<std::ops::Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        async move {
+            self.store
+                .get_ranges(&self.path, &ranges)
+                .await
+                .map_err(|e| ParquetError::External(Box::new(e)))
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        _options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            let size = self.size;
+            let metadata = ParquetMetaDataReader::new()
+                .with_prefetch_hint(Some(64 * 1024))
+                .load_and_finish(self, size)
+                .await?;
+            Ok(Arc::new(metadata))
+        }
+        .boxed()
+    }
+}
+
+fn check_batch_schema(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+    table: Table,
+    path: &Path,
+) -> Result<(), StoreError> {
+    if batch.schema().fields() != schema.fields() {
+        return Err(StoreError::Schema {
+            path: path.to_string(),
+            table: table.name(),
+            problem: format!(
+                "writer was given columns {:?}, expected {:?} (a bug: build batches from pipeline::model)",
+                batch
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name())
+                    .collect::<Vec<_>>(),
+                schema.fields().iter().map(|f| f.name()).collect::<Vec<_>>()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Whether a stored column's type is the contract's. Nested list fields may
+/// carry a different item name or nullability from other writers; only the item
+/// type of a list is compared.
+fn same_type(found: &arrow_schema::DataType, expected: &arrow_schema::DataType) -> bool {
+    match (found, expected) {
+        (arrow_schema::DataType::List(a), arrow_schema::DataType::List(b)) => {
+            a.data_type() == b.data_type()
+        }
+        (a, b) => a == b,
+    }
+}
+
+/// Checks that a file's schema holds every column of `table`'s contract, by
+/// name, with the contract's type (extra columns are allowed).
+fn check_schema(found: &arrow_schema::Schema, table: Table, path: &Path) -> Result<(), StoreError> {
+    for field in table.schema().fields() {
+        let problem = match found.field_with_name(field.name()) {
+            Err(_) => format!("column {} is missing", field.name()),
+            Ok(f) if !same_type(f.data_type(), field.data_type()) => format!(
+                "column {} has type {}, expected {}",
+                field.name(),
+                f.data_type(),
+                field.data_type()
+            ),
+            Ok(_) => continue,
+        };
+        return Err(StoreError::Schema {
+            path: path.to_string(),
+            table: table.name(),
+            problem,
+        });
+    }
+    Ok(())
+}
+
+fn project(
+    batch: &RecordBatch,
+    target: &SchemaRef,
+    table: Table,
+    path: &Path,
+) -> Result<RecordBatch, StoreError> {
+    let schema_err = |problem: String| StoreError::Schema {
+        path: path.to_string(),
+        table: table.name(),
+        problem,
+    };
+    check_schema(&batch.schema(), table, path)?;
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(target.fields().len());
+    for field in target.fields() {
+        let Some(column) = batch.column_by_name(field.name()) else {
+            return Err(schema_err(format!("column {} is missing", field.name())));
+        };
+        if !field.is_nullable() && column.null_count() > 0 {
+            return Err(schema_err(format!(
+                "column {} has {} null values but may not be null",
+                field.name(),
+                column.null_count()
+            )));
+        }
+        columns.push(column.clone());
+    }
+    let nullable_schema = Arc::new(arrow_schema::Schema::new(
+        target
+            .fields()
+            .iter()
+            .zip(&columns)
+            .map(|(f, c)| f.as_ref().clone().with_data_type(c.data_type().clone()))
+            .collect::<Vec<_>>(),
+    ));
+    RecordBatch::try_new(nullable_schema, columns).map_err(|e| schema_err(e.to_string()))
+}

@@ -1,0 +1,191 @@
+//! The pipeline's handle on its object store, and the plain object operations.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::prefix::PrefixStore;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::config::{StorageSettings, StorageUrl};
+
+use super::error::StoreError;
+
+/// The pipeline's handle on its object store.
+#[derive(Clone, Debug)]
+pub struct Storage {
+    /// Shared by every stage and by the Parquet reader and writer.
+    pub(crate) store: Arc<dyn ObjectStore>,
+    /// Human-readable location, for logs and errors.
+    url: String,
+    /// The directory, for a local store: where a killed writer's temporary
+    /// files (`<object>#<n>`, which object_store hides from listings) are found.
+    pub(crate) local_root: Option<std::path::PathBuf>,
+}
+
+impl Storage {
+    /// does not exist; S3 takes credentials and region from the `AWS_*` environment.
+    pub fn open(settings: &StorageSettings) -> Result<Self, StoreError> {
+        let url = settings.url.to_string();
+        let fail = |reason: String| StoreError::Open {
+            url: url.clone(),
+            reason,
+        };
+        let store: Arc<dyn ObjectStore> = match &settings.url {
+            StorageUrl::Local { path } => {
+                // Creating the root is the one file-system call outside object_store:
+                // LocalFileSystem refuses a prefix that does not exist.
+                std::fs::create_dir_all(path)
+                    .map_err(|e| fail(format!("cannot create directory: {e}")))?;
+                let fs = LocalFileSystem::new_with_prefix(path)
+                    .map_err(|e| fail(e.to_string()))?
+                    .with_automatic_cleanup(true);
+                Arc::new(fs)
+            }
+            StorageUrl::S3 { bucket, prefix } => {
+                let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+                if let Some(endpoint) = &settings.endpoint {
+                    builder = builder.with_endpoint(endpoint);
+                    if endpoint.starts_with("http://") {
+                        builder = builder.with_allow_http(true);
+                    }
+                }
+                let s3 = builder.build().map_err(|e| {
+                    fail(format!(
+                        "{e} (set AWS_REGION and credentials, or AWS_ENDPOINT_URL for a local S3 server)"
+                    ))
+                })?;
+                if prefix.is_empty() {
+                    Arc::new(s3)
+                } else {
+                    Arc::new(PrefixStore::new(s3, prefix.as_str()))
+                }
+            }
+        };
+        let local_root = match &settings.url {
+            StorageUrl::Local { path } => Some(path.clone()),
+            StorageUrl::S3 { .. } => None,
+        };
+        Ok(Self {
+            store,
+            url,
+            local_root,
+        })
+    }
+
+    /// Wraps an existing store (for example `InMemory` in tests).
+    pub fn from_store(store: Arc<dyn ObjectStore>, url: impl Into<String>) -> Self {
+        Self {
+            store,
+            url: url.into(),
+            local_root: None,
+        }
+    }
+
+    /// The underlying object store.
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// Where this storage is, for messages.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Lists every object under `dir`, recursively.
+    pub async fn list_files(&self, dir: &Path) -> Result<Vec<Path>, StoreError> {
+        let listed: Vec<_> = self
+            .store
+            .list(Some(dir))
+            .try_collect()
+            .await
+            .map_err(|e| StoreError::object(dir, e))?;
+        Ok(listed.into_iter().map(|m| m.location).collect())
+    }
+
+    /// Lists the immediate sub-folders of `dir` (their last path segment).
+    pub async fn list_dirs(&self, dir: &Path) -> Result<Vec<String>, StoreError> {
+        let listed = self
+            .store
+            .list_with_delimiter(Some(dir))
+            .await
+            .map_err(|e| StoreError::object(dir, e))?;
+        Ok(listed
+            .common_prefixes
+            .into_iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect())
+    }
+
+    /// exist.
+    pub async fn size(&self, path: &Path) -> Result<u64, StoreError> {
+        let meta = self
+            .store
+            .head(path)
+            .await
+            .map_err(|e| StoreError::object(path, e))?;
+        Ok(meta.size)
+    }
+
+    /// Reads a whole object.
+    pub async fn get_bytes(&self, path: &Path) -> Result<Bytes, StoreError> {
+        let got = self
+            .store
+            .get(path)
+            .await
+            .map_err(|e| StoreError::object(path, e))?;
+        got.bytes().await.map_err(|e| StoreError::object(path, e))
+    }
+
+    /// Writes a whole object in one atomic put.
+    pub async fn put_bytes(&self, path: &Path, bytes: Bytes) -> Result<(), StoreError> {
+        self.store
+            .put(path, PutPayload::from_bytes(bytes))
+            .await
+            .map_err(|e| StoreError::object(path, e))?;
+        Ok(())
+    }
+
+    /// Reads and decodes a JSON object.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &Path,
+    ) -> Result<T, StoreError> {
+        let bytes = self.get_bytes(path).await?;
+        serde_json::from_slice(&bytes).map_err(|source| StoreError::Json {
+            path: path.to_string(),
+            source,
+        })
+    }
+
+    /// Encodes and writes a JSON object (pretty-printed: people read manifests).
+    pub async fn put_json<T: serde::Serialize>(
+        &self,
+        path: &Path,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        self.put_bytes(path, json_bytes(path, value)?).await
+    }
+
+    /// Deletes an object; a missing object is not an error.
+    pub async fn delete(&self, path: &Path) -> Result<(), StoreError> {
+        match self.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(StoreError::object(path, e)),
+        }
+    }
+}
+
+/// A JSON object as stored: pretty-printed (people read manifests), with a final
+/// newline.
+pub fn json_bytes<T: serde::Serialize>(path: &Path, value: &T) -> Result<Bytes, StoreError> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(|source| StoreError::Json {
+        path: path.to_string(),
+        source,
+    })?;
+    bytes.push(b'\n');
+    Ok(Bytes::from(bytes))
+}
