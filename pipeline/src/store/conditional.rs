@@ -45,7 +45,15 @@ impl Storage {
         }
     }
 
-    /// leaves for at most [`LOCK_STALE`].
+    /// Writes a whole object in one atomic put, but only if it is still at
+    /// `expected`; otherwise [`StoreError::Conflict`] and nothing is written.
+    ///
+    /// S3 and memory stores do this natively (`If-None-Match: *` to create,
+    /// `If-Match: <etag>` to replace). A local directory has atomic create but no
+    /// conditional replace, so there the check and the put run under a lock file
+    /// (`<path>.lock`, created atomically). A lock whose holder died is taken
+    /// over: at once when the holder was a process on this machine that is
+    /// gone, otherwise once it is older than [`LOCK_STALE`].
     pub async fn put_if(
         &self,
         path: &Path,
@@ -103,7 +111,8 @@ impl Storage {
             }
             if let Ok(meta) = self.store.head(&lock).await {
                 let age = chrono::Utc::now() - meta.last_modified;
-                if age.to_std().is_ok_and(|a| a > LOCK_STALE) {
+                let old = age.to_std().is_ok_and(|a| a > LOCK_STALE);
+                if old || self.holder_is_dead(&lock).await {
                     tracing::warn!(%lock, age_seconds = age.num_seconds(), "removing a stale lock left by a writer that died");
                     self.delete(&lock).await?;
                     continue;
@@ -131,6 +140,33 @@ impl Storage {
         result.and(released)
     }
 
+    /// object's lock, so none of them is in flight.
+    /// Whether a lock's holder was a process on this machine that no longer
+    /// runs (a killed `faverecs`): then its lock is taken over at once instead of
+    /// after [`LOCK_STALE`]. Holders on other machines are judged by age alone.
+    async fn holder_is_dead(&self, lock: &Path) -> bool {
+        #[derive(serde::Deserialize)]
+        struct Holder {
+            pid: u32,
+            host: String,
+        }
+        let Ok(bytes) = self.get_bytes(lock).await else {
+            return false;
+        };
+        let Ok(holder) = serde_json::from_slice::<Holder>(&bytes) else {
+            return false;
+        };
+        let proc = std::path::Path::new("/proc");
+        holder.host == hostname()
+            && holder.pid != std::process::id()
+            && proc.join("self").exists()
+            && !proc.join(holder.pid.to_string()).exists()
+    }
+
+    /// Removes what a writer of `path` killed mid-write left on a local
+    /// directory: its temporary files `<object>#<n>` (object_store writes there,
+    /// then renames, and picks the next free `n`, so without this they pile up,
+    /// each the size of the object). Only called by a writer holding the
     /// object's lock, so none of them is in flight.
     pub(crate) fn clean_predecessors(&self, path: &Path) {
         let Some(root) = &self.local_root else { return };

@@ -101,6 +101,7 @@ impl ParquetEncoder {
 }
 
 impl Storage {
+    /// Writes `batches` (all of `table`'s schema) as one Parquet object.
     /// Returns the number of rows written.
     pub async fn write_parquet(
         &self,
@@ -126,6 +127,8 @@ impl Storage {
         Ok(rows)
     }
 
+    /// Reads one Parquet object and projects it onto `table`'s schema. Extra columns
+    /// are ignored (forward compatibility); a missing or mistyped contract column is
     /// a [`StoreError::Schema`].
     pub async fn read_parquet(
         &self,
@@ -174,6 +177,7 @@ impl Storage {
         Ok(out)
     }
 
+    /// Encodes `batches` as one Parquet file of `table` in memory and writes it
     /// with [`Storage::put_if`].
     pub async fn put_parquet_if(
         &self,
@@ -191,6 +195,11 @@ impl Storage {
         Ok(rows)
     }
 
+    /// Reads a raw table with the version it was read at; `None` (and
+    /// [`Version::Absent`]) if it has never been written.
+    ///
+    /// The object is fetched whole in one GET, so the rows and the version
+    /// belong to the same write even while another writer replaces the table (a
     /// footer-then-ranges read could mix two files).
     pub async fn read_raw_versioned(
         &self,
@@ -229,6 +238,8 @@ impl Storage {
         Ok((Some(batches), version))
     }
 
+    /// Checks a stored Parquet file of `table` without reading its data: it
+    /// exists, its footer decodes, and its schema holds the contract's columns.
     /// Returns the row count its footer states.
     pub async fn check_parquet(&self, path: &Path, table: Table) -> Result<u64, StoreError> {
         let mut reader = ObjectReader {
@@ -262,6 +273,7 @@ struct ObjectReader {
 }
 
 impl AsyncFileReader for ObjectReader {
+    /// Reads a whole object.
     fn get_bytes(
         &mut self,
         range: std::ops::Range<u64>,

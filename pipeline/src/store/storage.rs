@@ -27,6 +27,7 @@ pub struct Storage {
 }
 
 impl Storage {
+    /// Opens the store described by the settings. A local directory is created if it
     /// does not exist; S3 takes credentials and region from the `AWS_*` environment.
     pub fn open(settings: &StorageSettings) -> Result<Self, StoreError> {
         let url = settings.url.to_string();
@@ -120,6 +121,7 @@ impl Storage {
             .collect())
     }
 
+    /// The size of an object in bytes; [`StoreError::NotFound`] when it does not
     /// exist.
     pub async fn size(&self, path: &Path) -> Result<u64, StoreError> {
         let meta = self
