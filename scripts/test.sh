@@ -5,7 +5,9 @@
 # - moto's S3 API server (PyPI, into target/test-venv) for the s3:// code path, and
 #   pyarrow and duckdb there too, as independent readers of every table;
 # - Debian's chromium (apt) and playwright-core (npm, into e2e/node_modules) for
-#   the browser tests in e2e/.
+#   the browser tests in e2e/;
+# - Debian's strace, which kills the binary at chosen syscalls in the
+#   kill-anywhere tests (jobs/tests/kill/).
 # Extra arguments go to `cargo test` (e.g. scripts/test.sh -p faverecs-serve).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +28,13 @@ if [ ! -x /usr/bin/chromium ] || ! /usr/bin/chromium --version >/dev/null 2>&1; 
   [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
   "${sudo_cmd[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq chromium >/dev/null
+fi
+if ! command -v strace >/dev/null 2>&1; then
+  echo "installing strace (for the kill-anywhere tests) ..."
+  sudo_cmd=()
+  [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq strace >/dev/null
 fi
 if [ ! -d e2e/node_modules/playwright-core ]; then
   echo "installing playwright-core into e2e/node_modules ..."

@@ -7,6 +7,8 @@
 #[path = "../../pipeline/tests/support/moto.rs"]
 mod moto;
 
+mod kill;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};

@@ -126,7 +126,19 @@ impl Storage {
             tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
             wait_ms = (wait_ms * 2).min(100);
         }
-        self.clean_predecessors(path);
+        self.clean_predecessors(path, |_| true);
+        // The lock's own temporary file, left by a writer killed between writing
+        // it and linking it into place. It holds that writer's pid and host; one
+        // whose writer may still be alive (and trying for the lock) is kept until
+        // it is older than LOCK_STALE.
+        self.clean_predecessors(&lock, |temp| {
+            let old = std::fs::metadata(temp)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > LOCK_STALE);
+            old || std::fs::read(temp).is_ok_and(|b| holder_gone(&b))
+        });
         let result = async {
             if &self.version(path).await? != expected {
                 return Err(StoreError::Conflict {
@@ -145,22 +157,9 @@ impl Storage {
     /// runs (a killed `faverecs`): then its lock is taken over at once instead of
     /// after [`LOCK_STALE`]. Holders on other machines are judged by age alone.
     async fn holder_is_dead(&self, lock: &Path) -> bool {
-        #[derive(serde::Deserialize)]
-        struct Holder {
-            pid: u32,
-            host: String,
-        }
-        let Ok(bytes) = self.get_bytes(lock).await else {
-            return false;
-        };
-        let Ok(holder) = serde_json::from_slice::<Holder>(&bytes) else {
-            return false;
-        };
-        let proc = std::path::Path::new("/proc");
-        holder.host == hostname()
-            && holder.pid != std::process::id()
-            && proc.join("self").exists()
-            && !proc.join(holder.pid.to_string()).exists()
+        self.get_bytes(lock)
+            .await
+            .is_ok_and(|bytes| holder_gone(&bytes))
     }
 
     /// Removes what a writer of `path` killed mid-write left on a local
@@ -168,7 +167,11 @@ impl Storage {
     /// then renames, and picks the next free `n`, so without this they pile up,
     /// each the size of the object). Only called by a writer holding the
     /// object's lock, so none of them is in flight.
-    pub(crate) fn clean_predecessors(&self, path: &Path) {
+    pub(crate) fn clean_predecessors(
+        &self,
+        path: &Path,
+        removable: impl Fn(&std::path::Path) -> bool,
+    ) {
         let Some(root) = &self.local_root else { return };
         let file = root.join(path.as_ref());
         let (Some(dir), Some(name)) = (file.parent(), file.file_name().and_then(|n| n.to_str()))
@@ -187,7 +190,10 @@ impl Storage {
             else {
                 continue;
             };
-            if !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()) {
+            if !suffix.is_empty()
+                && suffix.bytes().all(|b| b.is_ascii_digit())
+                && removable(&entry.path())
+            {
                 match std::fs::remove_file(entry.path()) {
                     Ok(()) => {
                         tracing::warn!(file = %entry.path().display(), "removed a temporary file a killed writer left")
@@ -199,6 +205,24 @@ impl Storage {
             }
         }
     }
+}
+
+/// Whether the holder a lock file names was a process on this machine that no
+/// longer runs.
+fn holder_gone(lock_content: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Holder {
+        pid: u32,
+        host: String,
+    }
+    let Ok(holder) = serde_json::from_slice::<Holder>(lock_content) else {
+        return false;
+    };
+    let proc = std::path::Path::new("/proc");
+    holder.host == hostname()
+        && holder.pid != std::process::id()
+        && proc.join("self").exists()
+        && !proc.join(holder.pid.to_string()).exists()
 }
 
 /// This machine's name, for lock files (who holds it).
