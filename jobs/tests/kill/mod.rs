@@ -1,4 +1,5 @@
-//! Kill anywhere: the binary killed by SIGKILL exactly at its k-th file rename or
+//! Kill anywhere (`import`, `publish`, `score`, and the fold of `extract`): the
+//! binary killed by SIGKILL exactly at its k-th file rename or
 //! unlink (`strace -e inject=…:signal=KILL:when=k`), for every k the command
 //! reaches, then the invariants checked: stored tables hold the old content or
 //! the new, never a mix; `CURRENT` names a run that loads; a rerun converges to
@@ -84,8 +85,8 @@ fn parquet_rows(path: &Path) -> i64 {
         .num_rows()
 }
 
-/// Temporary (`…#n`) and lock (`….lock`) files anywhere under `dir`.
-fn debris(dir: &Path) -> Vec<String> {
+/// Every file under `dir` (none when it does not exist).
+fn files(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return out;
@@ -93,15 +94,20 @@ fn debris(dir: &Path) -> Vec<String> {
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {
-            out.extend(debris(&p));
+            out.extend(files(&p));
         } else {
-            let name = p.display().to_string();
-            if name.contains('#') || name.ends_with(".lock") {
-                out.push(name);
-            }
+            out.push(p.display().to_string());
         }
     }
     out
+}
+
+/// Temporary (`…#n`) and lock (`….lock`) files anywhere under `dir`.
+fn debris(dir: &Path) -> Vec<String> {
+    files(dir)
+        .into_iter()
+        .filter(|name| name.contains('#') || name.ends_with(".lock"))
+        .collect()
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -298,4 +304,65 @@ fn run_id(out: &str) -> String {
         .and_then(|l| l.split_whitespace().next())
         .expect("a run id")
         .to_string()
+}
+
+#[test]
+fn a_fold_killed_at_any_rename_or_unlink_folds_to_the_same_tables_when_rerun() {
+    // Arrange: favourites of someone else already stored (so the fold rewrites
+    // an existing table), then the tracked users pulled from the simulator but
+    // not folded; and the tables an uninterrupted fold writes.
+    let sim_dir = tempfile::tempdir().unwrap();
+    let sim = super::Sim::start(sim_dir.path(), 0);
+    let env = super::extract_env(&sim, super::SIM_KEY);
+    let template = tempfile::tempdir().unwrap();
+    let t = template.path();
+    super::track_demo_users(t);
+    favorites_csv(&t.join("other.csv"), "99@N09", 100);
+    faverecs(t, &["import", "favorites", "other.csv"]);
+    super::ok(&super::faverecs(
+        t,
+        &env,
+        &["extract", "--phase", "tracked"],
+    ));
+    let tables = ["favorites", "contacts"];
+    let bytes = |d: &Path| -> Vec<Vec<u8>> {
+        tables
+            .iter()
+            .map(|t| std::fs::read(d.join(format!("data/raw/{t}/data.parquet"))).unwrap())
+            .collect()
+    };
+    let (clean, clean_rows) = {
+        let d = tempfile::tempdir().unwrap();
+        copy_dir(t, d.path());
+        faverecs(d.path(), &["extract", "--fold-only"]);
+        let rows = parquet_rows(&d.path().join("data/raw/favorites/data.parquet"));
+        (bytes(d.path()), rows)
+    };
+
+    let points = kill_everywhere(
+        t,
+        &["extract", "--fold-only"],
+        |d| {
+            let rows = parquet_rows(&d.join("data/raw/favorites/data.parquet"));
+            assert!(
+                rows == 100 || rows == clean_rows,
+                "favorites holds {rows} rows: neither the old 100 nor the folded {clean_rows}"
+            );
+        },
+        |d, _| {
+            assert_eq!(
+                bytes(d),
+                clean,
+                "the rerun folds to the uninterrupted tables"
+            );
+            let pending = d.join("data/extract/pending");
+            assert!(
+                std::fs::read_dir(&pending).map_or(true, |mut e| e
+                    .all(|e| e.map(|e| e.path().is_dir()).unwrap_or(false))),
+                "no pending user is left"
+            );
+        },
+    );
+    println!("fold: {points} kill points");
+    assert!(points >= 1, "the fold reached no kill point");
 }
