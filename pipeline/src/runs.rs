@@ -332,12 +332,9 @@ pub async fn verify(storage: &Storage, manifest: &Manifest) -> Result<(), RunErr
                         file: file.clone(),
                     });
                 }
-                Err(StoreError::Object { source, .. }) => {
-                    return Err(StoreError::Object {
-                        path: path.to_string(),
-                        source,
-                    }
-                    .into());
+                // Storage failing is not a verdict on the run.
+                Err(e @ (StoreError::Object { .. } | StoreError::PermissionDenied { .. })) => {
+                    return Err(e.into());
                 }
                 Err(e) => return Err(broken(file.clone(), e.to_string())),
             }

@@ -4,23 +4,31 @@
 /// At most `max` bytes of `text` (cut at a character boundary), with how much
 /// was left out.
 pub fn capped(text: &str, max: usize) -> String {
+    match head(text, max) {
+        Some(h) => format!("{h}… ({} bytes in all)", text.len()),
+        None => text.to_string(),
+    }
+}
+
+/// The first `max` bytes of `text` at a character boundary, or `None` when the
+/// whole text fits.
+fn head(text: &str, max: usize) -> Option<&str> {
     if text.len() <= max {
-        return text.to_string();
+        return None;
     }
     let mut end = max;
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}… ({} bytes in all)", &text[..end], text.len())
+    Some(&text[..end])
 }
 
 /// A value from a file, quoted for a message: `"abc"`, at most about 100 bytes.
 pub fn quoted(value: &str) -> String {
-    if value.len() <= 100 {
-        return format!("{value:?}");
+    match head(value, 100) {
+        Some(h) => format!("{h:?}… ({} bytes in all)", value.len()),
+        None => format!("{value:?}"),
     }
-    format!("{:?}…", capped(value, 100).split('…').next().unwrap_or(""))
-        + &format!(" ({} bytes in all)", value.len())
 }
 
 #[cfg(test)]

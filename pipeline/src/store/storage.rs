@@ -86,11 +86,6 @@ impl Storage {
         }
     }
 
-    /// The underlying object store.
-    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
-        &self.store
-    }
-
     /// Where this storage is, for messages.
     pub fn url(&self) -> &str {
         &self.url
