@@ -4,6 +4,8 @@
 # It installs what the tests need before running them:
 # - moto's S3 API server (PyPI, into target/test-venv) for the s3:// code path, and
 #   pyarrow and duckdb there too, as independent readers of every table;
+# - schemathesis (PyPI, into target/fuzz-venv), which fuzzes the served OpenAPI
+#   document against a live serve;
 # - Debian's chromium (apt) and playwright-core (npm, into e2e/node_modules) for
 #   the browser tests in e2e/;
 # - Debian's strace, which kills the binary at chosen syscalls in the
@@ -12,15 +14,25 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-venv=target/test-venv
-if [ ! -x "$venv/bin/moto_server" ] || ! "$venv/bin/python" -c 'import pyarrow, duckdb' 2>/dev/null; then
-  echo "installing moto[server], pyarrow and duckdb into $venv ..."
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.1' 'pyarrow==26.0.1' 'duckdb==1.4.*'
-fi
-export FAVERECS_MOTO_SERVER="$PWD/$venv/bin/moto_server"
+# Installs scripts/requirements/$1.txt into target/$1-venv, once: the venv keeps
+# a copy of the file it was built from and is rebuilt when the file changes. Each
+# tool set has its own venv so that their pins never conflict.
+venv() {
+  local dir=target/$1-venv req=scripts/requirements/$1.txt
+  if ! cmp -s "$req" "$dir/requirements.txt"; then
+    echo "installing $(grep -v '^#' "$req" | tr '\n' ' ')into $dir ..."
+    rm -rf "$dir"
+    python3 -m venv "$dir"
+    "$dir/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+    cp "$req" "$dir/requirements.txt"
+  fi
+}
+venv test
+venv fuzz
+export FAVERECS_MOTO_SERVER="$PWD/target/test-venv/bin/moto_server"
 # Independent readers for the table-contract test.
-export FAVERECS_TEST_PYTHON="$PWD/$venv/bin/python"
+export FAVERECS_TEST_PYTHON="$PWD/target/test-venv/bin/python"
+export FAVERECS_SCHEMATHESIS="$PWD/target/fuzz-venv/bin/schemathesis"
 
 if [ ! -x /usr/bin/chromium ] || ! /usr/bin/chromium --version >/dev/null 2>&1; then
   echo "installing Debian's chromium ..."

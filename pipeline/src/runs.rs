@@ -22,7 +22,7 @@ use crate::store::{Storage, StoreError, Version, json_bytes};
 use crate::text::capped;
 
 /// The state of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {
     /// Started; tables may be partly written.
@@ -44,7 +44,7 @@ impl std::fmt::Display for RunStatus {
 }
 
 /// How long one stage took.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StageTiming {
     /// Stage name (`load`, `prepare`, `flexplore`, `write`).
     pub stage: String,
@@ -53,7 +53,7 @@ pub struct StageTiming {
 }
 
 /// `runs/<run_id>/manifest.json`: what a run did, for operators and for `publish`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Manifest {
     /// The run's id, also its folder name.
     pub run_id: String,
@@ -76,6 +76,7 @@ pub struct Manifest {
     /// Files written, by table, relative to the run folder.
     pub tables: BTreeMap<String, Vec<String>>,
     /// The settings used. They hold no secrets by construction.
+    #[schema(value_type = Object)]
     pub config: Settings,
     /// The error, when `status` is `failed`.
     pub error: Option<String>,

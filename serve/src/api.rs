@@ -6,14 +6,19 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
+use pipeline::model::algorithm::Algorithm;
 use pipeline::model::is_nsid;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::bad_query;
-pub use crate::error::{ApiError, truncate};
-use crate::page::{Page, PageQuery, default_window, user_page_json, window};
-use crate::snapshot::{PhotoInfo, Snapshot, UserLists};
+pub use crate::error::{ApiError, ErrorAnswers, truncate};
+use crate::page::{Page, PageQuery, UserList, default_window, user_page_json, window};
+use crate::snapshot::{
+    PhotoInfo, PhotoItem, PhotographerItem, SimilarItem, Snapshot, TagItem, UserLists,
+};
 use crate::state::AppState;
+use crate::state::LoadProblem;
 
 /// Checks the id shape, then finds the user's lists in the loaded run.
 pub fn user_lists(state: &AppState, user_id: &str) -> Result<(Arc<Snapshot>, String), ApiError> {
@@ -43,13 +48,15 @@ fn json_bytes(body: axum::body::Bytes) -> Response {
 
 /// Validates the request, then answers one page of one of the user's lists: the
 /// pre-serialised default page when no parameter is given, a fresh one otherwise.
-/// `algorithms` names the algorithms the list exists for (the first is the
-/// default) and `pick` returns the list of the one at an index, with the cached
+/// `known` names every algorithm this kind of list can have (another name is a
+/// 400; a known one the run did not compute, a 404), `algorithms` those the run
+/// has (the first is the default) and `pick` returns the list of the one at an index, with the cached
 /// default page.
 fn user_list<T: Serialize>(
     state: &AppState,
     user_id: &str,
     query: Result<Query<PageQuery>, QueryRejection>,
+    known: &[&str],
     algorithms: fn(&Snapshot) -> Vec<String>,
     pick: fn(&UserLists, usize) -> (&[T], &axum::body::Bytes),
 ) -> Result<Response, ApiError> {
@@ -68,12 +75,19 @@ fn user_list<T: Serialize>(
     let index = match w.algorithm.as_deref() {
         None => 0,
         Some(a) => names.iter().position(|x| x == a).ok_or_else(|| {
-            ApiError::BadRequest(format!(
+            // A name this list can have, which the run did not compute, is a
+            // list that does not exist; any other name is a bad request.
+            let message = format!(
                 "run {} has no algorithm {:?} for this list (it has: {})",
                 snapshot.manifest.run_id,
                 truncate(a, 32),
                 names.join(", ")
-            ))
+            );
+            if known.contains(&a) {
+                ApiError::NotFound(message)
+            } else {
+                ApiError::BadRequest(message)
+            }
         })?,
     };
     let all = pick(lists, index).0;
@@ -85,15 +99,21 @@ fn user_list<T: Serialize>(
 
 /// `GET /api/users/{user_id}/photos`: one algorithm's photo recs
 /// (`algorithm=`, default the run's first).
+#[utoipa::path(get, path = "/api/users/{user_id}/photos", tag = "recommendations",
+    params(("user_id" = String, Path, pattern = r"^[0-9]{1,20}@N[0-9]{2}$", description = "A tracked user's NSID, e.g. 38134034@N04"), PageQuery,
+        ("algorithm" = Option<Algorithm>, Query, description = "The algorithm whose recs to return (default the run's first); 404 when the run did not compute it")),
+    responses((status = 200, description = "One page of the user's photo recs, best first", body = Page<UserList, PhotoItem>), ErrorAnswers))]
 pub async fn user_photos(
     State(state): State<AppState>,
     Path(user_id): Path<String>,
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let known = Algorithm::ALL.map(Algorithm::name);
     user_list(
         &state,
         &user_id,
         query,
+        &known,
         |s| s.algorithms.clone(),
         |l, i| {
             (
@@ -104,8 +124,22 @@ pub async fn user_photos(
     )
 }
 
+const FLEXPLORE: &str = Algorithm::Flexplore.name();
+
+/// The algorithms photographer recs exist for.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum PhotographerAlgorithm {
+    /// Neighbor scoring.
+    Flexplore,
+}
+
 /// `GET /api/users/{user_id}/photographers`: Flexplore's photographer recs
 /// (`algorithm=flexplore`, or none).
+#[utoipa::path(get, path = "/api/users/{user_id}/photographers", tag = "recommendations",
+    params(("user_id" = String, Path, pattern = r"^[0-9]{1,20}@N[0-9]{2}$", description = "A tracked user's NSID, e.g. 38134034@N04"), PageQuery,
+        ("algorithm" = Option<PhotographerAlgorithm>, Query, description = "Photographer recs exist for Flexplore only")),
+    responses((status = 200, description = "One page of the user's photographer recs, best first", body = Page<UserList, PhotographerItem>), ErrorAnswers))]
 pub async fn user_photographers(
     State(state): State<AppState>,
     Path(user_id): Path<String>,
@@ -115,29 +149,69 @@ pub async fn user_photographers(
         &state,
         &user_id,
         query,
-        |_| vec!["flexplore".to_string()],
+        &[FLEXPLORE],
+        |_| vec![FLEXPLORE.to_string()],
         |l, _| (l.photographers.as_slice(), &l.default_photographers),
     )
 }
 
+/// The answer of `/healthz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: &'static str,
+}
+
 /// `GET /healthz`: the process is up.
-pub async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "The process is up", body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Whether the service answers from the published run.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Readiness {
+    /// The published run is served.
+    Ready,
+    /// The published run cannot be loaded; an earlier one is served.
+    Degraded,
+}
+
+/// The answer of `/readyz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ready {
+    /// `ready`, or `degraded` when an earlier run is served.
+    pub status: Readiness,
+    /// The run served.
+    pub run_id: String,
+    /// When degraded: the published run, which cannot be loaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub published_run_id: Option<String>,
+    /// When degraded: why the published run cannot be loaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_error: Option<String>,
 }
 
 /// `GET /readyz`: a run is loaded. `degraded` (still 200) when the published run
 /// cannot be loaded and an earlier one is served; 503 naming the run and the
 /// reason when nothing can be served.
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses((status = 200, description = "A run is served", body = Ready),
+        (status = 503, description = "Nothing can be served: no run is published, or the published run cannot be loaded (named, with the reason)", body = crate::error::ErrorBody)))]
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
     let s = state.serving()?;
-    Ok(Json(match state.problem() {
-        None => serde_json::json!({ "status": "ready", "run_id": s.manifest.run_id }),
-        Some(p) => serde_json::json!({
-            "status": "degraded",
-            "run_id": s.manifest.run_id,
-            "published_run_id": p.run_id,
-            "load_error": p.reason,
-        }),
+    let problem = state.problem();
+    Ok(Json(Ready {
+        status: if problem.is_some() {
+            Readiness::Degraded
+        } else {
+            Readiness::Ready
+        },
+        run_id: s.manifest.run_id.clone(),
+        published_run_id: problem.as_ref().map(|p| p.run_id.clone()),
+        load_error: problem.map(|p| p.reason),
     }))
 }
 
@@ -152,9 +226,12 @@ pub async fn method_not_allowed() -> ApiError {
 }
 
 /// `?q=` of the lookup endpoints.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LookupQuery {
-    /// What was pasted or typed.
+    /// What was pasted or typed: a Flickr photostream or profile URL, an NSID, or
+    /// a username (at most 512 characters).
+    #[param(required = true, value_type = String, min_length = 1, max_length = 512, pattern = r"\S")]
     pub q: Option<String>,
 }
 
@@ -170,7 +247,7 @@ pub fn resolve_lookup(
             "q is required: a Flickr photostream or profile URL, an NSID, or a username".into(),
         ));
     }
-    if q.len() > 512 {
+    if q.chars().count() > 512 {
         return Err(ApiError::BadRequest(
             "q is too long (at most 512 characters)".into(),
         ));
@@ -187,35 +264,63 @@ pub fn resolve_lookup(
     }
 }
 
+/// The answer of `/api/lookup`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LookupAnswer {
+    /// The tracked user's NSID.
+    pub user_id: String,
+    /// Their username, when known.
+    pub username: Option<String>,
+    /// Their page in this service.
+    pub url: String,
+}
+
 /// `GET /api/lookup?q=`
+#[utoipa::path(get, path = "/api/lookup", tag = "recommendations", params(LookupQuery),
+    responses((status = 200, description = "The tracked user the query names", body = LookupAnswer), ErrorAnswers))]
 pub async fn lookup(
     State(state): State<AppState>,
     query: Result<Query<LookupQuery>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<LookupAnswer>, ApiError> {
     let (snapshot, id) = resolve_lookup(&state, query)?;
-    let username = snapshot.tracked.get(&id).cloned().flatten();
-    Ok(Json(
-        serde_json::json!({ "user_id": id, "username": username, "url": format!("/users/{id}") }),
-    ))
+    Ok(Json(LookupAnswer {
+        username: snapshot.tracked.get(&id).cloned().flatten(),
+        url: format!("/users/{id}"),
+        user_id: id,
+    }))
+}
+
+/// The answer of `/api/runs/current`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CurrentRun {
+    /// When the served run was published.
+    pub published_at: chrono::DateTime<chrono::Utc>,
+    /// Seconds since then.
+    pub age_seconds: i64,
+    /// The served run's manifest.
+    pub manifest: pipeline::runs::Manifest,
+    /// The published run and why it is not the one served, when it cannot be
+    /// loaded.
+    pub load_error: Option<LoadProblem>,
 }
 
 /// `GET /api/runs/current`: the loaded run's manifest, and `load_error` (the
 /// published run and why it is not the one served) when the published run
 /// cannot be loaded.
-pub async fn current_run(
-    State(state): State<AppState>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+#[utoipa::path(get, path = "/api/runs/current", tag = "runs",
+    responses((status = 200, description = "The served run", body = CurrentRun), ErrorAnswers))]
+pub async fn current_run(State(state): State<AppState>) -> Result<Json<CurrentRun>, ApiError> {
     let s = state.serving()?;
-    Ok(Json(serde_json::json!({
-        "published_at": s.published_at,
-        "age_seconds": s.age_seconds(),
-        "manifest": s.manifest,
-        "load_error": state.problem(),
-    })))
+    Ok(Json(CurrentRun {
+        published_at: s.published_at,
+        age_seconds: s.age_seconds(),
+        manifest: s.manifest.clone(),
+        load_error: state.problem(),
+    }))
 }
 
 /// One run in `GET /api/runs`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RunItem {
     /// Run id.
     pub run_id: String,
@@ -253,6 +358,8 @@ pub async fn run_items(state: &AppState) -> Result<Vec<RunItem>, ApiError> {
 }
 
 /// `GET /api/runs`
+#[utoipa::path(get, path = "/api/runs", tag = "runs",
+    responses((status = 200, description = "Every run in storage, newest first", body = Vec<RunItem>), ErrorAnswers))]
 pub async fn runs(State(state): State<AppState>) -> Result<Json<Vec<RunItem>>, ApiError> {
     Ok(Json(run_items(&state).await?))
 }
@@ -283,14 +390,14 @@ pub fn check_tag(tag: &str) -> Result<String, ApiError> {
 }
 
 /// What a tag's list is of.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TagList<'a> {
     /// The tag, lower-cased.
     pub tag: &'a str,
 }
 
 /// What a photo's similar-photos list is of.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SimilarList<'a> {
     /// The source photo.
     pub photo_id: &'a str,
@@ -299,6 +406,9 @@ pub struct SimilarList<'a> {
 }
 
 /// `GET /api/tags/{tag}/photos`: the tag's most favourited photos.
+#[utoipa::path(get, path = "/api/tags/{tag}/photos", tag = "photos",
+    params(("tag" = String, Path, pattern = r"^[0-9A-Za-z]{1,64}$", description = "A tag: 1 to 64 letters or digits (any script; matched lower-cased)"), PageQuery),
+    responses((status = 200, description = "One page of the tag's most favourited photos", body = Page<TagList, TagItem>), ErrorAnswers))]
 pub async fn tag_photos(
     State(state): State<AppState>,
     Path(tag): Path<String>,
@@ -318,6 +428,9 @@ pub async fn tag_photos(
 }
 
 /// `GET /api/photos/{photo_id}/similar`
+#[utoipa::path(get, path = "/api/photos/{photo_id}/similar", tag = "photos",
+    params(("photo_id" = String, Path, pattern = r"^[0-9]{1,20}$", description = "A Flickr photo id: up to 20 decimal digits"), PageQuery),
+    responses((status = 200, description = "One page of the photo's similar photos", body = Page<SimilarList, SimilarItem>), ErrorAnswers))]
 pub async fn similar(
     State(state): State<AppState>,
     Path(photo_id): Path<String>,

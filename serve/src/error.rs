@@ -43,9 +43,33 @@ pub enum ApiError {
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct ErrorBody {
-    error: String,
+/// The body of every error answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What was wrong, and what to do about it.
+    pub error: String,
+}
+
+/// The error answers any JSON endpoint may give, as the OpenAPI document lists
+/// them: the client's mistakes, and a run that cannot be served. 414 and 408
+/// come from the URI limit and the request timeout, before any handler.
+#[derive(utoipa::IntoResponses)]
+pub enum ErrorAnswers {
+    /// The request is malformed: a bad id, tag or query parameter.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// The user, photo, tag or algorithm is not in the served run.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// The request took longer than the service's timeout (no body).
+    #[response(status = 408)]
+    Timeout,
+    /// The URI is longer than the service accepts.
+    #[response(status = 414)]
+    UriTooLong(ErrorBody),
+    /// No run can be served yet, or storage cannot be read.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
 }
 
 impl ApiError {

@@ -18,7 +18,10 @@ use axum::response::{IntoResponse, Response};
 use crate::state::AppState;
 
 fn volatile(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz" | "/metrics" | "/runs") || path.starts_with("/api/runs")
+    matches!(
+        path,
+        "/healthz" | "/readyz" | "/metrics" | "/runs" | "/api/openapi.json"
+    ) || path.starts_with("/api/runs")
 }
 
 /// The per-request work every route shares, in one middleware (each layer costs a
@@ -124,7 +127,9 @@ pub async fn limit_uri(req: Request, next: Next) -> Response {
     if len > MAX_URI_BYTES {
         return (
             StatusCode::URI_TOO_LONG,
-            axum::Json(serde_json::json!({ "error": format!("the URI is longer than {MAX_URI_BYTES} bytes") })),
+            axum::Json(crate::error::ErrorBody {
+                error: format!("the URI is longer than {MAX_URI_BYTES} bytes"),
+            }),
         )
             .into_response();
     }

@@ -10,7 +10,7 @@
 //!   new run is published) and the request metrics.
 //! - [`error`] — the [`error::ApiError`] every handler returns.
 //! - [`page`] — the page window and the JSON shape of a page of any list.
-//! - [`api`] — the JSON endpoints.
+//! - [`api`] — the JSON endpoints; [`openapi`], their OpenAPI 3.1 document.
 //! - [`pages`] — server-rendered HTML; [`chart`], the runs page's metrics chart.
 //! - [`metrics`] — request counters and latency histograms.
 //! - [`http`] — the middleware: cache validators (ETag from the run id),
@@ -27,6 +27,7 @@ pub mod error;
 pub mod http;
 pub mod load;
 pub mod metrics;
+pub mod openapi;
 pub mod page;
 pub mod pages;
 pub mod snapshot;
@@ -71,6 +72,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/lookup", get(api::lookup))
         .route("/api/runs", get(api::runs))
         .route("/api/runs/current", get(api::current_run))
+        .route("/api/openapi.json", get(openapi::document))
         .route("/metrics", get(http::metrics))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))

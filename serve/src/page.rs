@@ -4,6 +4,7 @@
 use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, bad_query};
 
@@ -15,10 +16,17 @@ pub const DEFAULT_LIMIT: usize = 20;
 pub const MAX_OFFSET: usize = 10_000;
 
 /// `limit` and `offset`, as text so that a bad value gets our message.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Items to return, 1 to 100 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
+    /// Items to skip, 0 to 10000 (default 0).
+    #[param(value_type = Option<u32>, minimum = 0, maximum = 10000)]
     offset: Option<String>,
+    /// The algorithm whose list to return; each endpoint documents its own.
+    #[param(ignore)]
     algorithm: Option<String>,
 }
 
@@ -69,7 +77,7 @@ pub fn window(query: Result<Query<PageQuery>, QueryRejection>) -> Result<Window,
 
 /// One page of a list, as every list endpoint answers it: what the list is
 /// about (`about`'s fields appear inline), the run, the window, and the items.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Page<'a, A: Serialize, T: Serialize> {
     /// What the list is of: a user and algorithm, a tag, a photo.
     #[serde(flatten)]
@@ -87,7 +95,7 @@ pub struct Page<'a, A: Serialize, T: Serialize> {
 }
 
 /// What a user's list is of.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserList<'a> {
     /// The user.
     pub user_id: &'a str,

@@ -10,11 +10,12 @@ use pipeline::model::metrics::Metric;
 use pipeline::model::{is_nsid, is_photo_id};
 use pipeline::runs::Manifest;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// What a list item shows of a photo: held once per photo and shared by every
 /// list that contains it, so a run of millions of recs over far fewer photos
 /// costs memory per photo, not per rec.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
 pub struct PhotoCard {
     /// Flickr photo id.
     pub photo_id: String,
@@ -30,8 +31,8 @@ pub struct PhotoCard {
     pub photo_url: String,
 }
 
-/// A photo rec as the API returns it (serialised by hand below: the shared card's
-/// fields appear inline).
+/// A photo rec as the API returns it (serialised through `PhotoItemJson` below:
+/// the shared card's fields appear inline).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PhotoItem {
     /// 1-based rank.
@@ -61,25 +62,73 @@ impl Serialize for Strs<'_> {
     }
 }
 
+/// A [`PhotoItem`] as the API writes it, the shared card's fields inline. Its
+/// derived schema is the one the OpenAPI document gives for `PhotoItem`, so the
+/// document and the JSON come from one definition.
+#[derive(Serialize, ToSchema)]
+#[schema(as = PhotoItem)]
+struct PhotoItemJson<'a> {
+    /// 1-based rank.
+    rank: i32,
+    /// Flickr photo id.
+    photo_id: &'a str,
+    /// Owner NSID, when known.
+    owner_id: Option<&'a str>,
+    /// Owner display name, when known.
+    owner_name: Option<&'a str>,
+    /// Title, when known.
+    title: Option<&'a str>,
+    /// The algorithm's score.
+    score: f64,
+    /// How many neighbors back it (photos, for `itemknn`).
+    neighbor_count: i32,
+    /// The neighbors who contributed most, best first (`flexplore`, `explore`).
+    #[schema(value_type = Vec<String>)]
+    top_neighbors: Strs<'a>,
+    /// The user's favourites it is most similar to, best first (`itemknn`).
+    #[schema(value_type = Vec<String>)]
+    similar_to: Strs<'a>,
+    /// 150 px square thumbnail, when the server and secret are known.
+    thumbnail_url: Option<&'a str>,
+    /// The photo's page on Flickr.
+    photo_url: &'a str,
+    /// When this photo was first recommended to this user.
+    first_recommended_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// First recommended in the run being served.
+    is_new: bool,
+}
+
 impl Serialize for PhotoItem {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
         let p = &*self.photo;
-        let mut m = s.serialize_map(Some(13))?;
-        m.serialize_entry("rank", &self.rank)?;
-        m.serialize_entry("photo_id", &p.photo_id)?;
-        m.serialize_entry("owner_id", &p.owner_id)?;
-        m.serialize_entry("owner_name", &p.owner_name)?;
-        m.serialize_entry("title", &p.title)?;
-        m.serialize_entry("score", &self.score)?;
-        m.serialize_entry("neighbor_count", &self.neighbor_count)?;
-        m.serialize_entry("top_neighbors", &Strs(&self.top_neighbors))?;
-        m.serialize_entry("similar_to", &Strs(&self.similar_to))?;
-        m.serialize_entry("thumbnail_url", &p.thumbnail_url)?;
-        m.serialize_entry("photo_url", &p.photo_url)?;
-        m.serialize_entry("first_recommended_at", &self.first_recommended_at)?;
-        m.serialize_entry("is_new", &self.is_new)?;
-        m.end()
+        PhotoItemJson {
+            rank: self.rank,
+            photo_id: &p.photo_id,
+            owner_id: p.owner_id.as_deref(),
+            owner_name: p.owner_name.as_deref(),
+            title: p.title.as_deref(),
+            score: self.score,
+            neighbor_count: self.neighbor_count,
+            top_neighbors: Strs(&self.top_neighbors),
+            similar_to: Strs(&self.similar_to),
+            thumbnail_url: p.thumbnail_url.as_deref(),
+            photo_url: &p.photo_url,
+            first_recommended_at: self.first_recommended_at,
+            is_new: self.is_new,
+        }
+        .serialize(s)
+    }
+}
+
+impl utoipa::PartialSchema for PhotoItem {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        PhotoItemJson::schema()
+    }
+}
+
+impl ToSchema for PhotoItem {
+    fn name() -> std::borrow::Cow<'static, str> {
+        PhotoItemJson::name()
     }
 }
 
@@ -91,7 +140,7 @@ impl std::ops::Deref for PhotoItem {
 }
 
 /// A photographer rec as the API returns it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
 pub struct PhotographerItem {
     /// 1-based rank.
     pub rank: i32,
@@ -110,7 +159,7 @@ pub struct PhotographerItem {
 }
 
 /// A similar photo as the API returns it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
 pub struct SimilarItem {
     /// 1-based rank.
     pub rank: i32,
@@ -126,7 +175,7 @@ pub struct SimilarItem {
 }
 
 /// One of a tag's most favourited photos, as the API returns it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
 pub struct TagItem {
     /// 1-based rank.
     pub rank: i32,
@@ -166,7 +215,7 @@ impl PhotoCard {
 }
 
 /// What a run knows about a photo.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
 pub struct PhotoInfo {
     /// Photo id.
     pub photo_id: String,

@@ -29,7 +29,7 @@ pub struct AppState {
 }
 
 /// The published run could not be loaded.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LoadProblem {
     /// The run `CURRENT` names (`CURRENT` itself when it is garbage).
     pub run_id: String,

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod contract;
 mod helpers;
 
 use axum::body::Body;
@@ -1063,4 +1064,26 @@ async fn a_bad_manifest_a_junk_folder_and_a_garbage_current_never_block_the_run_
         ready.contains("degraded") && ready.contains("CURRENT"),
         "{ready}"
     );
+}
+
+#[tokio::test]
+async fn an_algorithm_the_run_did_not_compute_is_404_and_an_unknown_name_400() {
+    let storage = empty_storage();
+    write_example(&storage).await;
+    let mut settings = pipeline::config::Settings::load_with_env(None, Vec::new()).unwrap();
+    settings.score.algorithms = vec![pipeline::model::Algorithm::Flexplore];
+    let run = pipeline::score::run_score(&storage, &settings, Default::default())
+        .await
+        .unwrap();
+    pipeline::runs::publish(&storage, Some(&run.run_id))
+        .await
+        .unwrap();
+    let state = AppState::new(storage);
+    state.refresh().await.unwrap();
+    let (status, _, body) = get(&state, "/api/users/1@N01/photos?algorithm=itemknn").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(body.contains("no algorithm \\\"itemknn\\\""), "{body}");
+    assert!(body.contains("it has: flexplore"), "{body}");
+    let (status, _, _) = get(&state, "/api/users/1@N01/photos?algorithm=magic").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 }

@@ -6,7 +6,19 @@
 use serde::{Deserialize, Serialize};
 
 /// A per-user photo-rec algorithm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Algorithm {
     /// Neighbor scoring.
@@ -30,7 +42,7 @@ impl Algorithm {
     ];
 
     /// The name written in the `algorithm` column and used in config.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Algorithm::Flexplore => "flexplore",
             Algorithm::ItemKnn => "itemknn",
