@@ -70,11 +70,37 @@ pub enum Command {
     },
     /// List the runs with their status.
     Runs,
+    /// Retention: remove old, failed and abandoned runs and stray temporary
+    /// files (rules in docs/operations.md). Never the published run.
+    Gc {
+        /// List what would be removed, and remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The night for cron, under the run lock: extract (and fold) → score →
+    /// publish → gc. The exit code names the stage that failed: 75 another run
+    /// holds the lock, 10 extract, 11 score, 12 publish, 13 gc.
+    Nightly {
+        /// Score every user with a favourite, not just the tracked users.
+        #[arg(long)]
+        all_users: bool,
+        /// Scoring threads (overrides score.threads; 0 = one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
     /// Serve the published run over HTTP.
     Serve {
         /// Listen address (overrides serve.addr).
         #[arg(long)]
         addr: Option<SocketAddr>,
+    },
+    /// Exit 0 when `url` answers 2xx within 3 s, 1 otherwise: the container
+    /// image's HEALTHCHECK (`faverecs probe http://127.0.0.1:8080/readyz`), so
+    /// the image needs no curl.
+    Probe {
+        /// The URL to GET.
+        #[arg(default_value = "http://127.0.0.1:8080/readyz")]
+        url: String,
     },
     /// Offline demo: generate the synthetic community, import, score, publish, serve.
     Demo {

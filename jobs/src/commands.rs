@@ -11,9 +11,12 @@ use pipeline::config::Settings;
 use pipeline::extract::client::{ApiKey, FlickrClient};
 use pipeline::extract::sim::{SimOptions, Simulator};
 use pipeline::extract::{ExtractOptions, Phase, fold, run_extract_with, users};
+use pipeline::gc::{GcPlan, run_gc};
 use pipeline::import::{ImportKind, import_file};
+use pipeline::lock::RunLock;
 use pipeline::model::Table;
-use pipeline::runs::{PointerState, RunStatus, list_runs, pointer_state, publish};
+use pipeline::nightly::run_nightly;
+use pipeline::runs::{PointerState, RunStatus, list_runs, new_run_id, pointer_state, publish};
 use pipeline::score::{ScoreOptions, run_evaluation, run_score};
 use pipeline::store::Storage;
 
@@ -37,9 +40,39 @@ pub async fn import(storage: &Storage, what: ImportWhat) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `faverecs score`.
+/// Takes the run lock for `command` and names a new run in it.
+async fn lock_new_run(
+    storage: &Storage,
+    settings: &Settings,
+    command: &str,
+) -> anyhow::Result<(RunLock, String)> {
+    let lease = Duration::from_secs(settings.lock.lease_secs);
+    let lock = RunLock::acquire(storage, command, lease).await?;
+    let run_id = new_run_id(chrono::Utc::now());
+    if let Err(e) = lock.set_run(&run_id).await {
+        release(lock).await;
+        return Err(e.into());
+    }
+    Ok((lock, run_id))
+}
+
+/// Releases the run lock; a failure only delays the next run by the lease.
+async fn release(lock: RunLock) {
+    if let Err(e) = lock.release().await {
+        tracing::warn!(error = %e, "could not release the run lock; its lease will run out");
+    }
+}
+
+/// `faverecs score`, under the run lock.
 pub async fn score(storage: &Storage, settings: &Settings, all_users: bool) -> anyhow::Result<()> {
-    let m = run_score(storage, settings, ScoreOptions { all_users }).await?;
+    let (lock, run_id) = lock_new_run(storage, settings, "score").await?;
+    let options = ScoreOptions {
+        all_users,
+        run_id: Some(run_id),
+    };
+    let result = run_score(storage, settings, options).await;
+    release(lock).await;
+    let m = result?;
     println!("run {} {}", m.run_id, m.status);
     for (table, rows) in &m.rows_out {
         println!("  {table}: {rows} rows");
@@ -54,7 +87,14 @@ pub async fn evaluate(
     settings: &Settings,
     all_users: bool,
 ) -> anyhow::Result<()> {
-    let (m, metrics) = run_evaluation(storage, settings, ScoreOptions { all_users }).await?;
+    let (lock, run_id) = lock_new_run(storage, settings, "evaluate").await?;
+    let options = ScoreOptions {
+        all_users,
+        run_id: Some(run_id),
+    };
+    let result = run_evaluation(storage, settings, options).await;
+    release(lock).await;
+    let (m, metrics) = result?;
     println!(
         "run {} {}: held out the newest {}% of each tracked user's favourites",
         m.run_id, m.status, settings.evaluate.holdout_percent
@@ -97,6 +137,107 @@ pub async fn publish_run(storage: &Storage, run_id: Option<&str>) -> anyhow::Res
     Ok(())
 }
 
+/// `faverecs gc`: under the run lock, unless it only lists (`--dry-run`).
+pub async fn gc(storage: &Storage, settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
+    let lock = if dry_run {
+        None
+    } else {
+        let lease = Duration::from_secs(settings.lock.lease_secs);
+        Some(RunLock::acquire(storage, "gc", lease).await?)
+    };
+    let result = run_gc(storage, settings, dry_run).await;
+    if let Some(lock) = lock {
+        release(lock).await;
+    }
+    let (plan, report) = result?;
+    print_gc(&plan, dry_run);
+    if !dry_run {
+        println!(
+            "removed {} runs ({} objects in all)",
+            report.runs, report.objects
+        );
+    }
+    Ok(())
+}
+
+fn print_gc(plan: &GcPlan, dry_run: bool) {
+    let verb = if dry_run { "would remove" } else { "removed" };
+    for (run_id, why) in &plan.keep {
+        println!("  keep          {run_id}  {why}");
+    }
+    for (run_id, why, status) in &plan.remove {
+        println!("  {verb:<13} {run_id}  {status}; {why}");
+    }
+    for p in &plan.extract_manifests {
+        println!("  {verb:<13} {p}  (extract manifest past retention)");
+    }
+    for f in &plan.stray {
+        println!("  {verb:<13} {}  (temporary file)", f.display());
+    }
+    if plan.pending > 0 {
+        println!(
+            "  {} pending extract pulls are left for the next fold",
+            plan.pending
+        );
+    }
+}
+
+/// `faverecs nightly`: extract → score → publish → gc under the run lock.
+pub async fn nightly(
+    storage: &Storage,
+    settings: &Settings,
+    all_users: bool,
+) -> anyhow::Result<()> {
+    let client = FlickrClient::new(&settings.flickr, ApiKey::from_env()?)?;
+    let progress = Bar::for_stderr();
+    let options = ScoreOptions {
+        all_users,
+        run_id: None,
+    };
+    let r = run_nightly(storage, settings, &client, options, progress.as_ref()).await?;
+    let e = &r.extract;
+    println!(
+        "extract {}: {} calls; tracked fetched {}, neighbours fetched {}, failed {}",
+        e.run_id,
+        e.calls,
+        e.tracked.fetched,
+        e.neighbors.fetched,
+        e.tracked.failed + e.neighbors.failed
+    );
+    println!(
+        "score   {}: {} photo recs",
+        r.run.run_id,
+        r.run.rows_out.get("photo_recs").copied().unwrap_or(0)
+    );
+    println!("publish {}: current", r.published.run_id);
+    print_gc(&r.gc.0, false);
+    println!(
+        "gc: removed {} runs ({} objects)",
+        r.gc.1.runs, r.gc.1.objects
+    );
+    println!("nightly succeeded");
+    Ok(())
+}
+
+/// `faverecs probe`: a health check without curl.
+pub async fn probe(url: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()?;
+    let resp = client
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("{url} did not answer"))?;
+    anyhow::ensure!(
+        resp.status().is_success(),
+        "{url} answered {}",
+        resp.status()
+    );
+    println!("{url}: {}", resp.status());
+    Ok(())
+}
+
 /// `faverecs runs`.
 pub async fn runs(storage: &Storage) -> anyhow::Result<()> {
     let runs = list_runs(storage).await?;
@@ -110,7 +251,7 @@ pub async fn runs(storage: &Storage) -> anyhow::Result<()> {
     }
     for r in runs {
         let mark = if r.current { "*" } else { " " };
-        match r.manifest {
+        match r.manifest.clone().filter(|_| !r.abandoned) {
             Some(m) => {
                 let recs = m.rows_out.get("photo_recs").copied().unwrap_or(0);
                 let secs: f64 = m.stages.iter().map(|s| s.seconds).sum();
@@ -124,10 +265,7 @@ pub async fn runs(storage: &Storage) -> anyhow::Result<()> {
                     m.status.to_string()
                 );
             }
-            None => match r.unreadable {
-                Some(reason) => println!("{mark} {}  unreadable ({reason})", r.run_id),
-                None => println!("{mark} {}  incomplete (no manifest)", r.run_id),
-            },
+            None => println!("{mark} {}  {}", r.run_id, r.status_text()),
         }
     }
     Ok(())

@@ -36,9 +36,26 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", message(&e));
-            ExitCode::FAILURE
+            exit_code(&e)
         }
     }
+}
+
+/// 1 for most failures; for `nightly`, the failed stage's code (and what to do
+/// next); 75 (EX_TEMPFAIL) whenever another run holds the run lock.
+fn exit_code(e: &anyhow::Error) -> ExitCode {
+    if let Some(n) = e.downcast_ref::<pipeline::nightly::NightlyError>() {
+        eprintln!(
+            "nightly: stage {} failed; {}",
+            n.stage.name(),
+            n.stage.advice()
+        );
+        return ExitCode::from(n.stage.exit_code());
+    }
+    if let Some(pipeline::lock::LockError::Held { .. }) = e.downcast_ref() {
+        return ExitCode::from(pipeline::nightly::Stage::Lock.exit_code());
+    }
+    ExitCode::FAILURE
 }
 
 /// The error and its causes, each stated once: a cause whose text the message
@@ -56,11 +73,15 @@ fn message(e: &anyhow::Error) -> String {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let settings = commands::load_settings(cli.config.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // The health check needs neither settings nor storage.
+    if let Command::Probe { url } = &cli.command {
+        return runtime.block_on(commands::probe(url));
+    }
+    let settings = commands::load_settings(cli.config.as_deref())?;
     runtime.block_on(async move {
         let storage = Storage::open(&settings.storage)?;
         let s = &settings;
@@ -80,6 +101,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } => commands::sql(&storage, &query, run_id.as_deref(), out, max_rows).await,
             Command::Publish { run_id } => commands::publish_run(&storage, run_id.as_deref()).await,
             Command::Runs => commands::runs(&storage).await,
+            Command::Probe { url } => commands::probe(&url).await,
+            Command::Gc { dry_run } => commands::gc(&storage, s, dry_run).await,
+            Command::Nightly { all_users, threads } => {
+                commands::nightly(&storage, &commands::with_threads(s, threads), all_users).await
+            }
             Command::Serve { addr } => {
                 commands::serve(storage, s, addr.unwrap_or(s.serve.addr), None).await
             }

@@ -8,6 +8,7 @@
 mod moto;
 
 mod kill;
+mod nightly;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

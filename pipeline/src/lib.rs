@@ -15,7 +15,10 @@
 //! - [`score`] — the run: load, prepare, the Rayon kernels (Flexplore, itemknn,
 //!   popular, explore, similar photos, tag photos), the offline evaluation
 //!   (`score::evaluate`), and writing the run's tables.
+//! - [`lock`] — the run lock: one run at a time on a storage, with a lease.
 //! - [`runs`] — manifests, the `CURRENT` pointer, publish and rollback.
+//! - [`gc`] — retention: old, failed and abandoned runs and stray temp files.
+//! - [`nightly`] — extract → score → publish → gc under the run lock, for cron.
 //! - [`sql`] — Polars SQL over a run's tables, for analysts.
 //! - [`text`] — data quoted in messages, capped in length.
 //!
@@ -26,8 +29,11 @@ pub mod config;
 pub mod demo;
 pub mod extract;
 pub mod frame;
+pub mod gc;
 pub mod import;
+pub mod lock;
 pub mod model;
+pub mod nightly;
 pub mod raw;
 pub mod runs;
 pub mod score;

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
-use crate::config::Settings;
+use crate::config::{LockSettings, Settings};
 use crate::model::{CURRENT, RUNS_DIR, Table, is_run_id, is_safe_run_name, manifest_path};
 use crate::store::{Storage, StoreError, Version, json_bytes};
 use crate::text::capped;
@@ -123,6 +123,30 @@ pub struct RunSummary {
     pub unreadable: Option<String>,
     /// Whether `CURRENT` points at it.
     pub current: bool,
+    /// A run left `running` (or without a manifest) by a writer that died: no
+    /// live run lock names it, and it is older than the lock's lease.
+    pub abandoned: bool,
+}
+
+impl RunSummary {
+    /// What `runs` and `/api/runs` show: the manifest's status, `abandoned`,
+    /// `incomplete` (no manifest) or `unreadable (reason)`.
+    pub fn status_text(&self) -> String {
+        match (&self.manifest, &self.unreadable) {
+            _ if self.abandoned => "abandoned".to_string(),
+            (Some(m), _) => m.status.to_string(),
+            (None, Some(reason)) => format!("unreadable ({reason})"),
+            (None, None) => "incomplete".to_string(),
+        }
+    }
+}
+
+/// When a run started, from its id (`YYYYMMDDTHHMMSSZ-…`).
+pub fn run_started_at(run_id: &str) -> Option<DateTime<Utc>> {
+    let stamp = run_id.get(..16)?;
+    chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ")
+        .ok()
+        .map(|t| t.and_utc())
 }
 
 /// Why a publish or a listing failed.
@@ -268,7 +292,8 @@ pub async fn current(storage: &Storage) -> Result<Option<Pointer>, RunError> {
     }
 }
 
-/// Every run, oldest first.
+/// Every run, oldest first, with unfinished runs whose writer is gone marked
+/// abandoned (see [`crate::lock::run_is_live`]).
 ///
 /// One bad run never hides the others: a manifest that cannot be read or
 /// decoded (an unknown status, say) is listed as unreadable with the reason;
@@ -283,6 +308,15 @@ pub async fn list_runs(storage: &Storage) -> Result<Vec<RunSummary>, RunError> {
             None
         }
     };
+    let lock = match crate::lock::read_lock(storage).await? {
+        Some(crate::lock::Stored { holder: Ok(h), .. }) => Some(h),
+        _ => None,
+    };
+    let lease = std::time::Duration::from_secs(
+        lock.as_ref()
+            .map_or(LockSettings::default().lease_secs, |h| h.lease_secs),
+    );
+    let now = Utc::now();
     let mut ids = storage.list_dirs(&Path::from(RUNS_DIR)).await?;
     ids.retain(|id| is_run_id(id));
     ids.sort();
@@ -296,11 +330,23 @@ pub async fn list_runs(storage: &Storage) -> Result<Vec<RunSummary>, RunError> {
             }
             Err(e) => (None, Some(capped(&e.to_string(), 200))),
         };
+        let unfinished = match &manifest {
+            Some(m) => m.status == RunStatus::Running,
+            None => unreadable.is_none(),
+        };
+        let started = manifest
+            .as_ref()
+            .map(|m| m.started_at)
+            .or_else(|| run_started_at(&run_id))
+            .unwrap_or(now);
+        let abandoned =
+            unfinished && !crate::lock::run_is_live(lock.as_ref(), &run_id, started, lease, now);
         out.push(RunSummary {
             current: current.as_deref() == Some(run_id.as_str()),
             run_id,
             manifest,
             unreadable,
+            abandoned,
         });
     }
     Ok(out)
@@ -420,7 +466,7 @@ async fn write_pointer(storage: &Storage, run_id: &str) -> Result<Pointer, RunEr
         };
         let bytes = json_bytes(&path, &pointer)?;
         match storage.put_if(&path, bytes, &version).await {
-            Ok(()) => return Ok(pointer),
+            Ok(_) => return Ok(pointer),
             Err(StoreError::Conflict { .. }) => {
                 tracing::info!(
                     run_id,
@@ -439,6 +485,16 @@ async fn write_pointer(storage: &Storage, run_id: &str) -> Result<Pointer, RunEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_id_gives_its_start_time() {
+        let id = new_run_id("2026-11-23T01:37:05Z".parse().expect("time"));
+        assert_eq!(
+            run_started_at(&id),
+            Some("2026-11-23T01:37:05Z".parse().expect("time"))
+        );
+        assert_eq!(run_started_at("junk"), None);
+    }
 
     #[test]
     fn run_ids_sort_by_time_and_are_valid() {

@@ -10,6 +10,7 @@ mod extract;
 mod helpers;
 #[path = "support/moto.rs"]
 mod moto;
+mod retention;
 
 use std::sync::Arc;
 
@@ -172,9 +173,16 @@ async fn check_runs_and_publish(storage: &Storage) {
 
     // A second run, published, then rolled back to the first.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let second = run_score(storage, &settings, ScoreOptions { all_users: true })
-        .await
-        .unwrap();
+    let second = run_score(
+        storage,
+        &settings,
+        ScoreOptions {
+            all_users: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     publish(storage, Some(&second.run_id)).await.unwrap();
     // Recs the published first run already made keep its date; the rest are new.
     let first_rec = storage

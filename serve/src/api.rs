@@ -324,8 +324,8 @@ pub async fn current_run(State(state): State<AppState>) -> Result<Json<CurrentRu
 pub struct RunItem {
     /// Run id.
     pub run_id: String,
-    /// `running`, `succeeded`, `failed`, `incomplete` (no manifest), or
-    /// `unreadable (reason)`.
+    /// `running`, `succeeded`, `failed`, `abandoned` (its writer died),
+    /// `incomplete` (no manifest), or `unreadable (reason)`.
     pub status: String,
     /// Whether it is the published run.
     pub current: bool,
@@ -345,11 +345,7 @@ pub async fn run_items(state: &AppState) -> Result<Vec<RunItem>, ApiError> {
         .into_iter()
         .rev()
         .map(|r| RunItem {
-            status: match (&r.manifest, &r.unreadable) {
-                (Some(m), _) => m.status.to_string(),
-                (None, Some(reason)) => format!("unreadable ({reason})"),
-                (None, None) => "incomplete".to_string(),
-            },
+            status: r.status_text(),
             run_id: r.run_id,
             current: r.current,
             manifest: r.manifest,

@@ -1,4 +1,4 @@
-//! Kill anywhere (`import`, `publish`, `score`, and the fold of `extract`): the
+//! Kill anywhere (`import`, `publish`, `score`, `gc`, and the fold of `extract`): the
 //! binary killed by SIGKILL exactly at its k-th file rename or
 //! unlink (`strace -e inject=…:signal=KILL:when=k`), for every k the command
 //! reaches, then the invariants checked: stored tables hold the old content or
@@ -16,6 +16,17 @@ const SYSCALLS: [&str; 2] = ["rename,renameat,renameat2", "unlink,unlinkat"];
 
 /// Kill points tried at most per syscall set, so a runaway count cannot hang CI.
 const MAX_POINTS: usize = 80;
+
+/// The run lock's lease here: a killed `score` or `gc` leaves the lock behind,
+/// and the rerun takes it over once this has run out (see [`wait_for_lease`]).
+const LEASE_SECS: &str = "1";
+
+/// Waits out the lease of a lock a killed command left.
+fn wait_for_lease(dir: &Path) {
+    if dir.join("data/locks/run.json").exists() {
+        std::thread::sleep(std::time::Duration::from_millis(1200));
+    }
+}
 
 fn strace() -> PathBuf {
     for dir in ["/usr/bin", "/bin", "/usr/local/bin"] {
@@ -42,6 +53,7 @@ fn run_killed(dir: &Path, args: &[&str], syscalls: &str, k: usize) -> bool {
         .args(args)
         .current_dir(dir)
         .env("FAVERECS__STORAGE__URL", dir.join("data"))
+        .env("FAVERECS__LOCK__LEASE_SECS", LEASE_SECS)
         .env("RUST_LOG", "error")
         .stdin(Stdio::null())
         .output()
@@ -64,6 +76,7 @@ fn faverecs(dir: &Path, args: &[&str]) -> String {
         .args(args)
         .current_dir(dir)
         .env("FAVERECS__STORAGE__URL", dir.join("data"))
+        .env("FAVERECS__LOCK__LEASE_SECS", LEASE_SECS)
         .env("RUST_LOG", "error")
         .stdin(Stdio::null())
         .output()
@@ -117,7 +130,15 @@ fn copy_dir(from: &Path, to: &Path) {
         if e.path().is_dir() {
             copy_dir(&e.path(), &target);
         } else {
-            std::fs::copy(e.path(), target).unwrap();
+            // Modification times too: gc judges temporary files by age.
+            std::fs::copy(e.path(), &target).unwrap();
+            let modified = e.metadata().unwrap().modified().unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(&target)
+                .unwrap()
+                .set_modified(modified)
+                .unwrap();
         }
     }
 }
@@ -132,26 +153,14 @@ fn favorites_csv(path: &Path, user: &str, rows: usize) {
 
 /// Kills `args` at every kill point from a copy of `template`, checking
 /// `after_kill` after each and `after_rerun` once the same command has been run
-/// again without a kill. Returns the number of kill points reached.
+/// again without a kill (after the lease of a lock the kill left); then no
+/// temporary or lock file may be left. Returns the number of kill points reached.
 fn kill_everywhere(
     template: &Path,
     args: &[&str],
     after_kill: impl Fn(&Path),
     after_rerun: impl Fn(&Path, &str),
 ) -> usize {
-    kill_everywhere_allowing(template, args, after_kill, after_rerun, |_| false).0
-}
-
-/// [`kill_everywhere`], where debris for which `allowed` holds is counted
-/// (returned) instead of failing the test.
-fn kill_everywhere_allowing(
-    template: &Path,
-    args: &[&str],
-    after_kill: impl Fn(&Path),
-    after_rerun: impl Fn(&Path, &str),
-    allowed: impl Fn(&str) -> bool,
-) -> (usize, usize) {
-    let mut allowed_left = 0;
     let mut points = 0;
     for syscalls in SYSCALLS {
         for k in 1..=MAX_POINTS {
@@ -162,19 +171,17 @@ fn kill_everywhere_allowing(
             }
             points += 1;
             after_kill(dir.path());
+            wait_for_lease(dir.path());
             let printed = faverecs(dir.path(), args);
             after_rerun(dir.path(), &printed);
-            let (ok, left): (Vec<String>, Vec<String>) = debris(&dir.path().join("data"))
-                .into_iter()
-                .partition(|d| allowed(d));
-            allowed_left += ok.len();
+            let left = debris(&dir.path().join("data"));
             assert!(
                 left.is_empty(),
                 "{args:?} killed at {syscalls} #{k}, then rerun, left {left:?}"
             );
         }
     }
-    (points, allowed_left)
+    points
 }
 
 #[test]
@@ -266,11 +273,10 @@ fn score_killed_at_any_rename_or_unlink_never_touches_current_and_reruns_the_sam
     let before = current(t);
 
     // A killed score leaves temporary files in its own run folder, which no later
-    // writer touches (the rerun is a new run): they are for `faverecs gc` to
-    // remove with the abandoned run (the operations issue), so they are counted,
-    // not refused. Debris anywhere else fails the test.
-    let in_a_killed_run = |p: &str| p.contains("/data/runs/");
-    let (points, left_in_killed_runs) = kill_everywhere_allowing(
+    // writer touches (the rerun is a new run): `faverecs gc` removes them with
+    // the abandoned run. They are counted before the gc; after it, none is left.
+    let left_in_killed_runs = std::cell::Cell::new(0);
+    let points = kill_everywhere(
         t,
         &["score"],
         |d| {
@@ -289,11 +295,26 @@ fn score_killed_at_any_rename_or_unlink_never_touches_current_and_reruns_the_sam
                 debris(&d.join(format!("data/runs/{newest}"))).is_empty(),
                 "the rerun's own folder is clean"
             );
+            // gc removes the killed runs (abandoned: their lock's lease ran
+            // out) with their temporary files.
+            let left_before = debris(&d.join("data")).len();
+            left_in_killed_runs.set(left_in_killed_runs.get() + left_before);
+            let gc = faverecs(d, &["gc"]);
+            assert!(
+                debris(&d.join("data")).is_empty(),
+                "gc left debris: {:?}\n{gc}",
+                debris(&d.join("data"))
+            );
+            if left_before > 0 {
+                assert!(gc.contains("abandoned"), "{gc}");
+            }
+            let listed = faverecs(d, &["runs"]);
+            assert!(!listed.contains("abandoned"), "{listed}");
         },
-        in_a_killed_run,
     );
+    let left_in_killed_runs = left_in_killed_runs.get();
     println!(
-        "score: {points} kill points; {left_in_killed_runs} temporary files left in killed runs' folders"
+        "score: {points} kill points; {left_in_killed_runs} temporary files left in killed runs' folders (all removed by gc)"
     );
     assert!(points >= 1, "score reached no kill point");
 }
@@ -365,4 +386,56 @@ fn a_fold_killed_at_any_rename_or_unlink_folds_to_the_same_tables_when_rerun() {
     );
     println!("fold: {points} kill points");
     assert!(points >= 1, "the fold reached no kill point");
+}
+
+#[test]
+fn gc_killed_at_any_rename_or_unlink_keeps_the_published_run_and_a_rerun_finishes() {
+    // Arrange: a published run, two runs abandoned by killed scores (with their
+    // temporary files), and an old temporary file beside a raw table.
+    let template = tempfile::tempdir().unwrap();
+    let t = template.path();
+    favorites_csv(&t.join("f.csv"), "1@N01", 50);
+    std::fs::write(t.join("tracked.csv"), "user_id\n1@N01\n").unwrap();
+    faverecs(t, &["import", "favorites", "f.csv"]);
+    faverecs(t, &["import", "tracked", "tracked.csv"]);
+    let published = run_id(&faverecs(t, &["score"]));
+    faverecs(t, &["publish", "--run", &published]);
+    for k in [2, 3] {
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert!(
+            run_killed(t, &["score"], SYSCALLS[0], k),
+            "score reached rename #{k}"
+        );
+        wait_for_lease(t);
+    }
+    let stray = t.join("data/raw/favorites/data.parquet#9");
+    std::fs::write(&stray, b"x").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&stray)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(7200))
+        .unwrap();
+    let before = faverecs(t, &["runs"]);
+    assert_eq!(before.matches("abandoned").count(), 2, "{before}");
+    let current = |d: &Path| std::fs::read_to_string(d.join("data/CURRENT")).unwrap();
+    let pointer = current(t);
+
+    let points = kill_everywhere(
+        t,
+        &["gc"],
+        |d| {
+            assert_eq!(current(d), pointer, "gc never touches CURRENT");
+            // The published run still passes publish's checks.
+            faverecs(d, &["publish", "--run", &published]);
+        },
+        |d, _| {
+            let listed = faverecs(d, &["runs"]);
+            assert!(!listed.contains("abandoned"), "{listed}");
+            assert!(listed.contains(&published), "{listed}");
+            assert!(!d.join("data/raw/favorites/data.parquet#9").exists());
+        },
+    );
+    println!("gc: {points} kill points");
+    assert!(points >= 2, "gc reached {points} kill points");
 }

@@ -19,7 +19,23 @@ pub struct RawSettings {
     similar: RawSimilar,
     evaluate: RawEvaluate,
     serve: RawServe,
+    retention: RawRetention,
+    lock: RawLock,
     demo: RawDemo,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    keep_runs: i64,
+    keep_days: i64,
+    stray_grace_secs: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLock {
+    lease_secs: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -357,6 +373,19 @@ impl RawSettings {
                         });
                     }
                 },
+            },
+            retention: RetentionSettings {
+                keep_runs: positive("retention.keep_runs", self.retention.keep_runs, 10_000)?,
+                keep_days: positive("retention.keep_days", self.retention.keep_days, 36_500)?
+                    as u64,
+                stray_grace_secs: positive(
+                    "retention.stray_grace_secs",
+                    self.retention.stray_grace_secs,
+                    30 * 86_400,
+                )? as u64,
+            },
+            lock: LockSettings {
+                lease_secs: positive("lock.lease_secs", self.lock.lease_secs, 86_400)? as u64,
             },
             demo,
         })

@@ -25,6 +25,12 @@ pub struct Settings {
     pub evaluate: EvaluateSettings,
     /// The HTTP service.
     pub serve: ServeSettings,
+    /// What `faverecs gc` keeps. Older manifests lack it: the defaults.
+    #[serde(default)]
+    pub retention: RetentionSettings,
+    /// The run lock. Older manifests lack it: the defaults.
+    #[serde(default)]
+    pub lock: LockSettings,
     /// The synthetic community used by `faverecs demo` and the benchmarks.
     pub demo: DemoSettings,
 }
@@ -225,6 +231,43 @@ pub struct ServeSettings {
     /// nothing loaded yet (a restart). Older manifests lack it: the default.
     #[serde(default)]
     pub on_bad_run: OnBadRun,
+}
+
+/// Retention: what `faverecs gc` (and `nightly`) keeps.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RetentionSettings {
+    /// The newest succeeded runs kept, besides the published one.
+    pub keep_runs: usize,
+    /// Runs younger than this many days are kept whatever their status
+    /// (abandoned runs aside).
+    pub keep_days: u64,
+    /// Temporary files (`<object>#<n>`, stale `.lock` files) older than this
+    /// many seconds are removed; younger ones may belong to a writer at work.
+    pub stray_grace_secs: u64,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        RetentionSettings {
+            keep_runs: 7,
+            keep_days: 14,
+            stray_grace_secs: 3600,
+        }
+    }
+}
+
+/// The run lock.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LockSettings {
+    /// Seconds after its holder's last heartbeat at which the lock may be taken
+    /// over; the holder renews it every third of this.
+    pub lease_secs: u64,
+}
+
+impl Default for LockSettings {
+    fn default() -> Self {
+        LockSettings { lease_secs: 300 }
+    }
 }
 
 /// `serve.on_bad_run`: when the published run cannot be loaded at start.

@@ -69,7 +69,10 @@ pub async fn run_score(
 ) -> Result<Manifest, ScoreError> {
     let started = Utc::now();
     let mut manifest = Manifest {
-        run_id: new_run_id(started),
+        run_id: options
+            .run_id
+            .clone()
+            .unwrap_or_else(|| new_run_id(started)),
         status: RunStatus::Running,
         faverecs_version: env!("CARGO_PKG_VERSION").to_string(),
         started_at: started,

@@ -8,10 +8,13 @@ use super::flexplore::Params;
 use super::similar;
 
 /// Options of one score run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScoreOptions {
     /// Score every favoriter instead of the tracked users.
     pub all_users: bool,
+    /// The id to write the run under (one that a run lock already names);
+    /// default a new one.
+    pub run_id: Option<String>,
 }
 
 impl Params {

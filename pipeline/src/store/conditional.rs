@@ -47,6 +47,7 @@ impl Storage {
 
     /// Writes a whole object in one atomic put, but only if it is still at
     /// `expected`; otherwise [`StoreError::Conflict`] and nothing is written.
+    /// Returns the version written, for the writer's next conditional put.
     ///
     /// S3 and memory stores do this natively (`If-None-Match: *` to create,
     /// `If-Match: <etag>` to replace). A local directory has atomic create but no
@@ -59,7 +60,7 @@ impl Storage {
         path: &Path,
         bytes: Bytes,
         expected: &Version,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Version, StoreError> {
         let conflict = || StoreError::Conflict {
             path: path.to_string(),
         };
@@ -69,7 +70,10 @@ impl Storage {
         };
         let payload = PutPayload::from_bytes(bytes.clone());
         match self.store.put_opts(path, payload, mode.into()).await {
-            Ok(_) => Ok(()),
+            Ok(r) => Ok(Version::At(UpdateVersion {
+                e_tag: r.e_tag,
+                version: r.version,
+            })),
             Err(object_store::Error::AlreadyExists { .. })
             | Err(object_store::Error::Precondition { .. }) => Err(conflict()),
             Err(object_store::Error::NotImplemented { .. }) => {
@@ -85,7 +89,7 @@ impl Storage {
         path: &Path,
         bytes: Bytes,
         expected: &Version,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Version, StoreError> {
         let lock = Path::from(format!("{path}{LOCK_SUFFIX}"));
         let holder = Bytes::from(format!(
             "{{\"pid\":{},\"host\":{:?},\"at\":\"{}\"}}\n",
@@ -145,14 +149,16 @@ impl Storage {
                     path: path.to_string(),
                 });
             }
-            self.put_bytes(path, bytes).await
+            self.put_bytes(path, bytes).await?;
+            self.version(path).await
         }
         .await;
         let released = self.delete(&lock).await;
-        result.and(released)
+        let written = result?;
+        released?;
+        Ok(written)
     }
 
-    /// object's lock, so none of them is in flight.
     /// Whether a lock's holder was a process on this machine that no longer
     /// runs (a killed `faverecs`): then its lock is taken over at once instead of
     /// after [`LOCK_STALE`]. Holders on other machines are judged by age alone.
@@ -226,7 +232,7 @@ fn holder_gone(lock_content: &[u8]) -> bool {
 }
 
 /// This machine's name, for lock files (who holds it).
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())

@@ -66,6 +66,15 @@ pub enum StoreError {
         /// What does not match.
         problem: String,
     },
+    /// A local file could not be removed.
+    #[error("cannot remove {path}: {source}")]
+    Local {
+        /// The file.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A conditional write found the object changed since it was read: another
     /// writer got there first.
     #[error("{path} was changed by another writer since it was read")]

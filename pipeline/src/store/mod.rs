@@ -17,6 +17,7 @@
 //! publishes all-or-nothing.
 
 pub mod conditional;
+pub mod debris;
 pub mod error;
 pub mod parquet;
 pub mod storage;

@@ -127,6 +127,20 @@ impl Storage {
         Ok(meta.size)
     }
 
+    /// When an object was last written; [`StoreError::NotFound`] when it does
+    /// not exist.
+    pub async fn last_modified(
+        &self,
+        path: &Path,
+    ) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+        let meta = self
+            .store
+            .head(path)
+            .await
+            .map_err(|e| StoreError::object(path, e))?;
+        Ok(meta.last_modified)
+    }
+
     /// Reads a whole object.
     pub async fn get_bytes(&self, path: &Path) -> Result<Bytes, StoreError> {
         let got = self
