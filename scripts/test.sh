@@ -6,6 +6,8 @@
 #   pyarrow and duckdb there too, as independent readers of every table;
 # - schemathesis (PyPI, into target/fuzz-venv), which fuzzes the served OpenAPI
 #   document against a live serve;
+# - the `dockerfile` parser (PyPI, into target/infra-venv), for the Dockerfile
+#   checks in scripts/infra_tests;
 # - Debian's chromium (apt) and playwright-core (npm, into e2e/node_modules) for
 #   the browser tests in e2e/;
 # - Debian's strace, which kills the binary at chosen syscalls in the
@@ -29,6 +31,7 @@ venv() {
 }
 venv test
 venv fuzz
+venv infra
 export FAVERECS_MOTO_SERVER="$PWD/target/test-venv/bin/moto_server"
 # Independent readers for the table-contract test.
 export FAVERECS_TEST_PYTHON="$PWD/target/test-venv/bin/python"
@@ -61,3 +64,6 @@ cargo test --workspace --locked "$@"
 # The browser tests drive the real binary.
 cargo build --locked --bin faverecs
 node --test e2e/
+
+# The deployment files, checked offline (Docker cannot build here).
+FAVERECS_BIN="$PWD/target/debug/faverecs" target/infra-venv/bin/python -m unittest discover -s scripts/infra_tests
