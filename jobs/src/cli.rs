@@ -94,6 +94,13 @@ pub enum Command {
         #[arg(long)]
         addr: Option<SocketAddr>,
     },
+    /// Print the table contract: every table, its columns and their types
+    /// (what docs/data-model.md documents and the Glue tables mirror).
+    Tables {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Exit 0 when `url` answers 2xx within 3 s, 1 otherwise: the container
     /// image's HEALTHCHECK (`faverecs probe http://127.0.0.1:8080/readyz`), so
     /// the image needs no curl.
@@ -117,6 +124,8 @@ pub enum Command {
     /// the Flickr API (key in FLICKR_API_KEY). Resumable: rerun the same command.
     Extract {
         /// Process only this shard of users, `i/N`; fold later with --fold-only.
+        /// Without it, an AWS Batch array child reads its shard from
+        /// AWS_BATCH_JOB_ARRAY_INDEX and AWS_BATCH_JOB_ARRAY_SIZE.
         #[arg(long, value_name = "i/N", value_parser = parse_shard)]
         shard: Option<(u32, u32)>,
         /// Run one phase only: `tracked`, then (after every shard) `neighbors`.
@@ -194,6 +203,32 @@ fn parse_phase(text: &str) -> Result<Phase, String> {
     }
 }
 
+/// The shard of an AWS Batch array child: `AWS_BATCH_JOB_ARRAY_INDEX` (set by
+/// Batch) of `AWS_BATCH_JOB_ARRAY_SIZE` (set by the state machine, which knows
+/// the size). Neither set: not an array job, so every user (None).
+pub fn batch_array_shard() -> anyhow::Result<Option<(u32, u32)>> {
+    array_shard(
+        std::env::var("AWS_BATCH_JOB_ARRAY_INDEX").ok(),
+        std::env::var("AWS_BATCH_JOB_ARRAY_SIZE").ok(),
+    )
+}
+
+fn array_shard(index: Option<String>, size: Option<String>) -> anyhow::Result<Option<(u32, u32)>> {
+    match (index, size) {
+        (None, None) => Ok(None),
+        (Some(i), Some(n)) => parse_shard(&format!("{i}/{n}")).map(Some).map_err(|e| {
+            anyhow::anyhow!("AWS_BATCH_JOB_ARRAY_INDEX/AWS_BATCH_JOB_ARRAY_SIZE: {e}")
+        }),
+        (Some(_), None) => anyhow::bail!(
+            "AWS_BATCH_JOB_ARRAY_INDEX is set but AWS_BATCH_JOB_ARRAY_SIZE is not: the job definition or the state machine must set the array size"
+        ),
+        (None, Some(n)) if n.trim() == "1" => Ok(None),
+        (None, Some(n)) => anyhow::bail!(
+            "AWS_BATCH_JOB_ARRAY_SIZE is {n:?} but AWS_BATCH_JOB_ARRAY_INDEX is not set: this is not an array child"
+        ),
+    }
+}
+
 /// Parses `--shard`: `i/N` with 0 ≤ i < N.
 fn parse_shard(text: &str) -> Result<(u32, u32), String> {
     let bad = || format!("{text:?} is not i/N with 0 ≤ i < N (e.g. --shard 0/4)");
@@ -221,6 +256,18 @@ mod tests {
             assert!(err.contains("is not i/N"), "{err}");
         }
         assert_eq!(parse_phase("tracked"), Ok(Phase::Tracked));
+        let some = |s: &str| Some(s.to_string());
+        assert_eq!(array_shard(None, None).unwrap(), None);
+        assert_eq!(array_shard(some("2"), some("4")).unwrap(), Some((2, 4)));
+        assert_eq!(array_shard(None, some("1")).unwrap(), None);
+        for (i, n) in [
+            (some("4"), some("4")),
+            (some("x"), some("2")),
+            (some("0"), None),
+            (None, some("3")),
+        ] {
+            assert!(array_shard(i.clone(), n.clone()).is_err(), "{i:?}/{n:?}");
+        }
         assert_eq!(parse_phase("neighbours"), Ok(Phase::Neighbor));
         assert!(parse_phase("all").is_err());
     }

@@ -21,6 +21,7 @@ use pipeline::score::{ScoreOptions, run_evaluation, run_score};
 use pipeline::store::Storage;
 
 use crate::cli::{ImportWhat, UsersWhat};
+use crate::emf::Emf;
 use crate::progress::Bar;
 
 /// `faverecs import …`.
@@ -70,9 +71,18 @@ pub async fn score(storage: &Storage, settings: &Settings, all_users: bool) -> a
         all_users,
         run_id: Some(run_id),
     };
+    let started = std::time::Instant::now();
     let result = run_score(storage, settings, options).await;
     release(lock).await;
     let m = result?;
+    Emf::stage("score")
+        .count(
+            "PhotoRecs",
+            m.rows_out.get("photo_recs").copied().unwrap_or(0),
+        )
+        .count("RowsOut", m.rows_out.values().sum())
+        .seconds(started.elapsed())
+        .emit();
     println!("run {} {}", m.run_id, m.status);
     for (table, rows) in &m.rows_out {
         println!("  {table}: {rows} rows");
@@ -134,6 +144,7 @@ pub async fn sql(
 pub async fn publish_run(storage: &Storage, run_id: Option<&str>) -> anyhow::Result<()> {
     let p = publish(storage, run_id).await?;
     println!("published run {}", p.run_id);
+    Emf::stage("publish").count("Published", 1).emit();
     Ok(())
 }
 
@@ -145,6 +156,7 @@ pub async fn gc(storage: &Storage, settings: &Settings, dry_run: bool) -> anyhow
         let lease = Duration::from_secs(settings.lock.lease_secs);
         Some(RunLock::acquire(storage, "gc", lease).await?)
     };
+    let started = std::time::Instant::now();
     let result = run_gc(storage, settings, dry_run).await;
     if let Some(lock) = lock {
         release(lock).await;
@@ -156,6 +168,11 @@ pub async fn gc(storage: &Storage, settings: &Settings, dry_run: bool) -> anyhow
             "removed {} runs ({} objects in all)",
             report.runs, report.objects
         );
+        Emf::stage("gc")
+            .count("RunsRemoved", report.runs as u64)
+            .count("ObjectsRemoved", report.objects as u64)
+            .seconds(started.elapsed())
+            .emit();
     }
     Ok(())
 }
@@ -194,8 +211,26 @@ pub async fn nightly(
         all_users,
         run_id: None,
     };
-    let r = run_nightly(storage, settings, &client, options, progress.as_ref()).await?;
+    let started = std::time::Instant::now();
+    let r = match run_nightly(storage, settings, &client, options, progress.as_ref()).await {
+        Ok(r) => r,
+        Err(e) => {
+            Emf::stage("nightly").count("Failed", 1).emit();
+            return Err(e.into());
+        }
+    };
     let e = &r.extract;
+    extract_metrics(e).emit();
+    Emf::stage("nightly")
+        .count(
+            "PhotoRecs",
+            r.run.rows_out.get("photo_recs").copied().unwrap_or(0),
+        )
+        .count("Published", 1)
+        .count("Failed", 0)
+        .count("RunsRemoved", r.gc.1.runs as u64)
+        .seconds(started.elapsed())
+        .emit();
     println!(
         "extract {}: {} calls; tracked fetched {}, neighbours fetched {}, failed {}",
         e.run_id,
@@ -219,6 +254,53 @@ pub async fn nightly(
     Ok(())
 }
 
+/// `faverecs tables [--json]`: the table contract.
+pub fn tables(json: bool) -> anyhow::Result<()> {
+    let all: Vec<serde_json::Value> = Table::ALL
+        .iter()
+        .map(|t| {
+            let columns: Vec<serde_json::Value> = t
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| {
+                    serde_json::json!({
+                        "name": f.name(),
+                        "type": pipeline::model::type_name(f.data_type()),
+                        "nullable": f.is_nullable(),
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "table": t.name(),
+                "raw": Table::RAW.contains(t),
+                "run": Table::RUN.contains(t),
+                "columns": columns,
+            })
+        })
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(());
+    }
+    for t in &all {
+        println!("{}", t["table"].as_str().unwrap_or_default());
+        for c in t["columns"].as_array().into_iter().flatten() {
+            println!(
+                "  {:<22} {}{}",
+                c["name"].as_str().unwrap_or_default(),
+                c["type"].as_str().unwrap_or_default(),
+                if c["nullable"] == true {
+                    ""
+                } else {
+                    " not null"
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
 /// `faverecs probe`: a health check without curl.
 pub async fn probe(url: &str) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
@@ -236,6 +318,22 @@ pub async fn probe(url: &str) -> anyhow::Result<()> {
     );
     println!("{url}: {}", resp.status());
     Ok(())
+}
+
+/// An extract's metrics: calls, retries, users fetched and failed, rows.
+fn extract_metrics(m: &pipeline::extract::ExtractManifest) -> Emf {
+    Emf::stage("extract")
+        .count("Calls", m.calls)
+        .count("Retries", m.retries.values().sum())
+        .count(
+            "FetchedUsers",
+            (m.tracked.fetched + m.neighbors.fetched) as u64,
+        )
+        .count(
+            "FailedUsers",
+            (m.tracked.failed + m.neighbors.failed) as u64,
+        )
+        .count("Rows", m.rows_written.values().sum())
 }
 
 /// `faverecs runs`.
@@ -320,7 +418,9 @@ pub async fn extract(
     let client = FlickrClient::new(&settings.flickr, ApiKey::from_env()?)?;
     let options = ExtractOptions { now, shard, phase };
     let progress = Bar::for_stderr();
+    let started = std::time::Instant::now();
     let m = run_extract_with(storage, settings, &client, options, progress.as_ref()).await?;
+    extract_metrics(&m).seconds(started.elapsed()).emit();
     println!(
         "extract {} {}: {} calls; tracked fetched {} skipped {}; neighbours fetched {} skipped {}; failed {}",
         m.run_id,

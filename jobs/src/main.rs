@@ -6,6 +6,7 @@
 
 mod cli;
 mod commands;
+mod emf;
 mod progress;
 
 use std::process::ExitCode;
@@ -24,6 +25,7 @@ use cli::{Cli, Command};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -56,6 +58,25 @@ fn exit_code(e: &anyhow::Error) -> ExitCode {
         return ExitCode::from(pipeline::nightly::Stage::Lock.exit_code());
     }
     ExitCode::FAILURE
+}
+
+/// `faverecs runs | head` closes stdout early, and Rust's `println!` panics
+/// on the broken pipe. Exit quietly with the shell's code for SIGPIPE (141)
+/// instead, as other command-line tools do; other panics are reported as usual.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if text.contains("failed printing to stdout") && text.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
 
 /// The error and its causes, each stated once: a cause whose text the message
@@ -117,7 +138,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 shard,
                 phase,
                 fold_only,
-            } => commands::extract(&storage, s, shard, phase, fold_only).await,
+            } => {
+                let shard = match shard {
+                    Some(shard) => Some(shard),
+                    None => cli::batch_array_shard()?,
+                };
+                commands::extract(&storage, s, shard, phase, fold_only).await
+            }
+            Command::Tables { json } => commands::tables(json),
             Command::Users { what } => commands::users(&storage, s, what).await,
             Command::FlickrSim {
                 addr,

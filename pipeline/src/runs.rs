@@ -17,7 +17,9 @@ use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{LockSettings, Settings};
-use crate::model::{CURRENT, RUNS_DIR, Table, is_run_id, is_safe_run_name, manifest_path};
+use crate::model::{
+    CURRENT, PUBLISHED_COPY, RUNS_DIR, Table, is_run_id, is_safe_run_name, manifest_path,
+};
 use crate::store::{Storage, StoreError, Version, json_bytes};
 use crate::text::capped;
 
@@ -466,7 +468,22 @@ async fn write_pointer(storage: &Storage, run_id: &str) -> Result<Pointer, RunEr
         };
         let bytes = json_bytes(&path, &pointer)?;
         match storage.put_if(&path, bytes, &version).await {
-            Ok(_) => return Ok(pointer),
+            Ok(_) => {
+                // Athena's `current_run` table reads this copy; a failure here
+                // leaves it one publish behind, which the next publish mends.
+                let copy = Path::from(PUBLISHED_COPY);
+                let head = Published {
+                    run_id: pointer.run_id.clone(),
+                    published_at: pointer.published_at,
+                };
+                // One line: Athena's JSON SerDe reads one object per line.
+                let mut line = serde_json::to_vec(&head).unwrap_or_default();
+                line.push(b'\n');
+                if let Err(e) = storage.put_bytes(&copy, line.into()).await {
+                    tracing::warn!(error = %e, "published/current.json not updated; CURRENT is");
+                }
+                return Ok(pointer);
+            }
             Err(StoreError::Conflict { .. }) => {
                 tracing::info!(
                     run_id,

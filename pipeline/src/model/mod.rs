@@ -357,11 +357,31 @@ impl Table {
     }
 }
 
+/// A column type as `faverecs tables --json` prints it (and the Glue tables in
+/// `terraform/analytics.tf` are checked against): `utf8`, `int32`, `int64`,
+/// `float64`, `boolean`, `timestamp[us, UTC]`, `list<…>`.
+pub fn type_name(data_type: &DataType) -> String {
+    match data_type {
+        DataType::Utf8 => "utf8".into(),
+        DataType::Int32 => "int32".into(),
+        DataType::Int64 => "int64".into(),
+        DataType::Float64 => "float64".into(),
+        DataType::Boolean => "boolean".into(),
+        DataType::Timestamp(TimeUnit::Microsecond, Some(tz)) => format!("timestamp[us, {tz}]"),
+        DataType::List(item) => format!("list<{}>", type_name(item.data_type())),
+        other => format!("{other}"),
+    }
+}
+
 /// The folder of all runs.
 pub const RUNS_DIR: &str = "runs";
 
 /// The published-run pointer.
 pub const CURRENT: &str = "CURRENT";
+
+/// A copy of the pointer in a folder of its own, for query engines that read
+/// folders, not objects (Athena's `current_run` table). `CURRENT` is the truth.
+pub const PUBLISHED_COPY: &str = "published/current.json";
 
 /// The folder of one table inside a run.
 pub fn run_table_dir(run_id: &str, table: Table) -> Path {

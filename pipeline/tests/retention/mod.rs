@@ -43,6 +43,13 @@ async fn gc_removes_exactly_the_documented_runs_and_a_reader_is_unaffected() {
         .await
         .unwrap();
     publish(&storage, Some(&real.run_id)).await.unwrap();
+    // Athena's current_run reads a one-line copy of the pointer.
+    let copy = std::fs::read_to_string(root.join("published/current.json")).unwrap();
+    assert_eq!(copy.lines().count(), 1, "{copy}");
+    assert!(
+        copy.contains(&format!("\"run_id\":\"{}\"", real.run_id)),
+        "{copy}"
+    );
 
     // Other runs: manifests with chosen ages and statuses.
     let fake = |days: i64, tag: &str, status: RunStatus| {
