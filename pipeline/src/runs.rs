@@ -479,7 +479,7 @@ async fn write_pointer(storage: &Storage, run_id: &str) -> Result<Pointer, RunEr
                 // One line: Athena's JSON SerDe reads one object per line.
                 let mut line = serde_json::to_vec(&head).unwrap_or_default();
                 line.push(b'\n');
-                if let Err(e) = storage.put_bytes(&copy, line.into()).await {
+                if let Err(e) = storage.put_bytes_replacing(&copy, line.into()).await {
                     tracing::warn!(error = %e, "published/current.json not updated; CURRENT is");
                 }
                 return Ok(pointer);

@@ -1,6 +1,6 @@
 //! Kill anywhere (`import`, `publish`, `score`, `gc`, and the fold of `extract`): the
-//! binary killed by SIGKILL exactly at its k-th file rename or
-//! unlink (`strace -e inject=…:signal=KILL:when=k`), for every k the command
+//! binary killed by SIGKILL exactly at its k-th file rename, unlink or close
+//! (`strace -e inject=…:signal=KILL:when=k`), for every k the command
 //! reaches, then the invariants checked: stored tables hold the old content or
 //! the new, never a mix; `CURRENT` names a run that loads; a rerun converges to
 //! the uninterrupted result; and the rerun leaves no temporary or lock file.
@@ -10,9 +10,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// The syscalls a kill point is put on: every rename (a put becoming visible)
-/// and every unlink (a lock released, a pending object deleted).
-const SYSCALLS: [&str; 2] = ["rename,renameat,renameat2", "unlink,unlinkat"];
+/// The syscalls a kill point is put on: every rename (a put becoming visible),
+/// every unlink (a lock released, a pending object deleted, a run removed), and
+/// every close (a file just written, before it is renamed into place).
+const SYSCALLS: [&str; 3] = ["rename,renameat,renameat2", "unlink,unlinkat", "close"];
 
 /// Kill points tried at most per syscall set, so a runaway count cannot hang CI.
 const MAX_POINTS: usize = 80;
@@ -163,6 +164,7 @@ fn kill_everywhere(
 ) -> usize {
     let mut points = 0;
     for syscalls in SYSCALLS {
+        let before = points;
         for k in 1..=MAX_POINTS {
             let dir = tempfile::tempdir().unwrap();
             copy_dir(template, dir.path());
@@ -180,6 +182,7 @@ fn kill_everywhere(
                 "{args:?} killed at {syscalls} #{k}, then rerun, left {left:?}"
             );
         }
+        println!("{args:?}: {} kill points at {syscalls}", points - before);
     }
     points
 }

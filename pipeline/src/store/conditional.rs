@@ -172,7 +172,8 @@ impl Storage {
     /// directory: its temporary files `<object>#<n>` (object_store writes there,
     /// then renames, and picks the next free `n`, so without this they pile up,
     /// each the size of the object). Only called by a writer holding the
-    /// object's lock, so none of them is in flight.
+    /// object's lock, or by the writer of an object no one else writes at the
+    /// same time, so none of them is in flight.
     pub(crate) fn clean_predecessors(
         &self,
         path: &Path,

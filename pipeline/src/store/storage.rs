@@ -160,6 +160,14 @@ impl Storage {
         Ok(())
     }
 
+    /// [`Storage::put_bytes`] for an object whose earlier writers are done
+    /// (a copy rewritten after each publish): first removes the temporary files
+    /// `<object>#<n>` a killed earlier writer left on a local directory.
+    pub async fn put_bytes_replacing(&self, path: &Path, bytes: Bytes) -> Result<(), StoreError> {
+        self.clean_predecessors(path, |_| true);
+        self.put_bytes(path, bytes).await
+    }
+
     /// Reads and decodes a JSON object.
     pub async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
