@@ -257,9 +257,12 @@ mod tests {
         }
         assert_eq!(parse_phase("tracked"), Ok(Phase::Tracked));
         let some = |s: &str| Some(s.to_string());
-        assert_eq!(array_shard(None, None).unwrap(), None);
-        assert_eq!(array_shard(some("2"), some("4")).unwrap(), Some((2, 4)));
-        assert_eq!(array_shard(None, some("1")).unwrap(), None);
+        assert_eq!(array_shard(None, None).expect("no array"), None);
+        assert_eq!(
+            array_shard(some("2"), some("4")).expect("child 2 of 4"),
+            Some((2, 4))
+        );
+        assert_eq!(array_shard(None, some("1")).expect("size 1"), None);
         for (i, n) in [
             (some("4"), some("4")),
             (some("x"), some("2")),
