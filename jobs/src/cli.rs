@@ -84,6 +84,9 @@ pub enum Command {
         /// Score every user with a favourite, not just the tracked users.
         #[arg(long)]
         all_users: bool,
+        /// The extract's budget of API calls (overrides extract.max_calls).
+        #[arg(long, value_name = "CALLS")]
+        budget: Option<u64>,
         /// Scoring threads (overrides score.threads; 0 = one per core).
         #[arg(long)]
         threads: Option<usize>,
@@ -134,6 +137,15 @@ pub enum Command {
         /// Only fold finished users into the tables (after all shards ran).
         #[arg(long)]
         fold_only: bool,
+        /// The run's budget of API calls (overrides extract.max_calls): users
+        /// are pulled in priority order until it is spent; the rest are
+        /// deferred to the next run.
+        #[arg(long, value_name = "CALLS")]
+        budget: Option<u64>,
+        /// Print what the run would do (users due by class, the calls and hours
+        /// they need, what the budget covers) without calling Flickr.
+        #[arg(long, conflicts_with = "fold_only")]
+        plan: bool,
     },
     /// Manage the tracked users.
     Users {

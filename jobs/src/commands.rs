@@ -10,7 +10,7 @@ use pipeline::community::{Community, generate, write_community};
 use pipeline::config::Settings;
 use pipeline::extract::client::{ApiKey, FlickrClient};
 use pipeline::extract::sim::{SimOptions, Simulator};
-use pipeline::extract::{ExtractOptions, Phase, fold, run_extract_with, users};
+use pipeline::extract::{ExtractOptions, fold, run_extract_with, users};
 use pipeline::gc::{GcPlan, run_gc};
 use pipeline::import::{ImportKind, import_file};
 use pipeline::lock::RunLock;
@@ -405,36 +405,91 @@ pub async fn demo(
 pub async fn extract(
     storage: &Storage,
     settings: &Settings,
-    shard: Option<(u32, u32)>,
-    phase: Option<Phase>,
+    options: ExtractOptions,
     fold_only: bool,
 ) -> anyhow::Result<()> {
-    let now = chrono::Utc::now();
     if fold_only {
-        let rows = fold(storage, settings, now).await?;
+        let rows = fold(storage, settings, options.now).await?;
         println!("folded: {rows:?}");
         return Ok(());
     }
     let client = FlickrClient::new(&settings.flickr, ApiKey::from_env()?)?;
-    let options = ExtractOptions { now, shard, phase };
     let progress = Bar::for_stderr();
     let started = std::time::Instant::now();
     let m = run_extract_with(storage, settings, &client, options, progress.as_ref()).await?;
     extract_metrics(&m).seconds(started.elapsed()).emit();
     println!(
-        "extract {} {}: {} calls; tracked fetched {} skipped {}; neighbours fetched {} skipped {}; failed {}",
+        "extract {} {}: {} calls{}; tracked fetched {} skipped {}; neighbours fetched {} skipped {}; failed {}; deferred {}",
         m.run_id,
         m.status,
         m.calls,
+        m.budget
+            .map(|b| format!(" of a budget of {b}"))
+            .unwrap_or_default(),
         m.tracked.fetched,
         m.tracked.skipped_fresh + m.tracked.skipped_backoff,
         m.neighbors.fetched,
         m.neighbors.skipped_fresh + m.neighbors.skipped_backoff,
-        m.tracked.failed + m.neighbors.failed
+        m.tracked.failed + m.neighbors.failed,
+        m.tracked.deferred + m.neighbors.deferred
     );
+    if let Some(a) = &m.data_age_hours {
+        println!(
+            "  data age (hours): neighbours p50 {:.1} p90 {:.1} (weighted by influence); tracked p50 {:.1} p90 {:.1}",
+            a.neighbors_p50, a.neighbors_p90, a.tracked_p50, a.tracked_p90
+        );
+    }
     for (table, rows) in &m.rows_written {
         println!("  {table}: {rows} rows");
     }
+    Ok(())
+}
+
+/// `faverecs extract --plan`: what a run would do, without calling Flickr.
+pub async fn extract_plan(
+    storage: &Storage,
+    settings: &Settings,
+    options: ExtractOptions,
+) -> anyhow::Result<()> {
+    let plan = pipeline::extract::plan_run(storage, settings, options).await?;
+    let lines = plan.summary();
+    let per_hour = f64::from(settings.flickr.calls_per_hour.max(1));
+    println!("{:<34} {:>9} {:>10} {:>9}", "", "users", "calls", "covered");
+    let (mut calls, mut covered, mut due) = (0u64, 0usize, 0usize);
+    for l in &lines {
+        println!(
+            "{:<34} {:>9} {:>10} {:>9}",
+            l.class.name(),
+            l.users,
+            l.calls,
+            if l.class.due() {
+                l.covered.to_string()
+            } else {
+                "-".into()
+            }
+        );
+        if l.class.due() {
+            calls += l.calls;
+            covered += l.covered;
+            due += l.users;
+        }
+    }
+    println!(
+        "due: {due} users, about {calls} calls: {:.1} h at {} calls/h",
+        calls as f64 / per_hour,
+        settings.flickr.calls_per_hour
+    );
+    match plan.budget {
+        Some(b) => println!(
+            "budget {b} calls ({:.1} h): covers {covered} of {due} due users; {} deferred to the next run",
+            b as f64 / per_hour,
+            due - covered
+        ),
+        None => println!("no budget (extract.max_calls = 0): every due user is pulled"),
+    }
+    println!(
+        "neighbours that new tracked users bring are not known before their pull, and incremental pulls that find more than a page cost more: the run may differ"
+    );
     Ok(())
 }
 

@@ -124,8 +124,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Runs => commands::runs(&storage).await,
             Command::Probe { url } => commands::probe(&url).await,
             Command::Gc { dry_run } => commands::gc(&storage, s, dry_run).await,
-            Command::Nightly { all_users, threads } => {
-                commands::nightly(&storage, &commands::with_threads(s, threads), all_users).await
+            Command::Nightly {
+                all_users,
+                threads,
+                budget,
+            } => {
+                let mut settings = commands::with_threads(s, threads);
+                if budget.is_some() {
+                    settings.extract.max_calls = budget;
+                }
+                commands::nightly(&storage, &settings, all_users).await
             }
             Command::Serve { addr } => {
                 commands::serve(storage, s, addr.unwrap_or(s.serve.addr), None).await
@@ -138,12 +146,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 shard,
                 phase,
                 fold_only,
+                budget,
+                plan,
             } => {
                 let shard = match shard {
                     Some(shard) => Some(shard),
                     None => cli::batch_array_shard()?,
                 };
-                commands::extract(&storage, s, shard, phase, fold_only).await
+                let options = pipeline::extract::ExtractOptions {
+                    now: chrono::Utc::now(),
+                    shard,
+                    phase,
+                    budget,
+                };
+                if plan {
+                    commands::extract_plan(&storage, s, options).await
+                } else {
+                    commands::extract(&storage, s, options, fold_only).await
+                }
             }
             Command::Tables { json } => commands::tables(json),
             Command::Users { what } => commands::users(&storage, s, what).await,

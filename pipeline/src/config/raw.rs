@@ -67,6 +67,7 @@ struct RawExtract {
     full_refresh_after_days: i64,
     not_found_retry_days: i64,
     max_failed_percent: i64,
+    max_calls: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -231,6 +232,19 @@ impl RawSettings {
             )? as u64,
             max_failed_percent: positive("extract.max_failed_percent", e.max_failed_percent, 100)?
                 as u32,
+            max_calls: match e.max_calls {
+                0 => None,
+                n if (1..=100_000_000).contains(&n) => Some(n as u64),
+                n => {
+                    return Err(ConfigError::Invalid {
+                        key: "extract.max_calls",
+                        value: n.to_string(),
+                        problem:
+                            "is out of range (expected 0 for no budget, or 1 to 100000000 calls)"
+                                .into(),
+                    });
+                }
+            },
         };
         let similarity = crate::model::Similarity::parse(self.similar.similarity.trim())
             .ok_or_else(|| ConfigError::Invalid {

@@ -156,6 +156,10 @@ pub struct ExtractSettings {
     pub not_found_retry_days: u64,
     /// The run fails at this percentage of failed users.
     pub max_failed_percent: u32,
+    /// The run's budget of API calls (retries included); `None`: no budget.
+    /// Older manifests lack it.
+    #[serde(default)]
+    pub max_calls: Option<u64>,
 }
 
 /// Scoring knobs.

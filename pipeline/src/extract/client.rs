@@ -114,6 +114,12 @@ pub enum FlickrError {
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
+    /// The run's call budget is spent; the user is deferred, not failed.
+    #[error("{method}: the run's budget of API calls is spent")]
+    BudgetSpent {
+        /// API method.
+        method: &'static str,
+    },
 }
 
 /// Call counters, for the manifest.
@@ -252,6 +258,9 @@ pub struct FlickrClient {
     key: ApiKey,
     limiter: DefaultDirectRateLimiter,
     settings: FlickrSettings,
+    /// Calls this client may still make (`u64::MAX`: no budget). Every request
+    /// takes one, retries included, so the API never sees more than the budget.
+    budget_left: AtomicU64,
     /// Counters for the manifest.
     pub stats: ClientStats,
 }
@@ -277,8 +286,34 @@ impl FlickrClient {
             key,
             limiter: RateLimiter::direct(Quota::per_hour(per_hour).allow_burst(burst)),
             settings: settings.clone(),
+            budget_left: AtomicU64::new(u64::MAX),
             stats: ClientStats::default(),
         })
+    }
+
+    /// Caps the calls this client makes from now on (`None`: no cap).
+    pub fn set_budget(&self, calls: Option<u64>) {
+        self.budget_left
+            .store(calls.unwrap_or(u64::MAX), Ordering::SeqCst);
+    }
+
+    /// Calls left in the budget (`None`: no budget).
+    pub fn budget_left(&self) -> Option<u64> {
+        match self.budget_left.load(Ordering::SeqCst) {
+            u64::MAX => None,
+            n => Some(n),
+        }
+    }
+
+    /// Takes one call from the budget; false when it is spent.
+    fn take_call(&self) -> bool {
+        self.budget_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| match n {
+                u64::MAX => Some(u64::MAX),
+                0 => None,
+                n => Some(n - 1),
+            })
+            .is_ok()
     }
 
     fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
@@ -299,6 +334,9 @@ impl FlickrClient {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
+            if !self.take_call() {
+                return Err(FlickrError::BudgetSpent { method });
+            }
             self.limiter.until_ready().await;
             self.stats.calls.fetch_add(1, Ordering::Relaxed);
             match self.attempt(method, params).await {

@@ -23,6 +23,7 @@
 pub mod client;
 pub mod error;
 pub mod fold;
+pub mod plan;
 pub mod progress;
 pub mod pull;
 pub mod sim;
@@ -47,9 +48,177 @@ pub use fold::fold;
 pub use progress::{LogProgress, PhaseProgress, Progress};
 use pull::{Ctx, run_phase};
 pub use state::{
-    ExtractManifest, ExtractOptions, MANIFEST_DIR, Outcome, PENDING_DIR, Phase, UserCounts,
-    UserPull, UserState, read_pending, read_state, shard_of, tracked_users,
+    DataAge, ExtractManifest, ExtractOptions, MANIFEST_DIR, Outcome, PENDING_DIR, Phase,
+    UserCounts, UserPull, UserState, read_pending, read_state, shard_of, tracked_users,
 };
+
+/// What the planner needs from the stored favourites: how many each user
+/// holds, and each neighbour's influence (the tracked users' favourites of their
+/// photos).
+async fn known_from_storage(
+    storage: &Storage,
+    tracked: &BTreeSet<&String>,
+) -> Result<plan::Known<'static>, ExtractError> {
+    let mut known = plan::Known::default();
+    for b in &storage
+        .read_raw(Table::Favorites)
+        .await?
+        .unwrap_or_default()
+    {
+        let c = FavoritesColumns::new(b)?;
+        for i in 0..b.num_rows() {
+            let Some(u) = str_at(c.user_id, i) else {
+                continue;
+            };
+            *known.held.entry(u.to_string()).or_insert(0) += 1;
+            if let Some(o) = str_at(c.owner_id, i)
+                && tracked.contains(&u.to_string())
+            {
+                *known.influence.entry(o.to_string()).or_insert(0) += 1;
+            }
+        }
+    }
+    Ok(known)
+}
+
+/// The age of the data behind the recommendations once this run's pulls are
+/// folded: hours since each user's last pull (0 for users pulled now; the
+/// planner's prior for users never pulled), p50 and p90, neighbours weighted by
+/// influence.
+async fn data_age(
+    storage: &Storage,
+    settings: &Settings,
+    state: &std::collections::HashMap<String, UserState>,
+    known: &plan::Known<'_>,
+    tracked: &[String],
+    neighbors: &[String],
+    now: chrono::DateTime<Utc>,
+) -> Result<DataAge, ExtractError> {
+    let pulled: BTreeSet<String> = read_pending(storage)
+        .await?
+        .into_iter()
+        .map(|p| p.user_id)
+        .collect();
+    let prior = 2.0 * 24.0 * settings.extract.full_refresh_after_days as f64;
+    let now_us = state::micros(now);
+    let age = |u: &String| {
+        if pulled.contains(u) {
+            return 0.0;
+        }
+        state
+            .get(u)
+            .and_then(|s| s.last_pulled_at)
+            .map_or(prior, |t| (now_us - t).max(0) as f64 / 3.6e9)
+    };
+    let weighted: Vec<(f64, f64)> = neighbors
+        .iter()
+        .map(|n| (age(n), known.influence.get(n).copied().unwrap_or(1) as f64))
+        .collect();
+    let flat: Vec<(f64, f64)> = tracked.iter().map(|u| (age(u), 1.0)).collect();
+    let pct =
+        |pairs: &Vec<(f64, f64)>, q| plan::weighted_percentile(pairs.clone(), q).unwrap_or(0.0);
+    Ok(DataAge {
+        neighbors_p50: pct(&weighted, 0.5),
+        neighbors_p90: pct(&weighted, 0.9),
+        tracked_p50: pct(&flat, 0.5),
+        tracked_p90: pct(&flat, 0.9),
+    })
+}
+
+/// What a run would do, from the stored data, without calling Flickr
+/// (`faverecs extract --plan`). Neighbours a cold-start tracked user brings are
+/// not known before their pull, so the plan counts only stored ones.
+#[derive(Debug)]
+pub struct RunPlan {
+    /// Tracked users in the run's order.
+    pub tracked: Vec<plan::Planned>,
+    /// Neighbours in the run's order.
+    pub neighbors: Vec<plan::Planned>,
+    /// The budget, if any.
+    pub budget: Option<u64>,
+}
+
+/// One line of a plan's summary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassLine {
+    /// The class.
+    pub class: plan::Class,
+    /// Users in it.
+    pub users: usize,
+    /// Their estimated calls.
+    pub calls: u64,
+    /// Users the budget covers (all, without a budget).
+    pub covered: usize,
+}
+
+impl RunPlan {
+    /// Per class, in priority order: users, calls, and how many the budget
+    /// covers when the run walks them in order.
+    pub fn summary(&self) -> Vec<ClassLine> {
+        let mut left = self.budget.unwrap_or(u64::MAX);
+        let mut lines: Vec<ClassLine> = Vec::new();
+        for p in self.tracked.iter().chain(&self.neighbors) {
+            let line = match lines.iter_mut().find(|l| l.class == p.class) {
+                Some(l) => l,
+                None => {
+                    lines.push(ClassLine {
+                        class: p.class,
+                        users: 0,
+                        calls: 0,
+                        covered: 0,
+                    });
+                    lines.last_mut().expect("just pushed")
+                }
+            };
+            line.users += 1;
+            if p.class.due() {
+                line.calls += p.cost;
+                if left >= p.cost {
+                    left -= p.cost;
+                    line.covered += 1;
+                }
+            }
+        }
+        lines.sort_by_key(|l| l.class);
+        lines
+    }
+}
+
+/// Plans a run (see [`RunPlan`]).
+pub async fn plan_run(
+    storage: &Storage,
+    settings: &Settings,
+    options: ExtractOptions,
+) -> Result<RunPlan, ExtractError> {
+    let in_shard = |u: &String| options.shard.is_none_or(|(i, n)| shard_of(u, n) == i);
+    let tracked = tracked_users(storage).await?;
+    if tracked.is_empty() {
+        return Err(ExtractError::NoTrackedUsers);
+    }
+    let state = read_state(storage).await?;
+    let tracked_set: BTreeSet<&String> = tracked.iter().collect();
+    let mut known = known_from_storage(storage, &tracked_set).await?;
+    known.state = Some(&state);
+    known.tracked_since = state::tracked_since(storage).await?;
+    let mine: Vec<String> = tracked.iter().filter(|u| in_shard(u)).cloned().collect();
+    let neighbors: Vec<String> = known
+        .influence
+        .keys()
+        .filter(|n| is_nsid(n) && !tracked_set.contains(n) && in_shard(n))
+        .cloned()
+        .collect();
+    Ok(RunPlan {
+        tracked: plan::order_tracked(&mine, &known, settings, options.now),
+        neighbors: plan::order_neighbors(
+            &neighbors,
+            &std::collections::HashSet::new(),
+            &known,
+            settings,
+            options.now,
+        ),
+        budget: options.budget.or(settings.extract.max_calls),
+    })
+}
 
 /// Runs the extract stage and writes its manifest.
 pub async fn run_extract(
@@ -83,6 +252,8 @@ pub async fn run_extract_with(
         neighbors: UserCounts::default(),
         rows_written: BTreeMap::new(),
         failures: Vec::new(),
+        budget: None,
+        data_age_hours: None,
         error: None,
     };
     let result = extract_into(storage, settings, client, options, &mut manifest, progress).await;
@@ -119,6 +290,9 @@ async fn extract_into(
     if tracked.is_empty() {
         return Err(ExtractError::NoTrackedUsers);
     }
+    let budget = options.budget.or(settings.extract.max_calls);
+    client.set_budget(budget);
+    manifest.budget = budget;
     let state = read_state(storage).await?;
     let pending = read_pending(storage).await?;
     let done: BTreeSet<(Phase, String)> = pending
@@ -135,12 +309,22 @@ async fn extract_into(
     };
     let mut failures = Vec::new();
     let runs = |p: Phase| options.phase.is_none_or(|only| only == p);
+    let tracked_set: BTreeSet<&String> = tracked.iter().collect();
+    let mut known = known_from_storage(storage, &tracked_set).await?;
+    known.state = Some(&state);
+    known.tracked_since = state::tracked_since(storage).await?;
+    let mine: Vec<String> = tracked.iter().filter(|u| in_shard(u)).cloned().collect();
+    let tracked_plan = plan::order_tracked(&mine, &known, settings, options.now);
+    let cold: BTreeSet<String> = tracked_plan
+        .iter()
+        .filter(|p| p.class == plan::Class::ColdStart)
+        .map(|p| p.user.clone())
+        .collect();
     if runs(Phase::Tracked) {
-        let mine: Vec<String> = tracked.iter().filter(|u| in_shard(u)).cloned().collect();
         run_phase(
             &ctx,
             Phase::Tracked,
-            mine,
+            tracked_plan,
             &mut manifest.tracked,
             &mut failures,
             progress,
@@ -149,42 +333,49 @@ async fn extract_into(
     }
 
     // Neighbours: owners of the tracked users' favourites, stored or just pulled.
-    let tracked_set: BTreeSet<&String> = tracked.iter().collect();
-    let mut neighbors = BTreeSet::new();
-    let stored = storage
-        .read_raw(Table::Favorites)
-        .await?
-        .unwrap_or_default();
-    for b in &stored {
-        let c = FavoritesColumns::new(b)?;
-        for i in 0..b.num_rows() {
-            if let (Some(u), Some(o)) = (str_at(c.user_id, i), str_at(c.owner_id, i))
-                && tracked_set.contains(&u.to_string())
-            {
-                neighbors.insert(o.to_string());
-            }
-        }
-    }
+    let mut neighbors: BTreeSet<String> = known.influence.keys().cloned().collect();
+    let mut of_new_users = std::collections::HashSet::new();
     for p in read_pending(storage).await? {
         if p.phase == Phase::Tracked {
-            neighbors.extend(p.favorites.into_iter().map(|f| f.owner_id));
+            let new_user = cold.contains(&p.user_id);
+            for f in p.favorites {
+                *known.influence.entry(f.owner_id.clone()).or_insert(0) += 1;
+                if new_user {
+                    of_new_users.insert(f.owner_id.clone());
+                }
+                neighbors.insert(f.owner_id);
+            }
         }
     }
     let neighbors: Vec<String> = neighbors
         .into_iter()
         .filter(|n| is_nsid(n) && !tracked_set.contains(n) && in_shard(n))
         .collect();
+    let neighbor_plan =
+        plan::order_neighbors(&neighbors, &of_new_users, &known, settings, options.now);
     if runs(Phase::Neighbor) {
         run_phase(
             &ctx,
             Phase::Neighbor,
-            neighbors,
+            neighbor_plan,
             &mut manifest.neighbors,
             &mut failures,
             progress,
         )
         .await?;
     }
+    manifest.data_age_hours = Some(
+        data_age(
+            storage,
+            settings,
+            &state,
+            &known,
+            &mine,
+            &neighbors,
+            options.now,
+        )
+        .await?,
+    );
     manifest.failures = failures.clone();
 
     let attempted: usize = [&manifest.tracked, &manifest.neighbors]

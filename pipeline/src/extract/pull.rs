@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 
 use crate::config::Settings;
@@ -11,8 +11,9 @@ use crate::store::Storage;
 
 use super::client::{FlickrClient, FlickrError};
 use super::error::ExtractError;
+use super::plan::{Decision, Planned};
 use super::progress::{PhaseProgress, Progress};
-use super::state::{Outcome, Phase, UserCounts, UserPull, UserState, micros, pending_path};
+use super::state::{Outcome, Phase, UserCounts, UserPull, UserState, pending_path};
 
 /// What happened to one user.
 enum Step {
@@ -21,6 +22,9 @@ enum Step {
     Backoff,
     Pulled(Outcome),
     Failed(String),
+    /// The budget could not cover the pull: the user keeps their stored rows
+    /// and, staler than anyone pulled tonight, comes first the next night.
+    Deferred,
 }
 
 /// What every pull of a run shares.
@@ -39,43 +43,34 @@ pub struct Ctx<'a> {
     pub now: DateTime<Utc>,
 }
 
-/// Pulls one user (unless resumed, fresh or backing off) and stores the result
-/// as a pending object.
+/// Pulls one user (unless resumed, fresh, backing off or past the budget) and
+/// stores the result as a pending object.
 async fn pull_user(
     ctx: &Ctx<'_>,
     phase: Phase,
-    user: String,
+    planned: Planned,
 ) -> Result<(String, Step), ExtractError> {
+    let user = planned.user;
     if ctx.done.contains(&(phase, user.clone())) {
         return Ok((user, Step::Resumed));
     }
-    let now = micros(ctx.now);
-    let st = ctx.state.get(&user).cloned().unwrap_or_default();
-    if st.next_attempt_at.is_some_and(|t| t > now) {
-        return Ok((user, Step::Backoff));
-    }
-    let refresh = Duration::hours(ctx.settings.extract.refresh_after_hours as i64)
-        .num_microseconds()
-        .unwrap_or(i64::MAX);
-    if st.outcome == Some(Outcome::Ok)
-        && st
-            .last_pulled_at
-            .is_some_and(|t| t.saturating_add(refresh) > now)
-    {
-        return Ok((user, Step::Fresh));
-    }
-    let full_after = Duration::days(ctx.settings.extract.full_refresh_after_days as i64)
-        .num_microseconds()
-        .unwrap_or(i64::MAX);
-    let full = st.newest_date_faved.is_none()
-        || st
-            .last_full_pull_at
-            .is_none_or(|t| t.saturating_add(full_after) <= now);
-    let min_fave_date = if full {
-        None
-    } else {
-        st.newest_date_faved.map(|m| m / 1_000_000)
+    let (full, min_fave_date) = match planned.decision {
+        Decision::Backoff => return Ok((user, Step::Backoff)),
+        Decision::Fresh => return Ok((user, Step::Fresh)),
+        Decision::Pull {
+            full,
+            min_fave_date,
+        } => (full, min_fave_date),
     };
+    // Not started when the budget left cannot cover its estimated cost; a pull
+    // that runs past it anyway (more pages, retries) is stopped by the client.
+    if ctx
+        .client
+        .budget_left()
+        .is_some_and(|left| left < planned.cost)
+    {
+        return Ok((user, Step::Deferred));
+    }
     let classify = |e: FlickrError| -> Result<Result<Outcome, String>, ExtractError> {
         match e {
             FlickrError::NotFound { .. } => Ok(Ok(Outcome::NotFound)),
@@ -97,6 +92,7 @@ async fn pull_user(
     };
     match ctx.client.favorites(&user, min_fave_date).await {
         Ok(f) => pull.favorites = f,
+        Err(FlickrError::BudgetSpent { .. }) => return Ok((user, Step::Deferred)),
         Err(e) => match classify(e)? {
             Ok(outcome) => pull.outcome = outcome,
             Err(msg) => return Ok((user, Step::Failed(msg))),
@@ -107,6 +103,7 @@ async fn pull_user(
     if phase == Phase::Tracked && full && pull.outcome == Outcome::Ok {
         match ctx.client.contacts(&user).await {
             Ok(c) => pull.contacts = Some(c),
+            Err(FlickrError::BudgetSpent { .. }) => return Ok((user, Step::Deferred)),
             Err(e) => match classify(e)? {
                 Ok(outcome) => pull.outcome = outcome,
                 Err(msg) => return Ok((user, Step::Failed(msg))),
@@ -119,12 +116,14 @@ async fn pull_user(
     Ok((user, Step::Pulled(pull.outcome)))
 }
 
-/// Pulls every user of one phase, `extract.concurrency` at a time, counting
+/// Pulls every user of one phase in the planner's order, `extract.concurrency`
+/// at a time (so the users started first are the ones the budget reaches),
+/// counting
 /// what happened to each and reporting progress as users finish.
 pub async fn run_phase(
     ctx: &Ctx<'_>,
     phase: Phase,
-    users: Vec<String>,
+    users: Vec<Planned>,
     counts: &mut UserCounts,
     failures: &mut Vec<String>,
     progress: &dyn Progress,
@@ -144,6 +143,7 @@ pub async fn run_phase(
             Step::Pulled(Outcome::NotFound) => counts.not_found += 1,
             Step::Pulled(Outcome::Deleted) => counts.deleted += 1,
             Step::Pulled(_) => counts.fetched += 1,
+            Step::Deferred => counts.deferred += 1,
             Step::Failed(msg) => {
                 counts.failed += 1;
                 tracing::warn!(%user, error = %msg, "user failed after retries");

@@ -91,6 +91,8 @@ pub struct CallRecord {
     pub at_ms: u64,
     /// The API method.
     pub method: String,
+    /// The `user_id` asked about, if any.
+    pub user_id: Option<String>,
 }
 
 #[derive(Debug)]
@@ -306,6 +308,7 @@ async fn rest(State(sim): State<Simulator>, Query(q): Query<HashMap<String, Stri
         calls.push(CallRecord {
             at_ms: s.started.elapsed().as_millis() as u64,
             method: method.clone(),
+            user_id: param(&q, "user_id").map(str::to_string),
         });
     }
     if !s.options.latency.is_zero() {

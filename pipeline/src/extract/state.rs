@@ -125,6 +125,8 @@ pub struct ExtractOptions {
     /// Run only this phase (sharded runs go phase by phase: every shard's tracked
     /// users must be in before the neighbours can be listed). `None` runs both.
     pub phase: Option<Phase>,
+    /// The call budget (overrides `extract.max_calls`).
+    pub budget: Option<u64>,
 }
 
 impl ExtractOptions {
@@ -134,6 +136,7 @@ impl ExtractOptions {
             now,
             shard: None,
             phase: None,
+            budget: None,
         }
     }
 }
@@ -163,6 +166,10 @@ pub struct UserCounts {
     pub deleted: usize,
     /// Failed after retries.
     pub failed: usize,
+    /// Due, but past the run's call budget: kept their stored rows, and come
+    /// first the next night.
+    #[serde(default)]
+    pub deferred: usize,
 }
 
 /// `extract/manifests/<run_id>.json`.
@@ -190,8 +197,29 @@ pub struct ExtractManifest {
     pub rows_written: BTreeMap<String, u64>,
     /// Up to 20 failures, `nsid: error`.
     pub failures: Vec<String>,
+    /// The run's budget of calls, if it had one.
+    #[serde(default)]
+    pub budget: Option<u64>,
+    /// How old the data behind the recommendations is after this run, in hours
+    /// since each user's last pull: p50 and p90 over the neighbours weighted by
+    /// influence, and over the tracked users.
+    #[serde(default)]
+    pub data_age_hours: Option<DataAge>,
     /// The error, for a failed run.
     pub error: Option<String>,
+}
+
+/// Percentiles of data age, in hours.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DataAge {
+    /// Neighbours, weighted by influence: median.
+    pub neighbors_p50: f64,
+    /// Neighbours, weighted by influence: 90th percentile.
+    pub neighbors_p90: f64,
+    /// Tracked users: median.
+    pub tracked_p50: f64,
+    /// Tracked users: 90th percentile.
+    pub tracked_p90: f64,
 }
 
 /// Where a finished user's pull waits to be folded.
@@ -216,6 +244,24 @@ pub async fn tracked_users(storage: &Storage) -> Result<Vec<String>, ExtractErro
         set.extend(c.user_id.iter().flatten().map(str::to_string));
     }
     Ok(set.into_iter().collect())
+}
+
+/// When each tracked user was added (`tracked_users.added_at`, µs), where known.
+pub async fn tracked_since(storage: &Storage) -> Result<HashMap<String, i64>, ExtractError> {
+    let mut out = HashMap::new();
+    for b in &storage
+        .read_raw(Table::TrackedUsers)
+        .await?
+        .unwrap_or_default()
+    {
+        let c = TrackedUsersColumns::new(b)?;
+        for i in 0..b.num_rows() {
+            if let (Some(u), Some(t)) = (str_at(c.user_id, i), time_at(c.added_at, i)) {
+                out.insert(u.to_string(), t);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Every user's `extract_state` row.

@@ -488,6 +488,7 @@ async fn sharded_phases_then_a_fold_equal_one_unsharded_run() {
                 now: now(),
                 shard: Some((i, 3)),
                 phase: Some(phase),
+                budget: None,
             };
             let m = run_extract(&sharded, &settings, &client, options)
                 .await
@@ -594,4 +595,165 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
         }
     }
     out
+}
+
+/// Which users were pulled (their `extract_state.last_pulled_at` is `at`).
+async fn pulled_at(storage: &Storage, at: chrono::DateTime<Utc>) -> BTreeSet<String> {
+    let at = at.timestamp_micros();
+    pipeline::extract::read_state(storage)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(_, s)| s.last_pulled_at == Some(at))
+        .map(|(u, _)| u)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_budget_caps_the_calls_new_users_go_first_and_deferred_users_lead_the_next_night() {
+    let c = community(300, 8);
+    let (sim, url) = start_sim(
+        &c,
+        SimOptions {
+            api_key: KEY.into(),
+            ..SimOptions::default()
+        },
+    )
+    .await;
+    let storage = memory();
+    let mut settings = settings_for(&url);
+    // One user at a time, so the order the planner chose is the order of calls.
+    settings.extract.concurrency = 1;
+    settings.flickr.per_page = 50;
+    let tracked = c.tracked_users.clone();
+    let old = tracked.slice(0, 6);
+    let new = tracked.slice(6, 2);
+    let new_ids: BTreeSet<String> = c.tracked_ids()[6..].iter().cloned().collect();
+    merge_raw(&storage, Table::TrackedUsers, vec![old])
+        .await
+        .unwrap();
+    let run = |when, budget| {
+        let client = FlickrClient::new(&settings.flickr, ApiKey::new(KEY)).unwrap();
+        let storage = storage.clone();
+        let settings = settings.clone();
+        async move {
+            let options = ExtractOptions {
+                budget,
+                ..ExtractOptions::at(when)
+            };
+            run_extract(&storage, &settings, &client, options)
+                .await
+                .unwrap()
+        }
+    };
+    // Night 0: no budget, everyone pulled.
+    let night0 = run(now(), None).await;
+    assert_eq!(night0.tracked.deferred + night0.neighbors.deferred, 0);
+
+    // Night 1: two newly tracked users (added an hour before it; night 0 may
+    // have pulled them as neighbours), and a budget of 40 calls.
+    let t1 = now() + Duration::hours(25);
+    let added = arrow_array::TimestampMicrosecondArray::from(vec![
+        Some(
+            (t1 - Duration::hours(1)).timestamp_micros()
+        );
+        2
+    ])
+    .with_timezone("UTC");
+    let mut columns = new.columns().to_vec();
+    columns[2] = Arc::new(added);
+    let new = arrow_array::RecordBatch::try_new(new.schema(), columns).unwrap();
+    merge_raw(&storage, Table::TrackedUsers, vec![new])
+        .await
+        .unwrap();
+    let before = sim.calls().len();
+    let night1 = run(t1, Some(40)).await;
+    let calls1 = &sim.calls()[before..];
+    assert!(
+        calls1.len() <= 40,
+        "the simulator saw {} calls",
+        calls1.len()
+    );
+    assert_eq!(night1.calls as usize, calls1.len());
+    assert_eq!(night1.budget, Some(40));
+    assert!(night1.neighbors.deferred > 40, "{:?}", night1.neighbors);
+    // The new users' calls come first, before any other user's.
+    let first_two: BTreeSet<String> = calls1
+        .iter()
+        .filter_map(|r| r.user_id.clone())
+        .fold(Vec::new(), |mut seen: Vec<String>, u| {
+            if !seen.contains(&u) {
+                seen.push(u);
+            }
+            seen
+        })
+        .into_iter()
+        .take(2)
+        .collect();
+    assert_eq!(first_two, new_ids);
+    let pulled1 = pulled_at(&storage, t1).await;
+    assert!(new_ids.is_subset(&pulled1));
+
+    // Night 2: the neighbours night 1 deferred are pulled before any it reached.
+    let t2 = now() + Duration::hours(50);
+    let before = sim.calls().len();
+    let night2 = run(t2, Some(40)).await;
+    assert!(sim.calls().len() - before <= 40);
+    let pulled2 = pulled_at(&storage, t2).await;
+    let tracked_ids: BTreeSet<String> = c.tracked_ids().into_iter().collect();
+    let neighbors2: BTreeSet<&String> = pulled2.difference(&tracked_ids).collect();
+    assert!(!neighbors2.is_empty(), "{night2:?}");
+    for n in &neighbors2 {
+        assert!(
+            !pulled1.contains(*n),
+            "{n} was pulled on night 1 and again before a deferred neighbour"
+        );
+    }
+    // The data age is reported, and a pulled user's is 0.
+    let age = night2.data_age_hours.unwrap();
+    assert!(
+        age.neighbors_p90 >= age.neighbors_p50 && age.neighbors_p90 > 0.0,
+        "{age:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_plan_estimates_the_calls_a_run_makes_within_ten_percent() {
+    let c = community(300, 8);
+    let (_sim, url) = start_sim(
+        &c,
+        SimOptions {
+            api_key: KEY.into(),
+            ..SimOptions::default()
+        },
+    )
+    .await;
+    let storage = memory();
+    track_all(&storage, &c).await;
+    let mut settings = settings_for(&url);
+    settings.flickr.per_page = 10;
+    settings.flickr.max_calls_per_user = 200;
+    let client = || FlickrClient::new(&settings.flickr, ApiKey::new(KEY)).unwrap();
+    run_extract(&storage, &settings, &client(), ExtractOptions::at(now()))
+        .await
+        .unwrap();
+    // A night later (incremental pulls) and a week later (full pulls, a page
+    // per 10 favourites held): the plan, then the run.
+    for when in [now() + Duration::hours(25), now() + Duration::days(8)] {
+        let plan = pipeline::extract::plan_run(&storage, &settings, ExtractOptions::at(when))
+            .await
+            .unwrap();
+        let estimate: u64 = plan
+            .summary()
+            .iter()
+            .filter(|l| l.class.due())
+            .map(|l| l.calls)
+            .sum();
+        let m = run_extract(&storage, &settings, &client(), ExtractOptions::at(when))
+            .await
+            .unwrap();
+        let off = (estimate as f64 - m.calls as f64).abs() / m.calls as f64;
+        println!("plan {estimate} calls, run {} ({:.1}% off)", m.calls, 100.0 * off);
+        assert!(off <= 0.10, "plan {estimate} calls, run {}", m.calls);
+    }
 }

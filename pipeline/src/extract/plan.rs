@@ -1,0 +1,449 @@
+//! Who is pulled tonight, in which order, and at what cost: the planner behind
+//! the call budget (`extract.max_calls`, `--budget`) and `faverecs extract --plan`.
+//!
+//! A user is *due* unless they were pulled within `extract.refresh_after_hours`
+//! (fresh) or are backing off after a not-found/deleted answer. A due user's pull
+//! is full (their whole list, which catches deletions) when they were never pulled
+//! or their last full pull is older than `extract.full_refresh_after_days`, else
+//! incremental (favourites since the newest held).
+//!
+//! The order, the same for the same state (ties broken by NSID):
+//!
+//! 1. newly tracked users (cold start): never pulled, or tracked since their
+//!    last pull (as someone's neighbour); pulled whole, however fresh;
+//! 2. the other due tracked users, stalest first;
+//! 3. neighbours of cold-start tracked users, most influential first;
+//! 4. overdue neighbours: never pulled, or due for more than one
+//!    `extract.refresh_after_hours` (an earlier run's budget deferred them), so
+//!    deferred users come first the next night;
+//! 5. the other due neighbours.
+//!
+//! Within 4 and 5 neighbours go by expected value: influence × staleness (hours
+//! since their last pull) ÷ calls the pull costs.
+//!
+//! A neighbour's *influence* is how many of the tracked users' stored favourites
+//! are of their photos: the weight their favourites carry in the tracked users'
+//! recommendations. A neighbour never pulled has the staleness prior of twice
+//! `extract.full_refresh_after_days`, so new neighbours come before any
+//! merely-due one of the same influence.
+//!
+//! Costs are estimates: an incremental pull is one call (a page of the newest
+//! favourites); a full pull is one call per `flickr.per_page` favourites held (at
+//! least one, at most `flickr.max_calls_per_user`), plus one for a tracked user's
+//! contacts.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::config::Settings;
+
+use super::state::{Outcome, Phase, UserState, micros};
+
+/// Where a user stands tonight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Class {
+    /// A tracked user never pulled.
+    ColdStart,
+    /// A tracked user due again.
+    TrackedDue,
+    /// A neighbour of a cold-start tracked user.
+    NewUsersNeighbor,
+    /// A neighbour due for more than one refresh interval: never pulled, or
+    /// deferred by an earlier run's budget.
+    NeighborOverdue,
+    /// Another due neighbour.
+    NeighborDue,
+    /// Pulled recently enough: not pulled.
+    Fresh,
+    /// Not found or deleted recently: not pulled until the back-off ends.
+    Backoff,
+}
+
+impl Class {
+    /// Its name in `--plan` and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::ColdStart => "new tracked users",
+            Class::TrackedDue => "tracked users due",
+            Class::NewUsersNeighbor => "neighbours of new tracked users",
+            Class::NeighborOverdue => "neighbours overdue (new or deferred)",
+            Class::NeighborDue => "neighbours due",
+            Class::Fresh => "fresh (not pulled)",
+            Class::Backoff => "backing off (not pulled)",
+        }
+    }
+
+    /// Whether the class is pulled.
+    pub fn due(self) -> bool {
+        !matches!(self, Class::Fresh | Class::Backoff)
+    }
+}
+
+/// What to do with one user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Not found or deleted recently.
+    Backoff,
+    /// Pulled recently enough.
+    Fresh,
+    /// Pull: the whole list, or favourites since `min_fave_date` (seconds).
+    Pull {
+        /// Whether the whole list is pulled.
+        full: bool,
+        /// For an incremental pull, the newest favourite held.
+        min_fave_date: Option<i64>,
+    },
+}
+
+/// Whether and how `st` is pulled at `now`.
+pub fn decide(st: &UserState, settings: &Settings, now: DateTime<Utc>) -> Decision {
+    let now = micros(now);
+    if st.next_attempt_at.is_some_and(|t| t > now) {
+        return Decision::Backoff;
+    }
+    let refresh = Duration::hours(settings.extract.refresh_after_hours as i64)
+        .num_microseconds()
+        .unwrap_or(i64::MAX);
+    if st.outcome == Some(Outcome::Ok)
+        && st
+            .last_pulled_at
+            .is_some_and(|t| t.saturating_add(refresh) > now)
+    {
+        return Decision::Fresh;
+    }
+    let full_after = Duration::days(settings.extract.full_refresh_after_days as i64)
+        .num_microseconds()
+        .unwrap_or(i64::MAX);
+    let full = st.newest_date_faved.is_none()
+        || st
+            .last_full_pull_at
+            .is_none_or(|t| t.saturating_add(full_after) <= now);
+    Decision::Pull {
+        full,
+        min_fave_date: if full {
+            None
+        } else {
+            st.newest_date_faved.map(|m| m / 1_000_000)
+        },
+    }
+}
+
+/// The estimated calls of one pull (see the module docs).
+pub fn cost(phase: Phase, full: bool, held: usize, settings: &Settings) -> u64 {
+    if !full {
+        return 1;
+    }
+    let per_page = settings.flickr.per_page.clamp(1, 500) as usize;
+    let pages = held
+        .div_ceil(per_page)
+        .clamp(1, settings.flickr.max_calls_per_user as usize);
+    pages as u64 + u64::from(phase == Phase::Tracked)
+}
+
+/// One user in tonight's order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Planned {
+    /// The user.
+    pub user: String,
+    /// Their class.
+    pub class: Class,
+    /// What the pull does.
+    pub decision: Decision,
+    /// Whether their pull is full.
+    pub full: bool,
+    /// Estimated calls.
+    pub cost: u64,
+    /// The expected value that orders neighbours (0 for tracked users).
+    pub value: f64,
+}
+
+/// What the planner knows of the stored data.
+#[derive(Debug, Default)]
+pub struct Known<'a> {
+    /// Every user's `extract_state` row.
+    pub state: Option<&'a HashMap<String, UserState>>,
+    /// Favourites held per user.
+    pub held: HashMap<String, usize>,
+    /// Per neighbour, the tracked users' favourites of their photos.
+    pub influence: HashMap<String, u64>,
+    /// When each tracked user was added (`tracked_users.added_at`, µs).
+    pub tracked_since: HashMap<String, i64>,
+}
+
+impl Known<'_> {
+    fn state(&self, user: &str) -> UserState {
+        self.state
+            .and_then(|s| s.get(user))
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+fn planned(
+    user: &str,
+    phase: Phase,
+    known: &Known<'_>,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> (Planned, UserState) {
+    let st = known.state(user);
+    // Newly tracked: never pulled, or tracked since their last pull (as a
+    // neighbour, which pulls no contacts). Pulled whole, fresh or not.
+    let cold = phase == Phase::Tracked
+        && st.last_pulled_at.is_none_or(|pulled| {
+            known
+                .tracked_since
+                .get(user)
+                .is_some_and(|&since| since > pulled)
+        });
+    let mut decision = decide(&st, settings, now);
+    if cold && decision != Decision::Backoff {
+        decision = Decision::Pull {
+            full: true,
+            min_fave_date: None,
+        };
+    }
+    let (class, full) = match decision {
+        Decision::Backoff => (Class::Backoff, false),
+        Decision::Fresh => (Class::Fresh, false),
+        Decision::Pull { full, .. } => (
+            match phase {
+                Phase::Tracked if cold => Class::ColdStart,
+                Phase::Tracked => Class::TrackedDue,
+                Phase::Neighbor => Class::NeighborDue,
+            },
+            full,
+        ),
+    };
+    let held = known.held.get(user).copied().unwrap_or(0);
+    (
+        Planned {
+            user: user.to_string(),
+            class,
+            decision,
+            full,
+            cost: cost(phase, full, held, settings),
+            value: 0.0,
+        },
+        st,
+    )
+}
+
+/// The tracked users in tonight's order: cold start, then due by staleness
+/// (never-pulled first, then oldest pull), then the ones not pulled.
+pub fn order_tracked(
+    tracked: &[String],
+    known: &Known<'_>,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Vec<Planned> {
+    let mut out: Vec<(Planned, i64)> = tracked
+        .iter()
+        .map(|u| {
+            let (p, st) = planned(u, Phase::Tracked, known, settings, now);
+            (p, st.last_pulled_at.unwrap_or(i64::MIN))
+        })
+        .collect();
+    out.sort_by(|(a, ta), (b, tb)| (a.class, *ta, &a.user).cmp(&(b.class, *tb, &b.user)));
+    out.into_iter().map(|(p, _)| p).collect()
+}
+
+/// The neighbours in tonight's order: those of cold-start tracked users by
+/// influence, then the other due ones by expected value, then the ones not
+/// pulled.
+pub fn order_neighbors(
+    neighbors: &[String],
+    of_new_users: &HashSet<String>,
+    known: &Known<'_>,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Vec<Planned> {
+    let prior_hours = 2.0 * 24.0 * settings.extract.full_refresh_after_days as f64;
+    let now_us = micros(now);
+    let mut out: Vec<Planned> = neighbors
+        .iter()
+        .map(|u| {
+            let (mut p, st) = planned(u, Phase::Neighbor, known, settings, now);
+            let influence = known.influence.get(u).copied().unwrap_or(1) as f64;
+            let refresh_us = settings.extract.refresh_after_hours as i64 * 3_600_000_000;
+            let overdue = st
+                .last_pulled_at
+                .is_none_or(|t| t.saturating_add(2 * refresh_us) <= now_us);
+            if p.class == Class::NeighborDue && of_new_users.contains(u) {
+                p.class = Class::NewUsersNeighbor;
+                p.value = influence;
+            } else {
+                if p.class == Class::NeighborDue && overdue {
+                    p.class = Class::NeighborOverdue;
+                }
+                let staleness = st
+                    .last_pulled_at
+                    .map_or(prior_hours, |t| (now_us - t).max(0) as f64 / 3.6e9);
+                p.value = influence * staleness / p.cost.max(1) as f64;
+            }
+            p
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        a.class
+            .cmp(&b.class)
+            .then(b.value.total_cmp(&a.value))
+            .then_with(|| a.user.cmp(&b.user))
+    });
+    out
+}
+
+/// Weighted percentile (`q` in 0..=1) of `(value, weight)` pairs; `None` when
+/// the weights sum to 0.
+pub fn weighted_percentile(mut pairs: Vec<(f64, f64)>, q: f64) -> Option<f64> {
+    pairs.retain(|(_, w)| *w > 0.0);
+    pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total: f64 = pairs.iter().map(|(_, w)| w).sum();
+    if total <= 0.0 {
+        return None;
+    }
+    let mut seen = 0.0;
+    for (v, w) in &pairs {
+        seen += w;
+        if seen >= q * total {
+            return Some(*v);
+        }
+    }
+    pairs.last().map(|(v, _)| *v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings::load_with_env(None, Vec::new()).expect("defaults")
+    }
+
+    fn at(hours_ago: i64, now: DateTime<Utc>) -> Option<i64> {
+        Some(micros(now - Duration::hours(hours_ago)))
+    }
+
+    #[test]
+    fn cold_start_first_then_stalest_and_the_order_is_stable() {
+        let s = settings();
+        let now: DateTime<Utc> = "2026-11-30T02:00:00Z".parse().expect("time");
+        let mut state = HashMap::new();
+        for (u, h) in [("1@N01", 30), ("2@N01", 100), ("3@N01", 1)] {
+            state.insert(
+                u.to_string(),
+                UserState {
+                    last_pulled_at: at(h, now),
+                    last_full_pull_at: at(h, now),
+                    newest_date_faved: Some(1),
+                    outcome: Some(Outcome::Ok),
+                    next_attempt_at: None,
+                },
+            );
+        }
+        let known = Known {
+            state: Some(&state),
+            ..Known::default()
+        };
+        let tracked: Vec<String> = ["3@N01", "9@N01", "1@N01", "2@N01"]
+            .map(String::from)
+            .to_vec();
+        let order = order_tracked(&tracked, &known, &s, now);
+        let users: Vec<(&str, Class)> = order.iter().map(|p| (p.user.as_str(), p.class)).collect();
+        assert_eq!(
+            users,
+            [
+                ("9@N01", Class::ColdStart),
+                ("2@N01", Class::TrackedDue),
+                ("1@N01", Class::TrackedDue),
+                ("3@N01", Class::Fresh)
+            ]
+        );
+        let mut reversed = tracked.clone();
+        reversed.reverse();
+        assert_eq!(order_tracked(&reversed, &known, &s, now), order);
+        // Tracked since their last pull (pulled as a neighbour an hour ago):
+        // a cold start, pulled whole although fresh.
+        state.insert(
+            "5@N01".to_string(),
+            UserState {
+                last_pulled_at: at(1, now),
+                last_full_pull_at: at(1, now),
+                newest_date_faved: Some(1),
+                outcome: Some(Outcome::Ok),
+                next_attempt_at: None,
+            },
+        );
+        let known = Known {
+            state: Some(&state),
+            tracked_since: [("5@N01".to_string(), micros(now))].into(),
+            ..Known::default()
+        };
+        let order = order_tracked(&["5@N01".to_string()], &known, &s, now);
+        assert_eq!(order[0].class, Class::ColdStart);
+        assert!(order[0].full);
+    }
+
+    #[test]
+    fn neighbours_go_by_influence_times_staleness_over_cost() {
+        let s = settings();
+        let now: DateTime<Utc> = "2026-11-30T02:00:00Z".parse().expect("time");
+        let mut state = HashMap::new();
+        let pulled = |h| UserState {
+            last_pulled_at: at(h, now),
+            last_full_pull_at: at(h, now),
+            newest_date_faved: Some(1),
+            outcome: Some(Outcome::Ok),
+            next_attempt_at: None,
+        };
+        state.insert("a@N01".to_string(), pulled(48));
+        state.insert("b@N01".to_string(), pulled(30));
+        state.insert("c@N01".to_string(), pulled(30));
+        let known = Known {
+            state: Some(&state),
+            held: HashMap::new(),
+            influence: [
+                ("a@N01", 1),
+                ("b@N01", 10),
+                ("c@N01", 1),
+                ("n@N01", 1),
+                ("x@N01", 1),
+            ]
+            .into_iter()
+            .map(|(u, i)| (u.to_string(), i))
+            .collect(),
+            ..Known::default()
+        };
+        let neighbors: Vec<String> = ["a@N01", "b@N01", "c@N01", "n@N01", "x@N01"]
+            .map(String::from)
+            .to_vec();
+        let of_new: HashSet<String> = ["x@N01".to_string()].into();
+        let order = order_neighbors(&neighbors, &of_new, &known, &s, now);
+        let users: Vec<&str> = order.iter().map(|p| p.user.as_str()).collect();
+        // x: a new user's neighbour; then overdue: a (1 × 48 h: due for two
+        // refresh intervals) and n (never pulled: prior 14 days, a 1-call full
+        // pull); then due: b (10 × 30 h) before c (1 × 30 h).
+        assert_eq!(users, ["x@N01", "n@N01", "a@N01", "b@N01", "c@N01"]);
+        assert_eq!(order[1].class, Class::NeighborOverdue);
+        assert_eq!(order[3].class, Class::NeighborDue);
+    }
+
+    #[test]
+    fn a_full_pull_costs_a_call_per_page_held_within_the_cap() {
+        let s = settings();
+        assert_eq!(cost(Phase::Neighbor, false, 5000, &s), 1);
+        assert_eq!(cost(Phase::Neighbor, true, 0, &s), 1);
+        let pages = s.flickr.max_calls_per_user as u64;
+        assert_eq!(cost(Phase::Neighbor, true, 1_000_000, &s), pages);
+        assert_eq!(cost(Phase::Tracked, true, 1_000_000, &s), pages + 1);
+    }
+
+    #[test]
+    fn weighted_percentiles() {
+        let pairs = vec![(1.0, 1.0), (2.0, 1.0), (10.0, 8.0)];
+        assert_eq!(weighted_percentile(pairs.clone(), 0.5), Some(10.0));
+        assert_eq!(weighted_percentile(pairs.clone(), 0.1), Some(1.0));
+        assert_eq!(weighted_percentile(vec![], 0.5), None);
+    }
+}
