@@ -115,6 +115,8 @@ locals {
       { name = "newest_date_faved", type = "timestamp" },
       { name = "outcome", type = "string" },
       { name = "next_attempt_at", type = "timestamp" },
+      { name = "favorites_total", type = "bigint" },
+      { name = "refresh_hours", type = "double" },
     ]
   }
 

@@ -68,6 +68,8 @@ struct RawExtract {
     not_found_retry_days: i64,
     max_failed_percent: i64,
     max_calls: i64,
+    min_refresh_hours: i64,
+    max_refresh_hours: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -232,6 +234,10 @@ impl RawSettings {
             )? as u64,
             max_failed_percent: positive("extract.max_failed_percent", e.max_failed_percent, 100)?
                 as u32,
+            min_refresh_hours: positive("extract.min_refresh_hours", e.min_refresh_hours, 100_000)?
+                as u64,
+            max_refresh_hours: positive("extract.max_refresh_hours", e.max_refresh_hours, 100_000)?
+                as u64,
             max_calls: match e.max_calls {
                 0 => None,
                 n if (1..=100_000_000).contains(&n) => Some(n as u64),
@@ -246,6 +252,16 @@ impl RawSettings {
                 }
             },
         };
+        if extract.min_refresh_hours > extract.max_refresh_hours {
+            return Err(ConfigError::Invalid {
+                key: "extract.min_refresh_hours",
+                value: extract.min_refresh_hours.to_string(),
+                problem: format!(
+                    "is above extract.max_refresh_hours ({})",
+                    extract.max_refresh_hours
+                ),
+            });
+        }
         let similarity = crate::model::Similarity::parse(self.similar.similarity.trim())
             .ok_or_else(|| ConfigError::Invalid {
                 key: "similar.similarity",

@@ -156,6 +156,12 @@ pub struct ExtractSettings {
     pub not_found_retry_days: u64,
     /// The run fails at this percentage of failed users.
     pub max_failed_percent: u32,
+    /// The shortest a user's adaptive refresh interval gets, in hours.
+    #[serde(default = "default_min_refresh")]
+    pub min_refresh_hours: u64,
+    /// The longest a user's adaptive refresh interval gets, in hours.
+    #[serde(default = "default_max_refresh")]
+    pub max_refresh_hours: u64,
     /// The run's budget of API calls (retries included); `None`: no budget.
     /// Older manifests lack it.
     #[serde(default)]
@@ -307,4 +313,12 @@ pub struct DemoSettings {
     pub clusters: usize,
     /// Seed: the same seed always gives the same community.
     pub seed: u64,
+}
+
+fn default_min_refresh() -> u64 {
+    12
+}
+
+fn default_max_refresh() -> u64 {
+    168
 }

@@ -206,6 +206,8 @@ fn lenient_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Strin
 struct Paging {
     #[serde(default, deserialize_with = "lenient_i64")]
     pages: Option<i64>,
+    #[serde(default, deserialize_with = "lenient_i64")]
+    total: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -465,7 +467,32 @@ impl FlickrClient {
         user_id: &str,
         min_fave_date: Option<i64>,
     ) -> Result<Vec<Fave>, FlickrError> {
+        Ok(self
+            .favorites_paged(user_id, min_fave_date, u32::MAX)
+            .await?
+            .0)
+    }
+
+    /// The first page of a user's favourites (the newest `flickr.per_page`),
+    /// with Flickr's `total` of their list and its page count: one call.
+    pub async fn favorites_first_page(
+        &self,
+        user_id: &str,
+    ) -> Result<(Vec<Fave>, Option<i64>, u32), FlickrError> {
+        self.favorites_paged(user_id, None, 1).await
+    }
+
+    /// [`FlickrClient::favorites`] up to `max_pages` pages, with the list's
+    /// `total` and page count as the first page gave them.
+    pub async fn favorites_paged(
+        &self,
+        user_id: &str,
+        min_fave_date: Option<i64>,
+        max_pages: u32,
+    ) -> Result<(Vec<Fave>, Option<i64>, u32), FlickrError> {
         let per_page = self.settings.per_page.min(500);
+        let mut total = None;
+        let mut page_count = 0u32;
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         let mut page = 1u32;
@@ -481,8 +508,14 @@ impl FlickrClient {
             }
             let v = self.call("flickr.favorites.getPublicList", &params).await?;
             let photos = v.get("photos").cloned().unwrap_or(Value::Null);
-            let paging: Paging =
-                serde_json::from_value(photos.clone()).unwrap_or(Paging { pages: Some(0) });
+            let paging: Paging = serde_json::from_value(photos.clone()).unwrap_or(Paging {
+                pages: Some(0),
+                total: None,
+            });
+            if page == 1 {
+                total = paging.total;
+                page_count = paging.pages.unwrap_or(0).max(0) as u32;
+            }
             let records = photos.get("photo").cloned().unwrap_or(Value::Array(vec![]));
             let records: Vec<Value> = serde_json::from_value(records).unwrap_or_default();
             for r in records {
@@ -511,6 +544,7 @@ impl FlickrClient {
             }
             let pages = paging.pages.unwrap_or(0).max(0) as u32;
             if page >= pages
+                || page >= max_pages
                 || page >= self.settings.max_calls_per_user
                 || out.len() >= self.settings.max_favorites_per_user
             {
@@ -519,7 +553,7 @@ impl FlickrClient {
             page += 1;
         }
         out.truncate(self.settings.max_favorites_per_user);
-        Ok(out)
+        Ok((out, total, page_count))
     }
 
     /// A user's public contacts, every page (capped at 1000 pages for safety).
@@ -535,8 +569,10 @@ impl FlickrClient {
             ];
             let v = self.call("flickr.contacts.getPublicList", &params).await?;
             let contacts = v.get("contacts").cloned().unwrap_or(Value::Null);
-            let paging: Paging =
-                serde_json::from_value(contacts.clone()).unwrap_or(Paging { pages: Some(0) });
+            let paging: Paging = serde_json::from_value(contacts.clone()).unwrap_or(Paging {
+                pages: Some(0),
+                total: None,
+            });
             let list: Vec<Value> = serde_json::from_value(
                 contacts
                     .get("contact")

@@ -3,8 +3,9 @@
 //! put, then the pending objects deleted.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
-use arrow_array::RecordBatch;
+use arrow_array::{Float64Array, Int64Array, RecordBatch};
 use chrono::{DateTime, Duration, Utc};
 
 use crate::config::Settings;
@@ -19,6 +20,7 @@ use crate::raw::{RawTableError, merge_raw, update_raw};
 use crate::store::Storage;
 
 use super::error::ExtractError;
+use super::plan::{interval_hours, next_interval};
 use super::state::{
     Outcome, UserPull, UserState, micros, pending_path, read_pending, state_from_batches,
 };
@@ -56,8 +58,12 @@ pub async fn fold(
         .filter(|p| p.full || p.outcome != Outcome::Ok)
         .map(|p| p.user_id.as_str())
         .collect();
+    let cap = settings.flickr.max_favorites_per_user;
+    let changes = std::cell::RefCell::new(BTreeMap::new());
     let r = update_raw(storage, Table::Favorites, |stored| {
-        favorites_rows(&pulls, &replaced, &stored)
+        let (rows, seen) = favorites_rows(&pulls, &replaced, &stored, cap)?;
+        *changes.borrow_mut() = seen;
+        Ok(rows)
     })
     .await?;
     rows.insert("favorites".into(), r.rows_after as u64);
@@ -80,7 +86,7 @@ pub async fn fold(
 
     // State.
     let r = update_raw(storage, Table::ExtractState, |stored| {
-        state_rows(&pulls, &stored, settings, now)
+        state_rows(&pulls, &stored, &changes.borrow(), settings, now)
     })
     .await?;
     rows.insert("extract_state".into(), r.rows_after as u64);
@@ -91,32 +97,108 @@ pub async fn fold(
     Ok(rows)
 }
 
-/// `favorites` after the fold: the pulled rows, then the stored rows of every
-/// user whose stored set is kept.
+/// What the fold saw of one pulled user's list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct ListChange {
+    /// Favourites pulled that were not held.
+    new: usize,
+    /// Held favourites a first-page pull showed deleted.
+    deleted: usize,
+}
+
+/// `favorites` after the fold: every pulled user's rows (the pull, then their
+/// stored rows unless replaced), capped at their newest
+/// `flickr.max_favorites_per_user`, as the seed photo-recommender kept them, so
+/// incremental pulls never grow a list past the cap (which would change
+/// total(n) in the formula); then everyone else's stored rows, as they were.
+///
+/// A first-page pull shows the newest favourites: a held one at least as new as
+/// the page's oldest, which the page lacks, was deleted and is dropped.
 fn favorites_rows(
     pulls: &[UserPull],
     replaced: &BTreeSet<&str>,
     stored: &[RecordBatch],
-) -> Result<Vec<RecordBatch>, RawTableError> {
-    let mut fav = FavoriteRows::default();
+    cap: usize,
+) -> Result<(Vec<RecordBatch>, BTreeMap<String, ListChange>), RawTableError> {
+    type Row = (String, Option<String>, Option<i64>);
+    let mut pulled: BTreeMap<&str, (&UserPull, Vec<Row>, Vec<Row>)> = BTreeMap::new();
     for p in pulls {
-        for f in &p.favorites {
-            fav.0.push(Some(p.user_id.clone()));
-            fav.1.push(Some(f.photo_id.clone()));
-            fav.2.push(Some(f.owner_id.clone()));
-            fav.3
-                .push(f.date_faved.map(|d| d.saturating_mul(1_000_000)));
-        }
+        let rows = p
+            .favorites
+            .iter()
+            .map(|f| {
+                (
+                    f.photo_id.clone(),
+                    Some(f.owner_id.clone()),
+                    f.date_faved.map(|d| d.saturating_mul(1_000_000)),
+                )
+            })
+            .collect();
+        pulled.insert(p.user_id.as_str(), (p, rows, Vec::new()));
     }
+    let mut fav = FavoriteRows::default();
     for b in stored {
         let c = FavoritesColumns::new(b)?;
         for i in 0..b.num_rows() {
-            if str_at(c.user_id, i).is_some_and(|u| !replaced.contains(u)) {
-                fav.0.push(string_at(c.user_id, i));
-                fav.1.push(string_at(c.photo_id, i));
-                fav.2.push(string_at(c.owner_id, i));
-                fav.3.push(time_at(c.date_faved, i));
+            let Some(u) = str_at(c.user_id, i) else {
+                continue;
+            };
+            if let Some((_, _, held)) = pulled.get_mut(u) {
+                if let Some(photo) = string_at(c.photo_id, i) {
+                    held.push((photo, string_at(c.owner_id, i), time_at(c.date_faved, i)));
+                }
+                continue;
             }
+            fav.0.push(Some(u.to_string()));
+            fav.1.push(string_at(c.photo_id, i));
+            fav.2.push(string_at(c.owner_id, i));
+            fav.3.push(time_at(c.date_faved, i));
+        }
+    }
+    let mut changes = BTreeMap::new();
+    for (user, (pull, mut rows, held)) in pulled {
+        let held_ids: BTreeSet<&str> = held.iter().map(|r| r.0.as_str()).collect();
+        let on_page: BTreeSet<String> = rows.iter().map(|r| r.0.clone()).collect();
+        let mut change = ListChange {
+            new: rows
+                .iter()
+                .filter(|r| !held_ids.contains(r.0.as_str()))
+                .count(),
+            deleted: 0,
+        };
+        if !replaced.contains(user) {
+            let boundary = if pull.first_page {
+                match rows.iter().filter_map(|r| r.2).min() {
+                    Some(oldest) => Some(oldest),
+                    // An empty first page of an empty list: everything went.
+                    None if pull.total == Some(0) => Some(i64::MIN),
+                    None => None,
+                }
+            } else {
+                None
+            };
+            for r in held {
+                let gone = boundary.is_some_and(|b| r.2.is_some_and(|d| d >= b))
+                    && !on_page.contains(&r.0);
+                if gone {
+                    change.deleted += 1;
+                } else {
+                    rows.push(r);
+                }
+            }
+        }
+        changes.insert(user.to_string(), change);
+        // The pull's row of a photo wins over the stored one; then newest first
+        // (undated last), ties by photo id.
+        let mut seen = BTreeSet::new();
+        rows.retain(|r| seen.insert(r.0.clone()));
+        rows.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+        rows.truncate(cap);
+        for (photo, owner, date) in rows {
+            fav.0.push(Some(user.to_string()));
+            fav.1.push(Some(photo));
+            fav.2.push(owner);
+            fav.3.push(date);
         }
     }
     let favorites = FavoritesArrays {
@@ -127,7 +209,7 @@ fn favorites_rows(
     }
     .into_batch()
     .map_err(frame_error)?;
-    Ok(vec![favorites])
+    Ok((vec![favorites], changes))
 }
 
 /// The `photos` rows of every favourite pulled.
@@ -198,9 +280,16 @@ fn contacts_rows(
 
 /// `extract_state` after the fold: every stored user's row, updated for the
 /// users pulled.
+///
+/// Each pulled user's refresh interval adapts to the change the fold saw
+/// ([`next_interval`]). A first-page pull whose `total` disagrees with the last
+/// total plus the new minus the deleted (older favourites were deleted, or more
+/// changed than a page shows) clears `last_full_pull_at`, so the next run pulls
+/// the whole list.
 fn state_rows(
     pulls: &[UserPull],
     stored: &[RecordBatch],
+    changes: &BTreeMap<String, ListChange>,
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> Result<Vec<RecordBatch>, RawTableError> {
@@ -210,6 +299,7 @@ fn state_rows(
         .unwrap_or(i64::MAX);
     for p in pulls {
         let s = state.entry(p.user_id.clone()).or_default();
+        let first_pull = s.last_pulled_at.is_none();
         let at = micros(p.pulled_at);
         s.last_pulled_at = Some(at);
         if p.full {
@@ -229,6 +319,29 @@ fn state_rows(
         s.outcome = Some(p.outcome);
         s.next_attempt_at =
             (p.outcome != Outcome::Ok).then(|| micros(now).saturating_add(retry_after));
+        if p.outcome != Outcome::Ok {
+            continue;
+        }
+        let change = changes.get(&p.user_id).copied().unwrap_or_default();
+        // A first pull finds everything "new"; the interval adapts from the
+        // second on.
+        if !first_pull {
+            s.refresh_hours = Some(next_interval(
+                interval_hours(s, settings),
+                change.new,
+                settings,
+            ));
+        }
+        if p.first_page
+            && let (Some(before), Some(total)) = (s.favorites_total, p.total)
+        {
+            let expected = before + change.new as i64 - change.deleted as i64;
+            if total != expected {
+                tracing::debug!(user = %p.user_id, total, expected, "the list changed beyond its first page; a full pull is next");
+                s.last_full_pull_at = None;
+            }
+        }
+        s.favorites_total = p.total;
     }
     let mut users: Vec<(&String, &UserState)> = state.iter().collect();
     users.sort_by(|a, b| a.0.cmp(b.0));
@@ -247,6 +360,18 @@ fn state_rows(
                 .collect(),
         ),
         next_attempt_at: times(|s| s.next_attempt_at),
+        favorites_total: Arc::new(Int64Array::from(
+            users
+                .iter()
+                .map(|(_, s)| s.favorites_total)
+                .collect::<Vec<_>>(),
+        )),
+        refresh_hours: Arc::new(Float64Array::from(
+            users
+                .iter()
+                .map(|(_, s)| s.refresh_hours)
+                .collect::<Vec<_>>(),
+        )),
     }
     .into_batch()
     .map_err(frame_error)?;

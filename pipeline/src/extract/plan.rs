@@ -1,11 +1,17 @@
 //! Who is pulled tonight, in which order, and at what cost: the planner behind
 //! the call budget (`extract.max_calls`, `--budget`) and `faverecs extract --plan`.
 //!
-//! A user is *due* unless they were pulled within `extract.refresh_after_hours`
-//! (fresh) or are backing off after a not-found/deleted answer. A due user's pull
+//! A user is *due* unless they were pulled within their refresh interval
+//! (fresh) or are backing off after a not-found/deleted answer. The interval
+//! adapts ([`next_interval`]): it starts at `extract.refresh_after_hours`, grows
+//! by half after a pull that found nothing new and halves after one that found
+//! 10 or more, within `extract.min_refresh_hours` and `extract.max_refresh_hours`. A due user's pull
 //! is full (their whole list, which catches deletions) when they were never pulled
 //! or their last full pull is older than `extract.full_refresh_after_days`, else
-//! incremental (favourites since the newest held).
+//! incremental: the first page of their list (the newest favourites) and
+//! Flickr's `total`, which shows new favourites and deletions among the newest
+//! at once; a `total` that disagrees with what the fold expects schedules a full
+//! pull for the next run.
 //!
 //! The order, the same for the same state (ties broken by NSID):
 //!
@@ -102,10 +108,12 @@ pub fn decide(st: &UserState, settings: &Settings, now: DateTime<Utc>) -> Decisi
     if st.next_attempt_at.is_some_and(|t| t > now) {
         return Decision::Backoff;
     }
-    let refresh = Duration::hours(settings.extract.refresh_after_hours as i64)
-        .num_microseconds()
-        .unwrap_or(i64::MAX);
+    let refresh = (interval_hours(st, settings) * 3.6e9) as i64;
+    // A fold that found the list changed beyond its first page cleared
+    // last_full_pull_at: that user is due for a full pull, however fresh.
+    let full_requested = st.last_full_pull_at.is_none() && st.last_pulled_at.is_some();
     if st.outcome == Some(Outcome::Ok)
+        && !full_requested
         && st
             .last_pulled_at
             .is_some_and(|t| t.saturating_add(refresh) > now)
@@ -127,6 +135,28 @@ pub fn decide(st: &UserState, settings: &Settings, now: DateTime<Utc>) -> Decisi
             st.newest_date_faved.map(|m| m / 1_000_000)
         },
     }
+}
+
+/// A user's refresh interval in hours: their adaptive one, or
+/// `extract.refresh_after_hours` until they have one.
+pub fn interval_hours(st: &UserState, settings: &Settings) -> f64 {
+    st.refresh_hours
+        .unwrap_or(settings.extract.refresh_after_hours as f64)
+}
+
+/// The next refresh interval after a pull that found `new` favourites newer
+/// than those held: no new ones lengthen it by half, 10 or more halve it,
+/// within `extract.min_refresh_hours` and `extract.max_refresh_hours`.
+pub fn next_interval(current: f64, new: usize, settings: &Settings) -> f64 {
+    let next = match new {
+        0 => current * 1.5,
+        n if n >= 10 => current / 2.0,
+        _ => current,
+    };
+    next.clamp(
+        settings.extract.min_refresh_hours as f64,
+        settings.extract.max_refresh_hours as f64,
+    )
 }
 
 /// The estimated calls of one pull (see the module docs).
@@ -266,7 +296,7 @@ pub fn order_neighbors(
         .map(|u| {
             let (mut p, st) = planned(u, Phase::Neighbor, known, settings, now);
             let influence = known.influence.get(u).copied().unwrap_or(1) as f64;
-            let refresh_us = settings.extract.refresh_after_hours as i64 * 3_600_000_000;
+            let refresh_us = (interval_hours(&st, settings) * 3.6e9) as i64;
             let overdue = st
                 .last_pulled_at
                 .is_none_or(|t| t.saturating_add(2 * refresh_us) <= now_us);
@@ -339,6 +369,7 @@ mod tests {
                     newest_date_faved: Some(1),
                     outcome: Some(Outcome::Ok),
                     next_attempt_at: None,
+                    ..UserState::default()
                 },
             );
         }
@@ -373,6 +404,7 @@ mod tests {
                 newest_date_faved: Some(1),
                 outcome: Some(Outcome::Ok),
                 next_attempt_at: None,
+                ..UserState::default()
             },
         );
         let known = Known {
@@ -396,6 +428,7 @@ mod tests {
             newest_date_faved: Some(1),
             outcome: Some(Outcome::Ok),
             next_attempt_at: None,
+            ..UserState::default()
         };
         state.insert("a@N01".to_string(), pulled(48));
         state.insert("b@N01".to_string(), pulled(30));

@@ -89,9 +89,16 @@ async fn pull_user(
         pulled_at: ctx.now,
         favorites: Vec::new(),
         contacts: None,
+        first_page: false,
+        total: None,
     };
-    match ctx.client.favorites(&user, min_fave_date).await {
-        Ok(f) => pull.favorites = f,
+    let newest_held = ctx.state.get(&user).and_then(|s| s.newest_date_faved);
+    match favorites(ctx, &user, full, min_fave_date, newest_held).await {
+        Ok((f, total, first_page)) => {
+            pull.favorites = f;
+            pull.total = total;
+            pull.first_page = first_page;
+        }
         Err(FlickrError::BudgetSpent { .. }) => return Ok((user, Step::Deferred)),
         Err(e) => match classify(e)? {
             Ok(outcome) => pull.outcome = outcome,
@@ -116,10 +123,38 @@ async fn pull_user(
     Ok((user, Step::Pulled(pull.outcome)))
 }
 
+/// A user's favourites for one pull: the whole list for a full pull; else the
+/// first page (the newest, and Flickr's `total`), or, when that whole page is
+/// newer than anything held and more pages follow, every favourite since the
+/// newest held. Returns the favourites, the total, and whether they are the
+/// first page.
+async fn favorites(
+    ctx: &Ctx<'_>,
+    user: &str,
+    full: bool,
+    min_fave_date: Option<i64>,
+    newest_held: Option<i64>,
+) -> Result<(Vec<super::client::Fave>, Option<i64>, bool), FlickrError> {
+    if full {
+        let (f, total, _) = ctx.client.favorites_paged(user, None, u32::MAX).await?;
+        return Ok((f, total, false));
+    }
+    let (page, total, pages) = ctx.client.favorites_first_page(user).await?;
+    let all_new = !page.is_empty()
+        && page.iter().all(|f| {
+            f.date_faved
+                .is_some_and(|d| Some(d.saturating_mul(1_000_000)) > newest_held)
+        });
+    if all_new && pages > 1 {
+        let f = ctx.client.favorites(user, min_fave_date).await?;
+        return Ok((f, total, false));
+    }
+    Ok((page, total, true))
+}
+
 /// Pulls every user of one phase in the planner's order, `extract.concurrency`
 /// at a time (so the users started first are the ones the budget reaches),
-/// counting
-/// what happened to each and reporting progress as users finish.
+/// counting what happened to each and reporting progress as users finish.
 pub async fn run_phase(
     ctx: &Ctx<'_>,
     phase: Phase,

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use arrow_array::RecordBatch;
+use arrow_array::{Array, RecordBatch};
 use chrono::{DateTime, Utc};
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
@@ -98,6 +98,14 @@ pub struct UserPull {
     pub favorites: Vec<Fave>,
     /// Contacts pulled (tracked users only).
     pub contacts: Option<Vec<String>>,
+    /// The favourites are the first page of the list (the newest), not "since
+    /// the newest held": stored favourites at least as new as the page's
+    /// oldest that the page lacks were deleted.
+    #[serde(default)]
+    pub first_page: bool,
+    /// Flickr's `total` of the list, when the pull saw the first page.
+    #[serde(default)]
+    pub total: Option<i64>,
 }
 
 /// A user's row in `extract_state`.
@@ -113,6 +121,10 @@ pub struct UserState {
     pub outcome: Option<Outcome>,
     /// Not before this time (not-found/deleted back-off).
     pub next_attempt_at: Option<i64>,
+    /// Flickr's `total` of the list at the last pull that saw its first page.
+    pub favorites_total: Option<i64>,
+    /// The user's adaptive refresh interval (`None`: `refresh_after_hours`).
+    pub refresh_hours: Option<f64>,
 }
 
 /// Options of one run.
@@ -292,6 +304,12 @@ pub fn state_from_batches(
                     newest_date_faved: time_at(c.newest_date_faved, i),
                     outcome: str_at(c.outcome, i).and_then(Outcome::parse),
                     next_attempt_at: time_at(c.next_attempt_at, i),
+                    favorites_total: c
+                        .favorites_total
+                        .and_then(|a| (!a.is_null(i)).then(|| a.value(i))),
+                    refresh_hours: c
+                        .refresh_hours
+                        .and_then(|a| (!a.is_null(i)).then(|| a.value(i))),
                 },
             );
         }
@@ -308,4 +326,46 @@ pub async fn read_pending(storage: &Storage) -> Result<Vec<UserPull>, StoreError
         out.push(storage.get_json::<UserPull>(&f).await?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{StringArray, TimestampMicrosecondArray};
+    use arrow_schema::{Field, Schema};
+
+    use super::*;
+
+    #[test]
+    fn an_extract_state_file_from_before_the_added_columns_still_reads() {
+        let ts = || {
+            Arc::new(TimestampMicrosecondArray::from(vec![Some(5)]).with_timezone("UTC"))
+                as arrow_array::ArrayRef
+        };
+        let full = Table::ExtractState.schema();
+        let old: Vec<Field> = full
+            .fields()
+            .iter()
+            .filter(|f| !matches!(f.name().as_str(), "favorites_total" | "refresh_hours"))
+            .map(|f| f.as_ref().clone())
+            .collect();
+        let batch = RecordBatch::try_new(
+            Arc::new(Schema::new(old)),
+            vec![
+                Arc::new(StringArray::from(vec!["1@N01"])),
+                ts(),
+                ts(),
+                ts(),
+                Arc::new(StringArray::from(vec!["ok"])),
+                Arc::new(TimestampMicrosecondArray::from(vec![None::<i64>]).with_timezone("UTC")),
+            ],
+        )
+        .expect("old batch");
+        let state = state_from_batches(&[batch]).expect("reads");
+        let s = &state["1@N01"];
+        assert_eq!(s.last_pulled_at, Some(5));
+        assert_eq!(s.outcome, Some(Outcome::Ok));
+        assert_eq!((s.favorites_total, s.refresh_hours), (None, None));
+    }
 }

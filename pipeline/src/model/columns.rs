@@ -83,12 +83,28 @@ fn assemble(
     RecordBatch::try_new(schema, columns)
 }
 
+/// The column `name` of `batch` if it has one (a column added to the contract
+/// later, which older files lack), downcast to `T`; a mistyped one is an error.
+pub fn added_column<'a, T: Array + 'static>(
+    batch: &'a RecordBatch,
+    table: Table,
+    name: &'static str,
+) -> Result<Option<&'a T>, ColumnError> {
+    if batch.column_by_name(name).is_none() {
+        return Ok(None);
+    }
+    column(batch, table, name).map(Some)
+}
+
 macro_rules! table_columns {
     (
         $(#[$doc:meta])*
         $view:ident, $arrays:ident for $table:path {
             $($field:ident: $ty:ty),+ $(,)?
         }
+        $(added since a later release {
+            $($added:ident: $aty:ty),+ $(,)?
+        })?
     ) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy)]
@@ -97,16 +113,22 @@ macro_rules! table_columns {
                 #[doc = concat!("The `", stringify!($field), "` column.")]
                 pub $field: &'a $ty,
             )+
+            $($(
+                #[doc = concat!("The `", stringify!($added), "` column; `None` in files written before it was added.")]
+                pub $added: Option<&'a $aty>,
+            )+)?
         }
 
         impl<'a> $view<'a> {
             /// The column names, in the order this struct lists them.
-            pub const NAMES: &'static [&'static str] = &[$(stringify!($field)),+];
+            pub const NAMES: &'static [&'static str] =
+                &[$(stringify!($field)),+ $($(, stringify!($added))+)?];
 
             /// Finds every column of `batch` by name.
             pub fn new(batch: &'a RecordBatch) -> Result<Self, ColumnError> {
                 Ok(Self {
                     $($field: column(batch, $table, stringify!($field))?,)+
+                    $($($added: added_column(batch, $table, stringify!($added))?,)+)?
                 })
             }
         }
@@ -118,12 +140,16 @@ macro_rules! table_columns {
                 #[doc = concat!("The `", stringify!($field), "` column.")]
                 pub $field: ArrayRef,
             )+
+            $($(
+                #[doc = concat!("The `", stringify!($added), "` column.")]
+                pub $added: ArrayRef,
+            )+)?
         }
 
         impl $arrays {
             /// The batch, its columns in the contract's order.
             pub fn into_batch(self) -> Result<RecordBatch, ArrowError> {
-                assemble($table, vec![$((stringify!($field), self.$field)),+])
+                assemble($table, vec![$((stringify!($field), self.$field)),+ $($(, (stringify!($added), self.$added))+)?])
             }
         }
     };
@@ -188,6 +214,10 @@ table_columns! {
         newest_date_faved: TimestampMicrosecondArray,
         outcome: StringArray,
         next_attempt_at: TimestampMicrosecondArray,
+    }
+    added since a later release {
+        favorites_total: Int64Array,
+        refresh_hours: Float64Array,
     }
 }
 

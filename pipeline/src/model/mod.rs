@@ -175,6 +175,9 @@ static EXTRACT_STATE: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("newest_date_faved", timestamp_type(), true),
         utf8("outcome", true),
         Field::new("next_attempt_at", timestamp_type(), true),
+        // Added later: files written before lack them (read as null).
+        Field::new("favorites_total", DataType::Int64, true),
+        Field::new("refresh_hours", DataType::Float64, true),
     ])
 });
 

@@ -753,7 +753,173 @@ async fn the_plan_estimates_the_calls_a_run_makes_within_ten_percent() {
             .await
             .unwrap();
         let off = (estimate as f64 - m.calls as f64).abs() / m.calls as f64;
-        println!("plan {estimate} calls, run {} ({:.1}% off)", m.calls, 100.0 * off);
+        println!(
+            "plan {estimate} calls, run {} ({:.1}% off)",
+            m.calls,
+            100.0 * off
+        );
         assert!(off <= 0.10, "plan {estimate} calls, run {}", m.calls);
     }
+}
+
+#[tokio::test]
+async fn deletions_show_within_two_nights_and_no_list_outgrows_the_cap() {
+    let c = community(200, 5);
+    let (sim, url) = start_sim(
+        &c,
+        SimOptions {
+            api_key: KEY.into(),
+            ..SimOptions::default()
+        },
+    )
+    .await;
+    let storage = memory();
+    track_all(&storage, &c).await;
+    let mut settings = settings_for(&url);
+    settings.flickr.per_page = 10;
+    settings.flickr.max_calls_per_user = 200;
+    let cap = 40;
+    settings.flickr.max_favorites_per_user = cap;
+    let run = |when| {
+        let client = FlickrClient::new(&settings.flickr, ApiKey::new(KEY)).unwrap();
+        let storage = storage.clone();
+        let settings = settings.clone();
+        async move {
+            run_extract(&storage, &settings, &client, ExtractOptions::at(when))
+                .await
+                .unwrap()
+        }
+    };
+    run(now()).await;
+    let user = c.tracked_ids()[0].clone();
+    let stored = stored_favorites(&storage).await;
+    assert!(stored[&user].len() > 10, "the user spans several pages");
+
+    // Night 1: one of the newest favourites and one of the oldest held are
+    // deleted on Flickr.
+    let held: Vec<(String, String, i64)> = sim.visible_favorites(&user);
+    let newest = held.first().unwrap().0.clone();
+    let oldest_held = stored[&user]
+        .iter()
+        .map(|(p, _)| p.clone())
+        .filter(|p| held.iter().any(|h| &h.0 == p))
+        .min_by_key(|p| held.iter().find(|h| &h.0 == p).unwrap().2)
+        .unwrap();
+    assert!(sim.remove_favorite(&user, &newest));
+    assert!(sim.remove_favorite(&user, &oldest_held));
+    run(now() + Duration::hours(25)).await;
+    let after1 = stored_favorites(&storage).await;
+    assert!(
+        !after1[&user].iter().any(|(p, _)| p == &newest),
+        "a deletion among the newest shows the next night"
+    );
+    // Night 2: the total disagreed, so the whole list was pulled again.
+    run(now() + Duration::hours(50)).await;
+    let after2 = stored_favorites(&storage).await;
+    assert!(
+        !after2[&user].iter().any(|(p, _)| p == &oldest_held),
+        "an older deletion shows within two nights"
+    );
+
+    // Nights 3 to 8: the user favourites 15 new photos a night; the stored
+    // list never outgrows the cap, and keeps the newest.
+    let others: Vec<String> = c
+        .tracked_ids()
+        .iter()
+        .skip(1)
+        .flat_map(|o| sim.visible_favorites(o))
+        .map(|f| f.0)
+        .collect();
+    let mut fresh = others.into_iter();
+    for night in 3..9 {
+        let when = now() + Duration::hours(25 * night);
+        for k in 0..15 {
+            let photo = fresh.next().unwrap();
+            sim.add_favorite(&user, &photo, when.timestamp() - 3600 + k);
+        }
+        run(when).await;
+        for (u, list) in stored_favorites(&storage).await {
+            assert!(list.len() <= cap, "night {night}: {u} holds {}", list.len());
+        }
+    }
+}
+
+#[tokio::test]
+async fn refresh_intervals_adapt_to_each_users_change() {
+    let c = community(200, 5);
+    let (sim, url) = start_sim(
+        &c,
+        SimOptions {
+            api_key: KEY.into(),
+            ..SimOptions::default()
+        },
+    )
+    .await;
+    let storage = memory();
+    track_all(&storage, &c).await;
+    let mut settings = settings_for(&url);
+    settings.extract.refresh_after_hours = 24;
+    settings.extract.min_refresh_hours = 6;
+    settings.extract.max_refresh_hours = 72;
+    let run = |when| {
+        let client = FlickrClient::new(&settings.flickr, ApiKey::new(KEY)).unwrap();
+        let storage = storage.clone();
+        let settings = settings.clone();
+        async move {
+            run_extract(&storage, &settings, &client, ExtractOptions::at(when))
+                .await
+                .unwrap()
+        }
+    };
+    let (quiet, busy) = (c.tracked_ids()[1].clone(), c.tracked_ids()[0].clone());
+    let held: BTreeSet<String> = sim
+        .visible_favorites(&busy)
+        .into_iter()
+        .map(|f| f.0)
+        .collect();
+    let all: BTreeSet<String> = c
+        .favorites
+        .column(1)
+        .as_string::<i32>()
+        .iter()
+        .flatten()
+        .map(str::to_string)
+        .filter(|p| !held.contains(p))
+        .collect();
+    let mut photos = all.into_iter();
+    let mut pulls_of_quiet = 0;
+    let mut hour = 0;
+    run(now()).await;
+    // Every 6 hours for 12 days: the busy user favourites 12 photos a day.
+    while hour < 24 * 12 {
+        hour += 6;
+        let when = now() + Duration::hours(hour);
+        if hour % 24 == 0 {
+            for k in 0..12 {
+                sim.add_favorite(&busy, &photos.next().unwrap(), when.timestamp() - 600 + k);
+            }
+        }
+        let before = pipeline::extract::read_state(&storage).await.unwrap()[&quiet].last_pulled_at;
+        run(when).await;
+        let state = pipeline::extract::read_state(&storage).await.unwrap();
+        if state[&quiet].last_pulled_at != before {
+            pulls_of_quiet += 1;
+        }
+    }
+    let state = pipeline::extract::read_state(&storage).await.unwrap();
+    assert_eq!(
+        state[&quiet].refresh_hours,
+        Some(72.0),
+        "a user who never changes reaches the bound"
+    );
+    assert!(
+        state[&busy].refresh_hours.unwrap() < 24.0,
+        "a busy user is pulled more often: {:?}",
+        state[&busy].refresh_hours
+    );
+    // 24 h, 36 h, 54 h, then 72 h: fewer pulls than the 12 a fixed day would take.
+    assert!(
+        pulls_of_quiet <= 6,
+        "the quiet user was pulled {pulls_of_quiet} times"
+    );
 }
