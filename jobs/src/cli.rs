@@ -87,6 +87,12 @@ pub enum Command {
         /// The extract's budget of API calls (overrides extract.max_calls).
         #[arg(long, value_name = "CALLS")]
         budget: Option<u64>,
+        /// Only the newly tracked users (after `faverecs users add`) and their
+        /// most influential neighbours, then score and publish: recommendations
+        /// for a new user in minutes. Its budget defaults to 450 calls (7.5
+        /// minutes at 3600 calls/h).
+        #[arg(long)]
+        new_users: bool,
         /// Scoring threads (overrides score.threads; 0 = one per core).
         #[arg(long)]
         threads: Option<usize>,

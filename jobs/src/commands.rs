@@ -199,10 +199,16 @@ fn print_gc(plan: &GcPlan, dry_run: bool) {
     }
 }
 
+/// The default budget of `nightly --new-users`: 7.5 minutes at Flickr's 3600
+/// calls an hour, so a new user's recommendations are published within about
+/// ten minutes of `users add`.
+pub const NEW_USERS_BUDGET: u64 = 450;
+
 /// `faverecs nightly`: extract → score → publish → gc under the run lock.
 pub async fn nightly(
     storage: &Storage,
     settings: &Settings,
+    extract: ExtractOptions,
     all_users: bool,
 ) -> anyhow::Result<()> {
     let client = FlickrClient::new(&settings.flickr, ApiKey::from_env()?)?;
@@ -212,7 +218,16 @@ pub async fn nightly(
         run_id: None,
     };
     let started = std::time::Instant::now();
-    let r = match run_nightly(storage, settings, &client, options, progress.as_ref()).await {
+    let r = match run_nightly(
+        storage,
+        settings,
+        &client,
+        extract,
+        options,
+        progress.as_ref(),
+    )
+    .await
+    {
         Ok(r) => r,
         Err(e) => {
             Emf::stage("nightly").count("Failed", 1).emit();

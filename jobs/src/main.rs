@@ -128,12 +128,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 all_users,
                 threads,
                 budget,
+                new_users,
             } => {
-                let mut settings = commands::with_threads(s, threads);
-                if budget.is_some() {
-                    settings.extract.max_calls = budget;
-                }
-                commands::nightly(&storage, &settings, all_users).await
+                let settings = commands::with_threads(s, threads);
+                let extract = pipeline::extract::ExtractOptions {
+                    budget: budget.or(new_users.then_some(commands::NEW_USERS_BUDGET)),
+                    only_new: new_users,
+                    ..pipeline::extract::ExtractOptions::at(chrono::Utc::now())
+                };
+                commands::nightly(&storage, &settings, extract, all_users).await
             }
             Command::Serve { addr } => {
                 commands::serve(storage, s, addr.unwrap_or(s.serve.addr), None).await
@@ -154,10 +157,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     None => cli::batch_array_shard()?,
                 };
                 let options = pipeline::extract::ExtractOptions {
-                    now: chrono::Utc::now(),
                     shard,
                     phase,
                     budget,
+                    ..pipeline::extract::ExtractOptions::at(chrono::Utc::now())
                 };
                 if plan {
                     commands::extract_plan(&storage, s, options).await

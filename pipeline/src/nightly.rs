@@ -1,5 +1,7 @@
 //! `faverecs nightly`: the whole night on one machine, for cron. Under the run
-//! lock ([`crate::lock`]): extract (which folds) → score → publish → gc.
+//! lock ([`crate::lock`]): extract (which folds) → score → publish → gc. With
+//! `ExtractOptions::only_new` it is the fast path after `faverecs users add`:
+//! only newly tracked users and their most influential neighbours are pulled.
 //!
 //! Each stage's failure is a [`NightlyError`] naming the stage, so the command's
 //! exit code and summary say which one failed and what to do. A failed score
@@ -117,6 +119,7 @@ pub async fn run_nightly(
     storage: &Storage,
     settings: &Settings,
     client: &FlickrClient,
+    extract: ExtractOptions,
     score: ScoreOptions,
     progress: &dyn Progress,
 ) -> Result<NightlyReport, NightlyError> {
@@ -124,7 +127,7 @@ pub async fn run_nightly(
     let lock = RunLock::acquire(storage, "nightly", lease)
         .await
         .map_err(at(Stage::Lock))?;
-    let result = stages(storage, settings, client, score, progress, &lock).await;
+    let result = stages(storage, settings, client, extract, score, progress, &lock).await;
     if let Err(e) = lock.release().await {
         tracing::warn!(error = %e, "could not release the run lock; its lease will run out");
     }
@@ -135,20 +138,15 @@ async fn stages(
     storage: &Storage,
     settings: &Settings,
     client: &FlickrClient,
+    extract: ExtractOptions,
     score: ScoreOptions,
     progress: &dyn Progress,
     lock: &RunLock,
 ) -> Result<NightlyReport, NightlyError> {
     let lost = |stage| move |e: LockError| at(stage)(e);
-    let extract = run_extract_with(
-        storage,
-        settings,
-        client,
-        ExtractOptions::at(Utc::now()),
-        progress,
-    )
-    .await
-    .map_err(at(Stage::Extract))?;
+    let extract = run_extract_with(storage, settings, client, extract, progress)
+        .await
+        .map_err(at(Stage::Extract))?;
     lock.check().map_err(lost(Stage::Score))?;
     let run_id = new_run_id(Utc::now());
     lock.set_run(&run_id).await.map_err(lost(Stage::Score))?;

@@ -314,7 +314,10 @@ async fn extract_into(
     known.state = Some(&state);
     known.tracked_since = state::tracked_since(storage).await?;
     let mine: Vec<String> = tracked.iter().filter(|u| in_shard(u)).cloned().collect();
-    let tracked_plan = plan::order_tracked(&mine, &known, settings, options.now);
+    let mut tracked_plan = plan::order_tracked(&mine, &known, settings, options.now);
+    if options.only_new {
+        tracked_plan.retain(|p| p.class == plan::Class::ColdStart);
+    }
     let cold: BTreeSet<String> = tracked_plan
         .iter()
         .filter(|p| p.class == plan::Class::ColdStart)
@@ -351,8 +354,11 @@ async fn extract_into(
         .into_iter()
         .filter(|n| is_nsid(n) && !tracked_set.contains(n) && in_shard(n))
         .collect();
-    let neighbor_plan =
+    let mut neighbor_plan =
         plan::order_neighbors(&neighbors, &of_new_users, &known, settings, options.now);
+    if options.only_new {
+        neighbor_plan.retain(|p| p.class == plan::Class::NewUsersNeighbor);
+    }
     if runs(Phase::Neighbor) {
         run_phase(
             &ctx,

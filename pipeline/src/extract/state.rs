@@ -139,6 +139,9 @@ pub struct ExtractOptions {
     pub phase: Option<Phase>,
     /// The call budget (overrides `extract.max_calls`).
     pub budget: Option<u64>,
+    /// Only newly tracked users and their neighbours (the fast path after
+    /// `faverecs users add`).
+    pub only_new: bool,
 }
 
 impl ExtractOptions {
@@ -149,6 +152,7 @@ impl ExtractOptions {
             shard: None,
             phase: None,
             budget: None,
+            only_new: false,
         }
     }
 }

@@ -485,10 +485,9 @@ async fn sharded_phases_then_a_fold_equal_one_unsharded_run() {
     for phase in [Phase::Tracked, Phase::Neighbor] {
         for i in 0..3 {
             let options = ExtractOptions {
-                now: now(),
                 shard: Some((i, 3)),
                 phase: Some(phase),
-                budget: None,
+                ..ExtractOptions::at(now())
             };
             let m = run_extract(&sharded, &settings, &client, options)
                 .await
@@ -922,4 +921,67 @@ async fn refresh_intervals_adapt_to_each_users_change() {
         pulls_of_quiet <= 6,
         "the quiet user was pulled {pulls_of_quiet} times"
     );
+}
+
+#[tokio::test]
+async fn the_new_users_mode_pulls_only_new_tracked_users_and_their_neighbours() {
+    let c = community(300, 8);
+    let (_sim, url) = start_sim(
+        &c,
+        SimOptions {
+            api_key: KEY.into(),
+            ..SimOptions::default()
+        },
+    )
+    .await;
+    let storage = memory();
+    let settings = settings_for(&url);
+    merge_raw(
+        &storage,
+        Table::TrackedUsers,
+        vec![c.tracked_users.slice(0, 7)],
+    )
+    .await
+    .unwrap();
+    let client = || FlickrClient::new(&settings.flickr, ApiKey::new(KEY)).unwrap();
+    run_extract(&storage, &settings, &client(), ExtractOptions::at(now()))
+        .await
+        .unwrap();
+    // A day and more later everyone is due; only the new user and the
+    // neighbours they bring are pulled.
+    let t1 = now() + Duration::hours(30);
+    let new = c.tracked_users.slice(7, 1);
+    let added = arrow_array::TimestampMicrosecondArray::from(vec![Some(
+        (t1 - Duration::minutes(1)).timestamp_micros(),
+    )])
+    .with_timezone("UTC");
+    let mut columns = new.columns().to_vec();
+    columns[2] = Arc::new(added);
+    let new = arrow_array::RecordBatch::try_new(new.schema(), columns).unwrap();
+    merge_raw(&storage, Table::TrackedUsers, vec![new])
+        .await
+        .unwrap();
+    let m = run_extract(
+        &storage,
+        &settings,
+        &client(),
+        ExtractOptions {
+            only_new: true,
+            ..ExtractOptions::at(t1)
+        },
+    )
+    .await
+    .unwrap();
+    let new_user = c.tracked_ids()[7].clone();
+    let pulled = pulled_at(&storage, t1).await;
+    assert!(pulled.contains(&new_user));
+    let stored = stored_favorites(&storage).await;
+    let owners: BTreeSet<String> = stored[&new_user].iter().map(|(_, o)| o.clone()).collect();
+    for u in &pulled {
+        assert!(
+            u == &new_user || owners.contains(u),
+            "{u} is neither the new user nor one of their neighbours"
+        );
+    }
+    assert_eq!(m.tracked.fetched, 1, "{:?}", m.tracked);
 }
