@@ -128,7 +128,12 @@ pub enum Command {
         no_serve: bool,
     },
     /// Write the synthetic community (demo.* settings) into the raw tables only.
-    Synth,
+    Synth {
+        /// The community as it stands on this night of its evolution (the
+        /// simulator's truth for `flickr-sim --night`; 0: as generated).
+        #[arg(long, default_value_t = 0)]
+        night: u32,
+    },
     /// Pull favourites and contacts of the tracked users and their neighbours from
     /// the Flickr API (key in FLICKR_API_KEY). Resumable: rerun the same command.
     Extract {
@@ -163,6 +168,10 @@ pub enum Command {
         /// Listen address.
         #[arg(long, default_value = "127.0.0.1:8099")]
         addr: SocketAddr,
+        /// Serve the community as it stands on this night of its evolution
+        /// (users add, remove and join; see pipeline::evolve).
+        #[arg(long, default_value_t = 0)]
+        night: u32,
         /// The API key it accepts.
         #[arg(
             long,

@@ -384,9 +384,18 @@ pub async fn runs(storage: &Storage) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The demo community on `night` of its evolution.
+fn community_on(settings: &Settings, night: u32) -> Community {
+    let base = generate(&settings.demo);
+    if night == 0 {
+        return base;
+    }
+    pipeline::evolve::evolve(&base, settings.demo.users, settings.demo.seed, night)
+}
+
 /// `faverecs synth`.
-pub async fn synth(storage: &Storage, settings: &Settings) -> anyhow::Result<()> {
-    for r in write_community(storage, &generate(&settings.demo)).await? {
+pub async fn synth(storage: &Storage, settings: &Settings, night: u32) -> anyhow::Result<()> {
+    for r in write_community(storage, &community_on(settings, night)).await? {
         println!("{}: {} rows", r.table, r.rows_after);
     }
     Ok(())
@@ -541,9 +550,10 @@ pub async fn users(storage: &Storage, settings: &Settings, what: UsersWhat) -> a
 pub async fn flickr_sim(
     settings: &Settings,
     addr: SocketAddr,
+    night: u32,
     options: SimOptions,
 ) -> anyhow::Result<()> {
-    let sim = Simulator::new(&generate(&settings.demo), options);
+    let sim = Simulator::new(&community_on(settings, night), options);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} (pass --addr)"))?;

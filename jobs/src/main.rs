@@ -141,7 +141,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Serve { addr } => {
                 commands::serve(storage, s, addr.unwrap_or(s.serve.addr), None).await
             }
-            Command::Synth => commands::synth(&storage, s).await,
+            Command::Synth { night } => commands::synth(&storage, s, night).await,
             Command::Demo { addr, no_serve } => {
                 commands::demo(storage, s, addr.unwrap_or(s.serve.addr), no_serve).await
             }
@@ -172,6 +172,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Users { what } => commands::users(&storage, s, what).await,
             Command::FlickrSim {
                 addr,
+                night,
                 api_key,
                 fault_rate,
                 fault_seed,
@@ -180,7 +181,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } => {
                 let options =
                     commands::sim_options(api_key, fault_rate, fault_seed, latency_ms, stall_ms);
-                commands::flickr_sim(s, addr, options).await
+                commands::flickr_sim(s, addr, night, options).await
             }
         }
     })

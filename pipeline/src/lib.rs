@@ -11,6 +11,8 @@
 //! - [`extract`] — the Flickr API client, the simulator, and the resumable extract stage.
 //! - [`community`] — the deterministic synthetic community (demo, simulator,
 //!   tests, benchmarks).
+//! - [`evolve`] — the community night after night (the simulator's changing
+//!   truth, for the freshness benchmark).
 //! - [`demo`] — the offline demo: simulator → extract → score → publish.
 //! - [`score`] — the run: load, prepare, the Rayon kernels (Flexplore, itemknn,
 //!   popular, explore, similar photos, tag photos), the offline evaluation
@@ -27,6 +29,7 @@
 pub mod community;
 pub mod config;
 pub mod demo;
+pub mod evolve;
 pub mod extract;
 pub mod frame;
 pub mod gc;

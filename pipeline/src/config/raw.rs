@@ -70,6 +70,7 @@ struct RawExtract {
     max_calls: i64,
     min_refresh_hours: i64,
     max_refresh_hours: i64,
+    order: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -238,6 +239,17 @@ impl RawSettings {
                 as u64,
             max_refresh_hours: positive("extract.max_refresh_hours", e.max_refresh_hours, 100_000)?
                 as u64,
+            order: match e.order.trim() {
+                "priority" => Order::Priority,
+                "staleness" => Order::Staleness,
+                other => {
+                    return Err(ConfigError::Invalid {
+                        key: "extract.order",
+                        value: other.chars().take(64).collect(),
+                        problem: "is not an order (expected priority or staleness)".into(),
+                    });
+                }
+            },
             max_calls: match e.max_calls {
                 0 => None,
                 n if (1..=100_000_000).contains(&n) => Some(n as u64),

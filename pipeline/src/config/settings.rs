@@ -162,6 +162,9 @@ pub struct ExtractSettings {
     /// The longest a user's adaptive refresh interval gets, in hours.
     #[serde(default = "default_max_refresh")]
     pub max_refresh_hours: u64,
+    /// How neighbours are ordered under a budget. Older manifests lack it.
+    #[serde(default)]
+    pub order: Order,
     /// The run's budget of API calls (retries included); `None`: no budget.
     /// Older manifests lack it.
     #[serde(default)]
@@ -228,6 +231,19 @@ pub struct SimilarSettings {
     /// BM25's B.
     #[serde(default)]
     pub bm25_b: f64,
+}
+
+/// `extract.order`: how due neighbours are ordered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// New users' neighbours, overdue, then due, each by influence × staleness
+    /// ÷ cost (docs/architecture.md).
+    #[default]
+    Priority,
+    /// Stalest first, nothing else: the round-robin baseline of the freshness
+    /// benchmark.
+    Staleness,
 }
 
 /// HTTP service settings.

@@ -291,6 +291,7 @@ pub fn order_neighbors(
 ) -> Vec<Planned> {
     let prior_hours = 2.0 * 24.0 * settings.extract.full_refresh_after_days as f64;
     let now_us = micros(now);
+    let staleness_only = settings.extract.order == crate::config::Order::Staleness;
     let mut out: Vec<Planned> = neighbors
         .iter()
         .map(|u| {
@@ -300,6 +301,12 @@ pub fn order_neighbors(
             let overdue = st
                 .last_pulled_at
                 .is_none_or(|t| t.saturating_add(2 * refresh_us) <= now_us);
+            if staleness_only {
+                p.value = st
+                    .last_pulled_at
+                    .map_or(f64::MAX, |t| (now_us - t).max(0) as f64);
+                return p;
+            }
             if p.class == Class::NeighborDue && of_new_users.contains(u) {
                 p.class = Class::NewUsersNeighbor;
                 p.value = influence;
@@ -307,10 +314,13 @@ pub fn order_neighbors(
                 if p.class == Class::NeighborDue && overdue {
                     p.class = Class::NeighborOverdue;
                 }
+                // Expected change: hours since the last pull over the user's
+                // own refresh interval, which adapts to how often they change.
                 let staleness = st
                     .last_pulled_at
                     .map_or(prior_hours, |t| (now_us - t).max(0) as f64 / 3.6e9);
-                p.value = influence * staleness / p.cost.max(1) as f64;
+                let rate = 1.0 / interval_hours(&st, settings).max(1.0);
+                p.value = influence * staleness * rate / p.cost.max(1) as f64;
             }
             p
         })
