@@ -151,10 +151,13 @@ async fn run(
         };
         let m = run_extract(&storage, &settings, &client, options).await?;
         sim.abort();
+        let run = run_score(&storage, &settings, ScoreOptions::default()).await?;
+        // Published, as a night does: the next night's planner reads its
+        // photographer recs for each neighbour's influence.
+        pipeline::runs::publish(&storage, Some(&run.run_id)).await?;
         if k == 0 {
             continue;
         }
-        let run = run_score(&storage, &settings, ScoreOptions::default()).await?;
         let ours = lists(&storage, &run.run_id).await?;
         let (o20, o100) = (
             overlap(&ours, &oracles[k], 20),

@@ -5,11 +5,14 @@
 //! The change model, night by night (each night's randomness seeded by the demo
 //! seed and the night, so night K is always the same):
 //!
-//! - **adds:** each person adds favourites with probability 22 %; how many is
-//!   Pareto-distributed (minimum 1, α = 1.1, at most 300), so most add one or
-//!   two and a few add 100 or more. 85 % of them are photos of people they
-//!   already favourited (their taste), the rest popular photos anywhere. Each is
-//!   dated within the night before.
+//! - **adds:** each person has a lasting activity level, Pareto-distributed
+//!   (minimum 1, α = 1.5, at most 20, drawn from the seed and their id), and
+//!   adds favourites on a night with probability 0.1 × activity (at most 0.9):
+//!   about a quarter of people on any night, the active ones on most nights.
+//!   How many is Pareto-distributed (minimum 1, α = 1.1, at most 300) times
+//!   their activity, so most add one or two and a few add 100 or more. 85 % are
+//!   photos of people they already favourited (their taste), the rest popular
+//!   photos anywhere. Each is dated within the night before.
 //! - **removals:** each person with favourites removes some with probability
 //!   1 %: 1 to 5 of them, any age.
 //! - **growth:** 0.5 % new people a night (rounded up), each with a Pareto
@@ -37,6 +40,16 @@ pub fn night_time(k: u32) -> DateTime<Utc> {
     start + Duration::days(i64::from(k))
 }
 
+/// A person's lasting activity level (see the module docs).
+fn activity(user: &str, seed: u64) -> f64 {
+    let h = user.bytes().fold(seed ^ 0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let mut rng = ChaCha8Rng::seed_from_u64(h);
+    let u: f64 = rng.random::<f64>().max(1e-12);
+    (1.0 / u.powf(1.0 / 1.5)).min(20.0)
+}
+
 fn pareto(rng: &mut ChaCha8Rng, min: f64, alpha: f64, cap: usize) -> usize {
     let u: f64 = rng.random::<f64>().max(1e-12);
     ((min / u.powf(1.0 / alpha)) as usize).clamp(min as usize, cap)
@@ -49,7 +62,7 @@ pub fn evolve(base: &Community, users: usize, seed: u64, nights: u32) -> Communi
     let mut people = users;
     for k in 1..=nights {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (u64::from(k) << 32) ^ 0x005e_ed0f_4e67);
-        world.night(&mut rng, k, &mut people);
+        world.night(&mut rng, k, &mut people, seed);
     }
     world.into_community(base)
 }
@@ -141,14 +154,15 @@ impl World {
         true
     }
 
-    fn night(&mut self, rng: &mut ChaCha8Rng, k: u32, people: &mut usize) {
+    fn night(&mut self, rng: &mut ChaCha8Rng, k: u32, people: &mut usize, seed: u64) {
         let end = night_time(k).timestamp();
         let users: Vec<String> = (0..*people).map(person_id).collect();
         for user in &users {
-            if rng.random::<f64>() >= 0.22 {
+            let a = activity(user, seed);
+            if rng.random::<f64>() >= (0.1 * a).min(0.9) {
                 continue;
             }
-            let want = pareto(rng, 1.0, 1.1, 300);
+            let want = ((pareto(rng, 1.0, 1.1, 300) as f64 * a.sqrt()) as usize).clamp(1, 300);
             let owners: Vec<String> = self
                 .favorites
                 .get(user)

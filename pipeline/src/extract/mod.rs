@@ -74,11 +74,47 @@ async fn known_from_storage(
             if let Some(o) = str_at(c.owner_id, i)
                 && tracked.contains(&u.to_string())
             {
-                *known.influence.entry(o.to_string()).or_insert(0) += 1;
+                *known.influence.entry(o.to_string()).or_insert(0.0) += 1.0;
             }
         }
     }
+    if let Some(scores) = influence_from_run(storage).await? {
+        let floor = scores.values().copied().fold(f64::INFINITY, f64::min) / 2.0;
+        for (n, v) in known.influence.iter_mut() {
+            *v = scores.get(n).copied().unwrap_or(floor);
+        }
+    }
     Ok(known)
+}
+
+/// Each neighbour's Flexplore score summed over the tracked users, from the
+/// published run's `photographer_recs`; `None` before anything is published,
+/// or when the published run cannot be read (the planner then counts
+/// favourites instead; a planner must not stop the night).
+async fn influence_from_run(
+    storage: &Storage,
+) -> Result<Option<std::collections::HashMap<String, f64>>, ExtractError> {
+    let Ok(Some(pointer)) = crate::runs::current(storage).await else {
+        return Ok(None);
+    };
+    let dir = crate::model::run_table_dir(&pointer.run_id, Table::PhotographerRecs);
+    let batches = match storage.read_table_dir(&dir, Table::PhotographerRecs).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(error = %e, "the published run's photographer recs cannot be read; influence counts favourites");
+            return Ok(None);
+        }
+    };
+    let mut out = std::collections::HashMap::new();
+    for b in &batches {
+        let c = crate::model::columns::PhotographerRecsColumns::new(b)?;
+        for i in 0..b.num_rows() {
+            if let Some(n) = str_at(c.photographer_id, i) {
+                *out.entry(n.to_string()).or_insert(0.0) += c.score.value(i);
+            }
+        }
+    }
+    Ok((!out.is_empty()).then_some(out))
 }
 
 /// The age of the data behind the recommendations once this run's pulls are
@@ -112,7 +148,7 @@ async fn data_age(
     };
     let weighted: Vec<(f64, f64)> = neighbors
         .iter()
-        .map(|n| (age(n), known.influence.get(n).copied().unwrap_or(1) as f64))
+        .map(|n| (age(n), known.influence.get(n).copied().unwrap_or(1.0)))
         .collect();
     let flat: Vec<(f64, f64)> = tracked.iter().map(|u| (age(u), 1.0)).collect();
     let pct =
@@ -342,7 +378,7 @@ async fn extract_into(
         if p.phase == Phase::Tracked {
             let new_user = cold.contains(&p.user_id);
             for f in p.favorites {
-                *known.influence.entry(f.owner_id.clone()).or_insert(0) += 1;
+                *known.influence.entry(f.owner_id.clone()).or_insert(0.0) += 1.0;
                 if new_user {
                     of_new_users.insert(f.owner_id.clone());
                 }

@@ -27,9 +27,11 @@
 //! Within 4 and 5 neighbours go by expected value: influence × staleness (hours
 //! since their last pull) ÷ calls the pull costs.
 //!
-//! A neighbour's *influence* is how many of the tracked users' stored favourites
-//! are of their photos: the weight their favourites carry in the tracked users'
-//! recommendations. A neighbour never pulled has the staleness prior of twice
+//! A neighbour's *influence* is the sum of their Flexplore neighbour scores over
+//! the tracked users, from the published run's `photographer_recs` (which lists
+//! each tracked user's top neighbours with their score); a neighbour in no list
+//! gets half the smallest score listed. Before anything is published, it is how
+//! many of the tracked users' stored favourites are of their photos. A neighbour never pulled has the staleness prior of twice
 //! `extract.full_refresh_after_days`, so new neighbours come before any
 //! merely-due one of the same influence.
 //!
@@ -195,8 +197,9 @@ pub struct Known<'a> {
     pub state: Option<&'a HashMap<String, UserState>>,
     /// Favourites held per user.
     pub held: HashMap<String, usize>,
-    /// Per neighbour, the tracked users' favourites of their photos.
-    pub influence: HashMap<String, u64>,
+    /// Per neighbour, their influence on the tracked users' recommendations
+    /// (see the module docs).
+    pub influence: HashMap<String, f64>,
     /// When each tracked user was added (`tracked_users.added_at`, µs).
     pub tracked_since: HashMap<String, i64>,
 }
@@ -296,7 +299,7 @@ pub fn order_neighbors(
         .iter()
         .map(|u| {
             let (mut p, st) = planned(u, Phase::Neighbor, known, settings, now);
-            let influence = known.influence.get(u).copied().unwrap_or(1) as f64;
+            let influence = known.influence.get(u).copied().unwrap_or(1.0);
             let refresh_us = (interval_hours(&st, settings) * 3.6e9) as i64;
             let overdue = st
                 .last_pulled_at
@@ -447,11 +450,11 @@ mod tests {
             state: Some(&state),
             held: HashMap::new(),
             influence: [
-                ("a@N01", 1),
-                ("b@N01", 10),
-                ("c@N01", 1),
-                ("n@N01", 1),
-                ("x@N01", 1),
+                ("a@N01", 1.0),
+                ("b@N01", 10.0),
+                ("c@N01", 1.0),
+                ("n@N01", 1.0),
+                ("x@N01", 1.0),
             ]
             .into_iter()
             .map(|(u, i)| (u.to_string(), i))
