@@ -33,6 +33,7 @@ locals {
       { name = "top_neighbors", type = "array<string>" },
       { name = "similar_to", type = "array<string>" },
       { name = "algorithm", type = "string" },
+      { name = "fallback", type = "boolean" },
     ]
     photographer_recs = [
       { name = "user_id", type = "string" },

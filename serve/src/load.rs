@@ -351,6 +351,10 @@ fn photo_recs(
             lists[slot].push(PhotoItem {
                 first_recommended_at: first_at,
                 is_new,
+                // Runs written before the column existed have no fallbacks.
+                fallback: c
+                    .fallback
+                    .is_some_and(|f| arrow_array::Array::is_valid(f, r) && f.value(r)),
                 rank: c.rank.value(r),
                 photo: card,
                 score: c.score.value(r),

@@ -226,7 +226,9 @@ fn explanation(snapshot: &Snapshot, algorithm: &str, p: &PhotoItem) -> Markup {
             .unwrap_or_else(|| format!("photo {id}"))
     };
     html! {
-        @if !p.similar_to.is_empty() {
+        @if p.fallback {
+            p.why { "A popular photo in the tracked users' neighbourhood: there are not enough of your favourites yet for recommendations of your own." }
+        } @else if !p.similar_to.is_empty() {
             p.why {
                 "Similar to photos you favourited: "
                 @for (i, id) in p.similar_to.iter().enumerate() {
@@ -280,6 +282,7 @@ fn photo_card(snapshot: &Snapshot, algorithm: &str, p: &PhotoItem) -> Markup {
             }
             div.caption {
                 @if p.is_new { span.new title="First recommended in this run" { "new" } " " }
+                @if p.fallback { span.fallback title="Not enough favourites yet for recommendations of your own" { "popular pick" } " " }
                 a.title href=(p.photo_url) rel="noopener noreferrer" { (title) }
                 " by "
                 @if let Some(owner) = &p.owner_id {

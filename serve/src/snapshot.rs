@@ -51,6 +51,9 @@ pub struct PhotoItem {
     pub first_recommended_at: Option<chrono::DateTime<chrono::Utc>>,
     /// First recommended in the run being served.
     pub is_new: bool,
+    /// A popular photo filling the list of a user with too little data, not a
+    /// recommendation of their own.
+    pub fallback: bool,
 }
 
 /// A list of shared strings, serialised as a JSON array of strings.
@@ -96,6 +99,9 @@ struct PhotoItemJson<'a> {
     first_recommended_at: Option<chrono::DateTime<chrono::Utc>>,
     /// First recommended in the run being served.
     is_new: bool,
+    /// A popular photo filling the list of a user with too few favourites for
+    /// recommendations of their own (the page says so).
+    fallback: bool,
 }
 
 impl Serialize for PhotoItem {
@@ -115,6 +121,7 @@ impl Serialize for PhotoItem {
             photo_url: &p.photo_url,
             first_recommended_at: self.first_recommended_at,
             is_new: self.is_new,
+            fallback: self.fallback,
         }
         .serialize(s)
     }

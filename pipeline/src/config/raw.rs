@@ -77,6 +77,7 @@ struct RawExtract {
 #[serde(deny_unknown_fields)]
 struct RawScore {
     photo_recs_per_user: i64,
+    fallback_below: i64,
     photographer_recs_per_user: i64,
     top_neighbors_per_rec: i64,
     threads: i64,
@@ -395,6 +396,16 @@ impl RawSettings {
                     self.score.tag_photos_per_tag,
                     10_000,
                 )?,
+                fallback_below: match self.score.fallback_below {
+                    n if (0..=10_000).contains(&n) => n as usize,
+                    n => {
+                        return Err(ConfigError::Invalid {
+                            key: "score.fallback_below",
+                            value: n.to_string(),
+                            problem: "is out of range (expected 0 to 10000)".into(),
+                        });
+                    }
+                },
             },
             evaluate,
             serve: ServeSettings {

@@ -195,6 +195,10 @@ pub struct ScoreSettings {
     /// Photos kept per tag in `tag_photos`.
     #[serde(default)]
     pub tag_photos_per_tag: usize,
+    /// A tracked user whose Flexplore list is shorter than this gets it filled
+    /// with the neighbourhood's popular photos, marked as a fallback (0: never).
+    #[serde(default)]
+    pub fallback_below: usize,
 }
 
 fn flexplore_only() -> Vec<crate::model::Algorithm> {

@@ -15,8 +15,8 @@
 //! two cannot drift apart.
 
 use arrow_array::{
-    Array, ArrayRef, Float64Array, Int32Array, Int64Array, ListArray, RecordBatch, StringArray,
-    TimestampMicrosecondArray,
+    Array, ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, ListArray, RecordBatch,
+    StringArray, TimestampMicrosecondArray,
 };
 use arrow_schema::ArrowError;
 
@@ -233,6 +233,9 @@ table_columns! {
         top_neighbors: ListArray,
         similar_to: ListArray,
         algorithm: StringArray,
+    }
+    added since a later release {
+        fallback: BooleanArray,
     }
 }
 

@@ -118,6 +118,25 @@ fn utf8(name: &str, nullable: bool) -> Field {
     Field::new(name, DataType::Utf8, nullable)
 }
 
+/// The metadata key that marks a column added to the contract after files were
+/// first written: older files lack it, and readers fill it with nulls.
+pub const ADDED_LATER: &str = "faverecs:added_later";
+
+/// `field`, marked as added later (see [`ADDED_LATER`]); it must be nullable.
+fn added_later(field: Field) -> Field {
+    field
+        .with_nullable(true)
+        .with_metadata(std::collections::HashMap::from([(
+            ADDED_LATER.to_string(),
+            "true".to_string(),
+        )]))
+}
+
+/// Whether a contract column was added later (older files may lack it).
+pub fn is_added_later(field: &Field) -> bool {
+    field.metadata().contains_key(ADDED_LATER)
+}
+
 fn schema(fields: Vec<Field>) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
@@ -176,8 +195,8 @@ static EXTRACT_STATE: LazyLock<SchemaRef> = LazyLock::new(|| {
         utf8("outcome", true),
         Field::new("next_attempt_at", timestamp_type(), true),
         // Added later: files written before lack them (read as null).
-        Field::new("favorites_total", DataType::Int64, true),
-        Field::new("refresh_hours", DataType::Float64, true),
+        added_later(Field::new("favorites_total", DataType::Int64, true)),
+        added_later(Field::new("refresh_hours", DataType::Float64, true)),
     ])
 });
 
@@ -200,6 +219,8 @@ static PHOTO_RECS: LazyLock<SchemaRef> = LazyLock::new(|| {
             false,
         ),
         utf8(col::ALGORITHM, false),
+        // Added later: runs written before lack it (read as false).
+        added_later(Field::new("fallback", DataType::Boolean, true)),
     ])
 });
 

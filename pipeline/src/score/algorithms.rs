@@ -101,6 +101,17 @@ pub fn recommend(graph: &Graph, params: &AlgorithmParams) -> Recommendations {
         let rows = similar::similar_photos(graph, &sources, params.itemknn);
         NeighborRows::new(graph.photo_ids.len(), sources, rows)
     });
+    if params.flexplore.fallback_below > 0 {
+        let popular_lists = popular(graph, params.flexplore);
+        let mut lists: Vec<Vec<PhotoRec>> = fx
+            .iter_mut()
+            .map(|r| std::mem::take(&mut r.photos))
+            .collect();
+        fill_with_fallbacks(&mut lists, &popular_lists, params.flexplore);
+        for (r, l) in fx.iter_mut().zip(lists) {
+            r.photos = l;
+        }
+    }
     let mut photos = Vec::new();
     for &a in &params.algorithms {
         let lists = match a {
@@ -215,6 +226,7 @@ pub fn itemknn(graph: &Graph, rows: &NeighborRows, params: Params) -> Vec<Vec<Ph
                             neighbor_count,
                             top_neighbors: Vec::new(),
                             similar_to: because.into_iter().map(|(_, p)| p).collect(),
+                            fallback: false,
                         }
                     })
                     .collect()
@@ -266,10 +278,39 @@ pub fn popular(graph: &Graph, params: Params) -> Vec<Vec<PhotoRec>> {
                     neighbor_count: count[p as usize],
                     top_neighbors: Vec::new(),
                     similar_to: Vec::new(),
+                    fallback: false,
                 })
                 .collect()
         })
         .collect()
+}
+
+/// Fills every Flexplore list shorter than `params.fallback_below` with the
+/// `popular` list's photos it lacks, marked as fallbacks, up to
+/// `params.photo_recs`: a user with too few favourites for neighbours of their
+/// own still gets a list, which says what it is.
+fn fill_with_fallbacks(
+    lists: &mut [Vec<PhotoRec>],
+    popular_lists: &[Vec<PhotoRec>],
+    params: Params,
+) {
+    for (list, popular) in lists.iter_mut().zip(popular_lists) {
+        if list.len() >= params.fallback_below {
+            continue;
+        }
+        let held: std::collections::HashSet<u32> = list.iter().map(|r| r.photo).collect();
+        let room = params.photo_recs.saturating_sub(list.len());
+        list.extend(
+            popular
+                .iter()
+                .filter(|r| !held.contains(&r.photo))
+                .take(room)
+                .map(|r| PhotoRec {
+                    fallback: true,
+                    ..r.clone()
+                }),
+        );
+    }
 }
 
 #[cfg(test)]
@@ -307,6 +348,7 @@ mod tests {
                 photographer_recs: keep,
                 top_neighbors: 2,
                 explore_seed: Some(7),
+                fallback_below: 0,
             },
             itemknn: SimilarParams {
                 k: 4,

@@ -46,6 +46,9 @@ pub struct Params {
     pub top_neighbors: usize,
     /// Seed of the `explore` sample; `None` skips it.
     pub explore_seed: Option<u64>,
+    /// Flexplore lists shorter than this are filled with popular photos
+    /// marked as fallbacks (0: never).
+    pub fallback_below: usize,
 }
 
 /// One recommended photo.
@@ -62,6 +65,9 @@ pub struct PhotoRec {
     /// For `itemknn`: the user's favourites it is most similar to, best first.
     /// Empty for the other algorithms.
     pub similar_to: Vec<u32>,
+    /// Not the user's own recommendation: a popular photo filling a list the
+    /// user has too little data for.
+    pub fallback: bool,
 }
 
 /// One recommended photographer.
@@ -425,6 +431,7 @@ fn score_user(
             neighbor_count: neighbor_counts[at],
             top_neighbors: contributors[at].iter().map(|&(_, v)| v).collect(),
             similar_to: Vec::new(),
+            fallback: false,
         }
     };
     let photos = photo_recs.iter().map(rec).collect();

@@ -103,6 +103,7 @@ pub fn photo_recs_chunk(
     let mut score = Vec::with_capacity(n);
     let mut count = Vec::with_capacity(n);
     let mut algorithm = Vec::with_capacity(n);
+    let mut fallback = Vec::with_capacity(n);
     let mut top = IdLists::new(n);
     let mut similar_to = IdLists::new(n);
     for i in targets {
@@ -122,6 +123,7 @@ pub fn photo_recs_chunk(
                 top.push(&p.top_neighbors);
                 similar_to.push(&p.similar_to);
                 algorithm.push(Some(a as u32));
+                fallback.push(Some(p.fallback));
             }
         }
     }
@@ -135,6 +137,7 @@ pub fn photo_recs_chunk(
         top_neighbors: top.finish(&names.users)?,
         similar_to: similar_to.finish(&names.photos)?,
         algorithm: gather(&algorithms, algorithm)?,
+        fallback: Arc::new(arrow_array::BooleanArray::from(fallback)),
     }
     .into_batch()?)
 }

@@ -25,6 +25,7 @@ impl Params {
             photographer_recs: settings.score.photographer_recs_per_user,
             top_neighbors: settings.score.top_neighbors_per_rec,
             explore_seed: Some(settings.score.explore_seed),
+            fallback_below: settings.score.fallback_below,
         }
     }
 }

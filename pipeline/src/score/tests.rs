@@ -93,6 +93,7 @@ fn dismissals(rows: &[(&str, Option<&str>, Option<&str>)]) -> RecordBatch {
 
 const PARAMS: Params = Params {
     explore_seed: None,
+    fallback_below: 0,
     photo_recs: 100,
     photographer_recs: 50,
     top_neighbors: 3,
@@ -438,7 +439,7 @@ prop_compose! {
         let dismissed = dismissed.into_iter().map(|(u, x, is_photo)| {
             if is_photo { (nsid(u), Some((1000 + x).to_string()), None) } else { (nsid(u), None, Some(nsid(x % 14))) }
         }).collect();
-        (favs, tracked, contacts, dismissed, Params { photo_recs: keep, photographer_recs: keep, top_neighbors: top, explore_seed: None })
+        (favs, tracked, contacts, dismissed, Params { photo_recs: keep, photographer_recs: keep, top_neighbors: top, explore_seed: None, fallback_below: 0 })
     }
 }
 

@@ -358,6 +358,7 @@ fn same_type(found: &arrow_schema::DataType, expected: &arrow_schema::DataType) 
 fn check_schema(found: &arrow_schema::Schema, table: Table, path: &Path) -> Result<(), StoreError> {
     for field in table.schema().fields() {
         let problem = match found.field_with_name(field.name()) {
+            Err(_) if crate::model::is_added_later(field) => continue,
             Err(_) => format!("column {} is missing", field.name()),
             Ok(f) if !same_type(f.data_type(), field.data_type()) => format!(
                 "column {} has type {}, expected {}",
@@ -390,8 +391,13 @@ fn project(
     check_schema(&batch.schema(), table, path)?;
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(target.fields().len());
     for field in target.fields() {
-        let Some(column) = batch.column_by_name(field.name()) else {
-            return Err(schema_err(format!("column {} is missing", field.name())));
+        let column = match batch.column_by_name(field.name()) {
+            Some(c) => c.clone(),
+            // A column the contract gained after this file was written.
+            None if crate::model::is_added_later(field) => {
+                arrow_array::new_null_array(field.data_type(), batch.num_rows())
+            }
+            None => return Err(schema_err(format!("column {} is missing", field.name()))),
         };
         if !field.is_nullable() && column.null_count() > 0 {
             return Err(schema_err(format!(
@@ -400,7 +406,7 @@ fn project(
                 column.null_count()
             )));
         }
-        columns.push(column.clone());
+        columns.push(column);
     }
     let nullable_schema = Arc::new(arrow_schema::Schema::new(
         target

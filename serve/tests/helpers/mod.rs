@@ -20,11 +20,11 @@ pub fn empty_storage() -> Storage {
     Storage::from_store(Arc::new(object_store::memory::InMemory::new()), "memory")
 }
 
-fn strings(v: Vec<Option<&str>>) -> ArrayRef {
+pub fn strings(v: Vec<Option<&str>>) -> ArrayRef {
     Arc::new(StringArray::from(v))
 }
 
-fn times(n: usize) -> ArrayRef {
+pub fn times(n: usize) -> ArrayRef {
     Arc::new(TimestampMicrosecondArray::from(vec![None; n]).with_timezone("UTC"))
 }
 
