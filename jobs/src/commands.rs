@@ -247,12 +247,16 @@ pub async fn nightly(
         .seconds(started.elapsed())
         .emit();
     println!(
-        "extract {}: {} calls; tracked fetched {}, neighbours fetched {}, failed {}",
+        "extract {}: {} calls{}; tracked fetched {}, neighbours fetched {}, failed {}, deferred {}",
         e.run_id,
         e.calls,
+        e.budget
+            .map(|b| format!(" of a budget of {b}"))
+            .unwrap_or_default(),
         e.tracked.fetched,
         e.neighbors.fetched,
-        e.tracked.failed + e.neighbors.failed
+        e.tracked.failed + e.neighbors.failed,
+        e.tracked.deferred + e.neighbors.deferred
     );
     println!(
         "score   {}: {} photo recs",
