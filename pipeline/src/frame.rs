@@ -10,8 +10,8 @@
 use std::sync::Arc;
 
 use arrow_array::{
-    Array, ArrayRef, Float64Array, Int32Array, Int64Array, ListArray, RecordBatch, StringArray,
-    TimestampMicrosecondArray,
+    Array, ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, ListArray, RecordBatch,
+    StringArray, TimestampMicrosecondArray,
 };
 use arrow_schema::{DataType, SchemaRef, TimeUnit};
 use polars::prelude::{Column, DataFrame, IntoColumn, NamedFrom, PlSmallStr, Series};
@@ -83,6 +83,13 @@ pub fn batches_to_frame(
                 }
                 Column::new(name, v)
             }
+            DataType::Boolean => {
+                let mut v: Vec<Option<bool>> = Vec::new();
+                for a in arrays {
+                    v.extend(downcast::<BooleanArray>(a, field.name())?.iter());
+                }
+                Column::new(name, v)
+            }
             DataType::Timestamp(TimeUnit::Microsecond, _) => {
                 let mut v: Vec<Option<i64>> = Vec::new();
                 for a in arrays {
@@ -134,6 +141,7 @@ pub fn frame_to_batch(df: &DataFrame, schema: &SchemaRef) -> Result<RecordBatch,
             DataType::Int32 => Arc::new(c.i32()?.iter().collect::<Int32Array>()),
             DataType::Int64 => Arc::new(c.i64()?.iter().collect::<Int64Array>()),
             DataType::Float64 => Arc::new(c.f64()?.iter().collect::<Float64Array>()),
+            DataType::Boolean => Arc::new(c.bool()?.iter().collect::<BooleanArray>()),
             DataType::Timestamp(TimeUnit::Microsecond, tz) => Arc::new(
                 c.i64()?
                     .iter()
@@ -177,5 +185,20 @@ mod tests {
         assert_eq!(df.height(), 2);
         let back = frame_to_batch(&df, &schema).expect("to batch");
         assert_eq!(back, batch);
+    }
+
+    #[test]
+    fn every_contract_column_type_crosses_the_bridge() {
+        // Every table reaches Polars (`faverecs sql`); raw tables come back too
+        // (their writes deduplicate through Polars).
+        for table in Table::ALL {
+            let schema = table.schema();
+            let empty = RecordBatch::new_empty(schema.clone());
+            let df = batches_to_frame(std::slice::from_ref(&empty), &schema)
+                .unwrap_or_else(|e| panic!("{}: {e}", table.name()));
+            if Table::RAW.contains(&table) {
+                frame_to_batch(&df, &schema).unwrap_or_else(|e| panic!("{}: {e}", table.name()));
+            }
+        }
     }
 }
