@@ -62,15 +62,6 @@ async fn pull_user(
             min_fave_date,
         } => (full, min_fave_date),
     };
-    // Not started when the budget left cannot cover its estimated cost; a pull
-    // that runs past it anyway (more pages, retries) is stopped by the client.
-    if ctx
-        .client
-        .budget_left()
-        .is_some_and(|left| left < planned.cost)
-    {
-        return Ok((user, Step::Deferred));
-    }
     let classify = |e: FlickrError| -> Result<Result<Outcome, String>, ExtractError> {
         match e {
             FlickrError::NotFound { .. } => Ok(Ok(Outcome::NotFound)),
@@ -166,8 +157,35 @@ pub async fn run_phase(
     let total = users.len();
     let mut seen = 0usize;
     progress.start(phase, total);
+    // Who the budget reaches is decided here, in the planner's order, from each
+    // pull's estimated cost: the same state and budget defer the same users,
+    // however the pulls then interleave. (A pull that costs more than its
+    // estimate is still stopped by the client's hard cap.)
+    let mut left = ctx.client.budget_left();
+    let users: Vec<(Planned, bool)> = users
+        .into_iter()
+        .map(|p| {
+            let pulls = matches!(p.decision, Decision::Pull { .. })
+                && !ctx.done.contains(&(phase, p.user.clone()));
+            let admitted = match (&mut left, pulls) {
+                (Some(l), true) if *l < p.cost => false,
+                (Some(l), true) => {
+                    *l -= p.cost;
+                    true
+                }
+                _ => true,
+            };
+            (p, admitted)
+        })
+        .collect();
     let mut results = futures::stream::iter(users)
-        .map(|u| pull_user(ctx, phase, u))
+        .map(|(u, admitted)| async move {
+            if admitted {
+                pull_user(ctx, phase, u).await
+            } else {
+                Ok((u.user, Step::Deferred))
+            }
+        })
         .buffer_unordered(ctx.settings.extract.concurrency);
     while let Some((user, s)) = results.try_next().await? {
         seen += 1;

@@ -985,3 +985,47 @@ async fn the_new_users_mode_pulls_only_new_tracked_users_and_their_neighbours() 
     }
     assert_eq!(m.tracked.fetched, 1, "{:?}", m.tracked);
 }
+
+#[tokio::test]
+async fn the_same_state_and_budget_give_the_same_tables() {
+    let c = community(300, 8);
+    let (_sim, url) = start_sim(
+        &c,
+        SimOptions {
+            api_key: KEY.into(),
+            ..SimOptions::default()
+        },
+    )
+    .await;
+    let settings = settings_for(&url);
+    let mut tables = Vec::new();
+    for _ in 0..2 {
+        let storage = memory();
+        track_all(&storage, &c).await;
+        for (when, budget) in [(now(), None), (now() + Duration::hours(25), Some(60))] {
+            let client = FlickrClient::new(&settings.flickr, ApiKey::new(KEY)).unwrap();
+            let options = ExtractOptions {
+                budget,
+                ..ExtractOptions::at(when)
+            };
+            let m = run_extract(&storage, &settings, &client, options)
+                .await
+                .unwrap();
+            if budget.is_some() {
+                assert!(
+                    m.neighbors.deferred > 0,
+                    "the budget bit: {:?}",
+                    m.neighbors
+                );
+            }
+        }
+        tables.push((
+            table_bytes(&storage, Table::Favorites).await,
+            table_bytes(&storage, Table::ExtractState).await,
+        ));
+    }
+    assert!(
+        tables[0] == tables[1],
+        "two runs of the same night under the same budget differ"
+    );
+}
