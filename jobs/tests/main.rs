@@ -372,7 +372,8 @@ fn extract_env(sim: &Sim, key: &str) -> Vec<(&'static str, String)> {
     env
 }
 
-fn track_demo_users(dir: &Path) {
+/// Tracks the small community's users (a `tracked.csv` imported with `env`).
+fn track_demo_users(dir: &Path, env: &[(&str, String)]) {
     let c = pipeline::community::generate(&pipeline::config::DemoSettings {
         users: 300,
         tracked_users: 8,
@@ -384,7 +385,7 @@ fn track_demo_users(dir: &Path) {
         .collect::<Vec<_>>()
         .join("\n");
     std::fs::write(dir.join("tracked.csv"), csv + "\n").unwrap();
-    ok(&faverecs(dir, &[], &["import", "tracked", "tracked.csv"]));
+    ok(&faverecs(dir, env, &["import", "tracked", "tracked.csv"]));
 }
 
 #[test]
@@ -394,12 +395,12 @@ fn an_extract_killed_at_any_point_resumes_to_the_same_tables() {
     let env = extract_env(&sim, SIM_KEY);
 
     let whole = tempfile::tempdir().unwrap();
-    track_demo_users(whole.path());
+    track_demo_users(whole.path(), &[]);
     let out = ok(&faverecs(whole.path(), &env, &["extract"]));
     assert!(out.contains("succeeded"), "{out}");
 
     let killed = tempfile::tempdir().unwrap();
-    track_demo_users(killed.path());
+    track_demo_users(killed.path(), &[]);
     // Kill points are chosen by progress, not by time: after 3, 15 and 40 users
     // are finished (the pending objects are counted), so the test does not depend
     // on how busy the machine is.
@@ -465,7 +466,7 @@ fn a_wrong_key_ends_the_run_fast_and_no_key_is_ever_logged() {
     let sim_dir = tempfile::tempdir().unwrap();
     let sim = Sim::start(sim_dir.path(), 0);
     let dir = tempfile::tempdir().unwrap();
-    track_demo_users(dir.path());
+    track_demo_users(dir.path(), &[]);
 
     let wrong = "wrong-key-9a8b7c6d5e";
     let mut env = extract_env(&sim, wrong);

@@ -104,13 +104,7 @@ async fn oracle(truth: &Community, settings: &Settings) -> Result<Lists, Error> 
 
 /// One night's simulator on a free loopback port; its REST URL.
 async fn serve(truth: &Community) -> Result<(tokio::task::JoinHandle<()>, String), Error> {
-    let sim = Simulator::new(
-        truth,
-        SimOptions {
-            api_key: KEY.into(),
-            ..SimOptions::default()
-        },
-    );
+    let sim = Simulator::new(truth, SimOptions::keyed(KEY));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/services/rest/", listener.local_addr()?);
     let task = tokio::spawn(async move {

@@ -52,13 +52,7 @@ async fn main() -> Result<(), Error> {
 
     for night in [0u32, 1] {
         let truth = evolve(&base, people, demo.seed, night);
-        let sim = Simulator::new(
-            &truth,
-            SimOptions {
-                api_key: KEY.into(),
-                ..SimOptions::default()
-            },
-        );
+        let sim = Simulator::new(&truth, SimOptions::keyed(KEY));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         settings.flickr.api_url = format!("http://{}/services/rest/", listener.local_addr()?);
         let server = tokio::spawn(async move {

@@ -34,13 +34,7 @@ pub async fn run_demo(
         "demo-{:016x}",
         settings.demo.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
     );
-    let sim = Simulator::new(
-        &community,
-        SimOptions {
-            api_key: key.clone(),
-            ..SimOptions::default()
-        },
-    );
+    let sim = Simulator::new(&community, SimOptions::keyed(&key));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| DemoError::Sim(e.to_string()))?;

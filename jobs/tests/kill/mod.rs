@@ -340,7 +340,7 @@ fn a_fold_killed_at_any_rename_or_unlink_folds_to_the_same_tables_when_rerun() {
     let env = super::extract_env(&sim, super::SIM_KEY);
     let template = tempfile::tempdir().unwrap();
     let t = template.path();
-    super::track_demo_users(t);
+    super::track_demo_users(t, &[]);
     favorites_csv(&t.join("other.csv"), "99@N09", 100);
     faverecs(t, &["import", "favorites", "other.csv"]);
     super::ok(&super::faverecs(

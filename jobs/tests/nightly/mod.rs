@@ -7,21 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use super::{SIM_KEY, Sim, extract_env, faverecs, moto, ok};
-
-fn tracked_csv(dir: &Path) {
-    let c = pipeline::community::generate(&pipeline::config::DemoSettings {
-        users: 300,
-        tracked_users: 8,
-        clusters: 12,
-        seed: 42,
-    });
-    let csv: String = std::iter::once("user_id".to_string())
-        .chain(c.tracked_ids())
-        .collect::<Vec<_>>()
-        .join("\n");
-    std::fs::write(dir.join("tracked.csv"), csv + "\n").unwrap();
-}
+use super::{SIM_KEY, Sim, extract_env, faverecs, moto, ok, track_demo_users};
 
 fn spawn(dir: &Path, env: &[(&str, String)], args: &[&str]) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_faverecs"))
@@ -60,8 +46,7 @@ fn two_nights_against_the_simulator_publish_two_runs_and_gc_keeps_both() {
     let d = dir.path();
     let sim = Sim::start(d, 0);
     let env = extract_env(&sim, SIM_KEY);
-    tracked_csv(d);
-    ok(&faverecs(d, &env, &["import", "tracked", "tracked.csv"]));
+    track_demo_users(d, &env);
 
     let first = ok(&faverecs(d, &env, &["nightly"]));
     assert!(first.contains("nightly succeeded"), "{first}");
@@ -105,8 +90,7 @@ fn check_the_lock(dir: &Path, mut env: Vec<(&'static str, String)>) {
     let sim = Sim::start(dir, 100);
     env.extend(extract_env(&sim, SIM_KEY));
     env.push(("FAVERECS__LOCK__LEASE_SECS", "3".into()));
-    tracked_csv(dir);
-    ok(&faverecs(dir, &env, &["import", "tracked", "tracked.csv"]));
+    track_demo_users(dir, &env);
 
     // The first night pulls every user through a slow simulator: it is still
     // extracting when it is killed.

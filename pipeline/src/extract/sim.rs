@@ -63,6 +63,16 @@ impl Default for SimOptions {
     }
 }
 
+impl SimOptions {
+    /// No faults or latency; accepts `api_key`.
+    pub fn keyed(api_key: &str) -> Self {
+        Self {
+            api_key: api_key.into(),
+            ..Self::default()
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Photo {
     id: String,

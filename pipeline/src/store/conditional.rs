@@ -6,6 +6,7 @@ use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload, UpdateVersion};
 
+use super::debris::{LOCK_SUFFIX, is_temp_of};
 use super::error::StoreError;
 use super::storage::Storage;
 
@@ -27,10 +28,6 @@ const LOCK_STALE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How long a writer waits for another's lock before it reports a conflict.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// The suffix of the lock file that serialises conditional writes on a store
-/// without native conditional updates (a local directory).
-pub const LOCK_SUFFIX: &str = ".lock";
 
 impl Storage {
     /// The object's current version (for a later [`Storage::put_if`]).
@@ -190,17 +187,8 @@ impl Storage {
         };
         for entry in entries.flatten() {
             let other = entry.file_name();
-            let Some(suffix) = other
-                .to_str()
-                .and_then(|o| o.strip_prefix(name))
-                .and_then(|o| o.strip_prefix('#'))
-            else {
-                continue;
-            };
-            if !suffix.is_empty()
-                && suffix.bytes().all(|b| b.is_ascii_digit())
-                && removable(&entry.path())
-            {
+            let temp = other.to_str().is_some_and(|o| is_temp_of(o, name));
+            if temp && removable(&entry.path()) {
                 match std::fs::remove_file(entry.path()) {
                     Ok(()) => {
                         tracing::warn!(file = %entry.path().display(), "removed a temporary file a killed writer left")

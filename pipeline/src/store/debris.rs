@@ -7,15 +7,26 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::conditional::LOCK_SUFFIX;
 use super::error::StoreError;
 use super::storage::Storage;
+
+/// The suffix of the lock file that serialises conditional writes on a store
+/// without native conditional updates (a local directory).
+pub const LOCK_SUFFIX: &str = ".lock";
+
+/// Whether `file` is a temporary file of the object named `object`
+/// (`<object>#<n>`, which object_store writes before its rename).
+pub fn is_temp_of(file: &str, object: &str) -> bool {
+    file.strip_prefix(object)
+        .and_then(|rest| rest.strip_prefix('#'))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
 
 /// Whether a file name is a temporary file or a conditional-write lock.
 pub fn is_debris_name(name: &str) -> bool {
     let temp = name
         .rsplit_once('#')
-        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        .is_some_and(|(object, _)| is_temp_of(name, object));
     temp || name.ends_with(LOCK_SUFFIX)
 }
 

@@ -22,7 +22,8 @@ pub mod error;
 pub mod parquet;
 pub mod storage;
 
-pub use conditional::{LOCK_SUFFIX, Version};
+pub use conditional::Version;
+pub use debris::LOCK_SUFFIX;
 pub use error::StoreError;
 pub use parquet::ParquetEncoder;
 pub use storage::{Storage, json_bytes};

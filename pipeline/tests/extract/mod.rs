@@ -92,14 +92,7 @@ fn now() -> chrono::DateTime<Utc> {
 #[tokio::test]
 async fn extract_yields_the_simulators_ground_truth() {
     let c = community(250, 6);
-    let (sim, url) = start_sim(
-        &c,
-        SimOptions {
-            api_key: KEY.into(),
-            ..SimOptions::default()
-        },
-    )
-    .await;
+    let (sim, url) = start_sim(&c, SimOptions::keyed(KEY)).await;
     let storage = memory();
     track_all(&storage, &c).await;
     let settings = settings_for(&url);
@@ -164,14 +157,7 @@ async fn twenty_percent_faults_give_the_same_tables() {
     for s in [&storage_clean, &storage_faulty] {
         track_all(s, &c).await;
     }
-    let (_, clean_url) = start_sim(
-        &c,
-        SimOptions {
-            api_key: KEY.into(),
-            ..SimOptions::default()
-        },
-    )
-    .await;
+    let (_, clean_url) = start_sim(&c, SimOptions::keyed(KEY)).await;
     let (_, faulty_url) = start_sim(
         &c,
         SimOptions {
@@ -230,14 +216,7 @@ async fn twenty_percent_faults_give_the_same_tables() {
 #[tokio::test]
 async fn the_rate_limit_holds_across_concurrent_requests() {
     let c = community(120, 3);
-    let (sim, url) = start_sim(
-        &c,
-        SimOptions {
-            api_key: KEY.into(),
-            ..SimOptions::default()
-        },
-    )
-    .await;
+    let (sim, url) = start_sim(&c, SimOptions::keyed(KEY)).await;
     let storage = memory();
     track_all(&storage, &c).await;
     let mut settings = settings_for(&url);
@@ -269,14 +248,7 @@ async fn the_rate_limit_holds_across_concurrent_requests() {
 #[tokio::test]
 async fn a_second_night_is_incremental_and_a_full_refresh_drops_deleted_favorites() {
     let c = community(200, 5);
-    let (sim, url) = start_sim(
-        &c,
-        SimOptions {
-            api_key: KEY.into(),
-            ..SimOptions::default()
-        },
-    )
-    .await;
+    let (sim, url) = start_sim(&c, SimOptions::keyed(KEY)).await;
     let storage = memory();
     track_all(&storage, &c).await;
     let mut settings = settings_for(&url);
@@ -344,14 +316,7 @@ async fn a_second_night_is_incremental_and_a_full_refresh_drops_deleted_favorite
 #[tokio::test]
 async fn users_are_resolved_from_urls_nsids_and_usernames() {
     let c = community(100, 3);
-    let (_, url) = start_sim(
-        &c,
-        SimOptions {
-            api_key: KEY.into(),
-            ..SimOptions::default()
-        },
-    )
-    .await;
+    let (_, url) = start_sim(&c, SimOptions::keyed(KEY)).await;
     let settings = settings_for(&url);
     let client = FlickrClient::new(&settings.flickr, ApiKey::new(KEY)).unwrap();
     let nsid = c.tracked_ids()[0].clone();
@@ -395,14 +360,7 @@ async fn users_are_resolved_from_urls_nsids_and_usernames() {
 #[tokio::test]
 async fn a_wrong_key_stops_the_run_at_once() {
     let c = community(100, 3);
-    let (sim, url) = start_sim(
-        &c,
-        SimOptions {
-            api_key: KEY.into(),
-            ..SimOptions::default()
-        },
-    )
-    .await;
+    let (sim, url) = start_sim(&c, SimOptions::keyed(KEY)).await;
     let storage = memory();
     track_all(&storage, &c).await;
     let settings = settings_for(&url);
@@ -426,14 +384,7 @@ async fn a_wrong_key_stops_the_run_at_once() {
 #[tokio::test]
 async fn not_found_users_are_recorded_and_backed_off() {
     let c = community(100, 2);
-    let (_, url) = start_sim(
-        &c,
-        SimOptions {
-            api_key: KEY.into(),
-            ..SimOptions::default()
-        },
-    )
-    .await;
+    let (_, url) = start_sim(&c, SimOptions::keyed(KEY)).await;
     let storage = memory();
     let ghost = pipeline::extract::client::Person {
         nsid: "99999999@N09".into(),
@@ -463,14 +414,7 @@ async fn not_found_users_are_recorded_and_backed_off() {
 #[tokio::test]
 async fn sharded_phases_then_a_fold_equal_one_unsharded_run() {
     let c = community(200, 6);
-    let (_, url) = start_sim(
-        &c,
-        SimOptions {
-            api_key: KEY.into(),
-            ..SimOptions::default()
-        },
-    )
-    .await;
+    let (_, url) = start_sim(&c, SimOptions::keyed(KEY)).await;
     let settings = settings_for(&url);
     let whole = memory();
     let sharded = memory();
@@ -524,14 +468,7 @@ async fn a_fold_racing_an_import_keeps_both() {
     // Arrange: the tracked users pulled but not folded (one phase only), on a
     // local directory (whose conditional writes are emulated with a lock file).
     let c = community(120, 4);
-    let (_sim, url) = start_sim(
-        &c,
-        SimOptions {
-            api_key: KEY.into(),
-            ..SimOptions::default()
-        },
-    )
-    .await;
+    let (_sim, url) = start_sim(&c, SimOptions::keyed(KEY)).await;
     let dir = tempfile::tempdir().unwrap();
     let storage = Storage::open(&pipeline::config::StorageSettings {
         url: pipeline::config::StorageUrl::Local {
@@ -611,14 +548,7 @@ async fn pulled_at(storage: &Storage, at: chrono::DateTime<Utc>) -> BTreeSet<Str
 #[tokio::test]
 async fn a_budget_caps_the_calls_new_users_go_first_and_deferred_users_lead_the_next_night() {
     let c = community(300, 8);
-    let (sim, url) = start_sim(
-        &c,
-        SimOptions {
-            api_key: KEY.into(),
-            ..SimOptions::default()
-        },
-    )
-    .await;
+    let (sim, url) = start_sim(&c, SimOptions::keyed(KEY)).await;
     let storage = memory();
     let mut settings = settings_for(&url);
     // One user at a time, so the order the planner chose is the order of calls.
@@ -719,14 +649,7 @@ async fn a_budget_caps_the_calls_new_users_go_first_and_deferred_users_lead_the_
 #[tokio::test]
 async fn the_plan_estimates_the_calls_a_run_makes_within_ten_percent() {
     let c = community(300, 8);
-    let (_sim, url) = start_sim(
-        &c,
-        SimOptions {
-            api_key: KEY.into(),
-            ..SimOptions::default()
-        },
-    )
-    .await;
+    let (_sim, url) = start_sim(&c, SimOptions::keyed(KEY)).await;
     let storage = memory();
     track_all(&storage, &c).await;
     let mut settings = settings_for(&url);
@@ -764,14 +687,7 @@ async fn the_plan_estimates_the_calls_a_run_makes_within_ten_percent() {
 #[tokio::test]
 async fn deletions_show_within_two_nights_and_no_list_outgrows_the_cap() {
     let c = community(200, 5);
-    let (sim, url) = start_sim(
-        &c,
-        SimOptions {
-            api_key: KEY.into(),
-            ..SimOptions::default()
-        },
-    )
-    .await;
+    let (sim, url) = start_sim(&c, SimOptions::keyed(KEY)).await;
     let storage = memory();
     track_all(&storage, &c).await;
     let mut settings = settings_for(&url);
@@ -846,14 +762,7 @@ async fn deletions_show_within_two_nights_and_no_list_outgrows_the_cap() {
 #[tokio::test]
 async fn refresh_intervals_adapt_to_each_users_change() {
     let c = community(200, 5);
-    let (sim, url) = start_sim(
-        &c,
-        SimOptions {
-            api_key: KEY.into(),
-            ..SimOptions::default()
-        },
-    )
-    .await;
+    let (sim, url) = start_sim(&c, SimOptions::keyed(KEY)).await;
     let storage = memory();
     track_all(&storage, &c).await;
     let mut settings = settings_for(&url);
@@ -926,14 +835,7 @@ async fn refresh_intervals_adapt_to_each_users_change() {
 #[tokio::test]
 async fn the_new_users_mode_pulls_only_new_tracked_users_and_their_neighbours() {
     let c = community(300, 8);
-    let (_sim, url) = start_sim(
-        &c,
-        SimOptions {
-            api_key: KEY.into(),
-            ..SimOptions::default()
-        },
-    )
-    .await;
+    let (_sim, url) = start_sim(&c, SimOptions::keyed(KEY)).await;
     let storage = memory();
     let settings = settings_for(&url);
     merge_raw(
@@ -989,14 +891,7 @@ async fn the_new_users_mode_pulls_only_new_tracked_users_and_their_neighbours() 
 #[tokio::test]
 async fn the_same_state_and_budget_give_the_same_tables() {
     let c = community(300, 8);
-    let (_sim, url) = start_sim(
-        &c,
-        SimOptions {
-            api_key: KEY.into(),
-            ..SimOptions::default()
-        },
-    )
-    .await;
+    let (_sim, url) = start_sim(&c, SimOptions::keyed(KEY)).await;
     let settings = settings_for(&url);
     let mut tables = Vec::new();
     for _ in 0..2 {
