@@ -1,8 +1,11 @@
 //! The freshness benchmark behind `bench/freshness.sh` (issue 13): night after
 //! night against the evolving simulator (`pipeline::evolve`), over real HTTP on
 //! loopback with the same client as production, each strategy extracts, scores
-//! Flexplore, and is compared with the *oracle*: the same scoring run on the
-//! simulator's complete truth for that night.
+//! Flexplore, publishes, and is compared with the *oracle*: the same scoring run
+//! on the simulator's truth for that night, as the public API can show it (the
+//! simulator's restricted photos, which no listing shows, left out; each user's
+//! newest `flickr.max_favorites_per_user` kept, as the fold keeps them). The
+//! overlap with Flexplore on the complete truth is printed beside it.
 //!
 //! Strategies:
 //! - `refetch`: the seed's refetch-everything (every user, whole list, every night);
@@ -10,23 +13,29 @@
 //! - `priority@B`: the planner (`extract.order = "priority"`, adaptive
 //!   intervals, first-page pulls), budget B;
 //!
-//! with B at 25 % and 10 % of refetch's mean calls a night. Night 0 seeds every
-//! strategy with a whole pull and is not scored.
+//! with B at 25 % and 10 % of the calls refetch-everything made the same night.
+//! Night 0 seeds every strategy with a whole pull and is not scored. The nights
+//! run one at a time (one truth and one simulator in memory), every strategy
+//! against the same simulator.
 //!
-//! Arguments: `USERS TRACKED NIGHTS` (default 3000 100 14). Prints one line per
-//! strategy and night (calls, mean overlap@20 and @100 with the oracle), then
-//! the means over nights 2..NIGHTS.
+//! Arguments: `USERS TRACKED NIGHTS` (default 3000 100 14). Prints the
+//! community's size, one line per strategy and night (calls, mean overlap@20
+//! and @100 with the oracle), then the means over nights 2..NIGHTS.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+
+use arrow_array::BooleanArray;
+use arrow_select::filter::filter_record_batch;
 
 use pipeline::community::{Community, generate, write_community};
 use pipeline::config::{DemoSettings, Order, Settings};
 use pipeline::evolve::{evolve, night_time};
 use pipeline::extract::client::{ApiKey, FlickrClient};
-use pipeline::extract::sim::{SimOptions, Simulator};
+use pipeline::extract::sim::{SimOptions, Simulator, is_restricted};
 use pipeline::extract::{ExtractOptions, run_extract};
-use pipeline::model::columns::PhotoRecsColumns;
+use pipeline::model::arrow::time_at;
+use pipeline::model::columns::{FavoritesColumns, PhotoRecsColumns};
 use pipeline::model::{Algorithm, Table, run_table_dir};
 use pipeline::raw::merge_raw;
 use pipeline::score::{ScoreOptions, run_score};
@@ -95,6 +104,37 @@ fn overlap(ours: &Lists, oracle: &Lists, k: usize) -> f64 {
     if n == 0 { 0.0 } else { sum / n as f64 }
 }
 
+/// The truth as the public API can show it, held as the fold holds it: the
+/// simulator's restricted photos (never listed without authentication) left
+/// out, and each user's newest `flickr.max_favorites_per_user` kept (ties by
+/// photo id, as the listing orders them).
+fn visible(truth: &Community, settings: &Settings) -> Result<Community, Error> {
+    let c = FavoritesColumns::new(&truth.favorites)?;
+    let mut by_user: HashMap<&str, Vec<(i64, &str, usize)>> = HashMap::new();
+    for i in 0..truth.favorites.num_rows() {
+        let photo = c.photo_id.value(i);
+        if !is_restricted(photo) {
+            let date = time_at(c.date_faved, i).unwrap_or(0);
+            by_user
+                .entry(c.user_id.value(i))
+                .or_default()
+                .push((date, photo, i));
+        }
+    }
+    let mut keep = vec![false; truth.favorites.num_rows()];
+    for rows in by_user.values_mut() {
+        rows.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+        for (_, _, i) in rows.iter().take(settings.flickr.max_favorites_per_user) {
+            keep[*i] = true;
+        }
+    }
+    let favorites = filter_record_batch(&truth.favorites, &BooleanArray::from(keep))?;
+    Ok(Community {
+        favorites,
+        ..truth.clone()
+    })
+}
+
 async fn oracle(truth: &Community, settings: &Settings) -> Result<Lists, Error> {
     let storage = memory();
     write_community(&storage, truth).await?;
@@ -116,54 +156,61 @@ async fn serve(truth: &Community) -> Result<(tokio::task::JoinHandle<()>, String
 struct Strategy {
     name: String,
     settings: Settings,
-    budget: Option<u64>,
+    /// Share of refetch-everything's calls the same night (`None`: no budget).
+    share: Option<u64>,
+    storage: Storage,
+    /// Per night from 1 on: calls, overlap@20, overlap@100, and overlap@100
+    /// with the complete truth's oracle.
+    nights: Vec<(u64, f64, f64, f64)>,
 }
 
-/// Runs one strategy over every night; returns (calls, overlap@20, overlap@100)
-/// per night from 1 on.
-async fn run(
-    strategy: &Strategy,
-    truths: &[Community],
-    oracles: &[Lists],
-) -> Result<Vec<(u64, f64, f64)>, Error> {
-    let storage = memory();
-    merge_raw(
-        &storage,
-        Table::TrackedUsers,
-        vec![truths[0].tracked_users.clone()],
-    )
-    .await?;
-    let mut out = Vec::new();
-    for (k, truth) in truths.iter().enumerate() {
-        let (sim, url) = serve(truth).await?;
-        let mut settings = strategy.settings.clone();
-        settings.flickr.api_url = url;
+impl Strategy {
+    fn new(name: String, settings: Settings, share: Option<u64>) -> Self {
+        Self {
+            name,
+            settings,
+            share,
+            storage: memory(),
+            nights: Vec::new(),
+        }
+    }
+
+    /// Night `k`: extract from the simulator at `url` within `budget`, score,
+    /// publish (the next night's planner reads the published run), and
+    /// compare with the oracles; returns the calls made.
+    async fn night(
+        &mut self,
+        k: u32,
+        url: &str,
+        budget: Option<u64>,
+        oracle: &Lists,
+        complete: &Lists,
+    ) -> Result<u64, Error> {
+        let mut settings = self.settings.clone();
+        settings.flickr.api_url = url.to_string();
         let client = FlickrClient::new(&settings.flickr, ApiKey::new(KEY))?;
         let options = ExtractOptions {
-            budget: if k == 0 { None } else { strategy.budget },
-            ..ExtractOptions::at(night_time(k as u32))
+            budget,
+            ..ExtractOptions::at(night_time(k))
         };
-        let m = run_extract(&storage, &settings, &client, options).await?;
-        sim.abort();
-        let run = run_score(&storage, &settings, ScoreOptions::default()).await?;
-        // Published, as a night does: the next night's planner reads its
-        // photographer recs for each neighbour's influence.
-        pipeline::runs::publish(&storage, Some(&run.run_id)).await?;
-        if k == 0 {
-            continue;
+        let m = run_extract(&self.storage, &settings, &client, options).await?;
+        let run = run_score(&self.storage, &settings, ScoreOptions::default()).await?;
+        pipeline::runs::publish(&self.storage, Some(&run.run_id)).await?;
+        if k > 0 {
+            let ours = lists(&self.storage, &run.run_id).await?;
+            let (o20, o100, c100) = (
+                overlap(&ours, oracle, 20),
+                overlap(&ours, oracle, 100),
+                overlap(&ours, complete, 100),
+            );
+            println!(
+                "{:<20} night {k:>2}: {:>7} calls  overlap@20 {o20:.3}  overlap@100 {o100:.3}  (complete truth {c100:.3})",
+                self.name, m.calls
+            );
+            self.nights.push((m.calls, o20, o100, c100));
         }
-        let ours = lists(&storage, &run.run_id).await?;
-        let (o20, o100) = (
-            overlap(&ours, &oracles[k], 20),
-            overlap(&ours, &oracles[k], 100),
-        );
-        println!(
-            "{:<20} night {k:>2}: {:>7} calls  overlap@20 {o20:.3}  overlap@100 {o100:.3}",
-            strategy.name, m.calls
-        );
-        out.push((m.calls, o20, o100));
+        Ok(m.calls)
     }
-    Ok(out)
 }
 
 fn mean(values: impl Iterator<Item = f64>) -> f64 {
@@ -192,80 +239,95 @@ async fn main() -> Result<(), Error> {
     };
     let started = std::time::Instant::now();
     let base = generate(&demo);
-    let truths: Vec<Community> = (0..=nights)
-        .map(|k| evolve(&base, users, demo.seed, k))
-        .collect();
     let neighbors = {
-        let tracked: BTreeSet<String> = truths[0].tracked_ids().into_iter().collect();
-        let c = pipeline::model::columns::FavoritesColumns::new(&truths[0].favorites)?;
-        (0..truths[0].favorites.num_rows())
+        let tracked: BTreeSet<String> = base.tracked_ids().into_iter().collect();
+        let c = FavoritesColumns::new(&base.favorites)?;
+        (0..base.favorites.num_rows())
             .filter(|&i| tracked.contains(c.user_id.value(i)))
             .map(|i| c.owner_id.value(i).to_string())
             .filter(|o| !tracked.contains(o))
             .collect::<BTreeSet<_>>()
             .len()
     };
-    let base_settings = base_settings()?;
-    let mut oracles = Vec::new();
-    for t in &truths {
-        oracles.push(oracle(t, &base_settings).await?);
-    }
     println!(
-        "community: {users} people, {tracked} tracked, {neighbors} neighbours, {} favourites on night 0, {} on night {nights}; truths and oracles in {:.0} s",
-        truths[0].favorites.num_rows(),
-        truths[nights as usize].favorites.num_rows(),
-        started.elapsed().as_secs_f64()
+        "community: {users} people, {tracked} tracked, {neighbors} neighbours, {} favourites on night 0",
+        base.favorites.num_rows(),
     );
+    let base_settings = base_settings()?;
 
     let mut refetch = base_settings.clone();
     refetch.extract.refresh_after_hours = 1;
     refetch.extract.min_refresh_hours = 1;
     refetch.extract.max_refresh_hours = 1;
     refetch.extract.full_refresh_after_days = 1;
-    let refetch = Strategy {
-        name: "refetch".into(),
-        settings: refetch,
-        budget: None,
-    };
-    let mut results = vec![(
-        "refetch".to_string(),
-        run(&refetch, &truths, &oracles).await?,
-    )];
-    let per_night = mean(results[0].1.iter().map(|r| r.0 as f64));
+    let mut rr = base_settings.clone();
+    rr.extract.order = Order::Staleness;
+    rr.extract.min_refresh_hours = rr.extract.refresh_after_hours;
+    rr.extract.max_refresh_hours = rr.extract.refresh_after_hours;
+    let mut strategies = vec![Strategy::new("refetch".into(), refetch, None)];
     for share in [25u64, 10] {
-        let budget = (per_night * share as f64 / 100.0).round() as u64;
-        let mut rr = base_settings.clone();
-        rr.extract.order = Order::Staleness;
-        rr.extract.min_refresh_hours = rr.extract.refresh_after_hours;
-        rr.extract.max_refresh_hours = rr.extract.refresh_after_hours;
-        for strategy in [
-            Strategy {
-                name: format!("round-robin@{share}%"),
-                settings: rr.clone(),
-                budget: Some(budget),
-            },
-            Strategy {
-                name: format!("priority@{share}%"),
-                settings: base_settings.clone(),
-                budget: Some(budget),
-            },
-        ] {
-            let r = run(&strategy, &truths, &oracles).await?;
-            results.push((strategy.name, r));
-        }
+        strategies.push(Strategy::new(
+            format!("round-robin@{share}%"),
+            rr.clone(),
+            Some(share),
+        ));
+        strategies.push(Strategy::new(
+            format!("priority@{share}%"),
+            base_settings.clone(),
+            Some(share),
+        ));
     }
+    for s in &strategies {
+        merge_raw(
+            &s.storage,
+            Table::TrackedUsers,
+            vec![base.tracked_users.clone()],
+        )
+        .await?;
+    }
+    // Night by night, one truth at a time: the oracles (Flexplore on the truth
+    // the public API can show, and on the complete truth for refetch's
+    // ceiling), then every strategy against one simulator of that truth, each
+    // budgeted at its share of what refetch-everything called that night.
+    for k in 0..=nights {
+        let truth = evolve(&base, users, demo.seed, k);
+        let oracle_lists = oracle(&visible(&truth, &base_settings)?, &base_settings).await?;
+        let complete = oracle(&truth, &base_settings).await?;
+        let (sim, url) = serve(&truth).await?;
+        let mut refetch_calls = 0;
+        for s in strategies.iter_mut() {
+            let budget = match s.share {
+                Some(share) if k > 0 => Some((refetch_calls * share).div_ceil(100)),
+                _ => None,
+            };
+            let calls = s.night(k, &url, budget, &oracle_lists, &complete).await?;
+            if s.share.is_none() {
+                refetch_calls = calls;
+            }
+        }
+        sim.abort();
+        println!(
+            "night {k}: {} favourites in the truth, {:.0} s so far",
+            truth.favorites.num_rows(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let per_night = mean(strategies[0].nights.iter().map(|r| r.0 as f64));
+    let results: Vec<(String, Vec<(u64, f64, f64, f64)>)> =
+        strategies.into_iter().map(|s| (s.name, s.nights)).collect();
     println!("\nmeans over nights 2..{nights} (refetch made {per_night:.0} calls a night):");
     println!(
-        "{:<20} {:>10} {:>12} {:>13}",
-        "strategy", "calls", "overlap@20", "overlap@100"
+        "{:<20} {:>10} {:>12} {:>13} {:>24}",
+        "strategy", "calls", "overlap@20", "overlap@100", "@100 vs complete truth"
     );
     for (name, r) in &results {
         let from2 = || r.iter().skip(1);
         println!(
-            "{name:<20} {:>10.0} {:>12.3} {:>13.3}",
+            "{name:<20} {:>10.0} {:>12.3} {:>13.3} {:>24.3}",
             mean(from2().map(|x| x.0 as f64)),
             mean(from2().map(|x| x.1)),
-            mean(from2().map(|x| x.2))
+            mean(from2().map(|x| x.2)),
+            mean(from2().map(|x| x.3))
         );
     }
     println!("total {:.0} s", started.elapsed().as_secs_f64());

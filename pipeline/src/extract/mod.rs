@@ -52,69 +52,78 @@ pub use state::{
     UserCounts, UserPull, UserState, read_pending, read_state, shard_of, tracked_users,
 };
 
-/// What the planner needs from the stored favourites: how many each user
-/// holds, and each neighbour's influence (the tracked users' favourites of their
-/// photos).
+/// What the planner needs from the stored favourites, in two passes: how many
+/// each user holds, and each neighbour's influence: their Flexplore neighbour
+/// score summed over the tracked users whose neighbour they are, computed from
+/// the favourites held exactly as `score` computes it (favourites in common,
+/// and the neighbour's total). A neighbour with no favourites held counts
+/// [`plan::prior_influence`] for each of the tracked users' favourites of their
+/// photos.
 async fn known_from_storage(
     storage: &Storage,
     tracked: &BTreeSet<&String>,
 ) -> Result<plan::Known<'static>, ExtractError> {
+    use std::collections::HashMap;
     let mut known = plan::Known::default();
-    for b in &storage
+    let batches = storage
         .read_raw(Table::Favorites)
         .await?
-        .unwrap_or_default()
-    {
+        .unwrap_or_default();
+    // Pass 1: totals; per tracked user, their neighbours (with how many of
+    // their photos they favourited) and who favourited each photo.
+    let tracked_ix: HashMap<&str, usize> = tracked
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (u.as_str(), i))
+        .collect();
+    let mut neighbors_of: Vec<HashMap<String, u32>> = vec![HashMap::new(); tracked.len()];
+    let mut faved_by: HashMap<String, Vec<usize>> = HashMap::new();
+    for b in &batches {
         let c = FavoritesColumns::new(b)?;
         for i in 0..b.num_rows() {
             let Some(u) = str_at(c.user_id, i) else {
                 continue;
             };
             *known.held.entry(u.to_string()).or_insert(0) += 1;
-            if let Some(o) = str_at(c.owner_id, i)
-                && tracked.contains(&u.to_string())
-            {
-                *known.influence.entry(o.to_string()).or_insert(0.0) += 1.0;
+            if let Some(&t) = tracked_ix.get(u) {
+                if let Some(o) = str_at(c.owner_id, i) {
+                    *neighbors_of[t].entry(o.to_string()).or_insert(0) += 1;
+                }
+                if let Some(p) = str_at(c.photo_id, i) {
+                    faved_by.entry(p.to_string()).or_default().push(t);
+                }
             }
         }
     }
-    if let Some(scores) = influence_from_run(storage).await? {
-        let floor = scores.values().copied().fold(f64::INFINITY, f64::min) / 2.0;
-        for (n, v) in known.influence.iter_mut() {
-            *v = scores.get(n).copied().unwrap_or(floor);
+    // Pass 2: favourites in common between each tracked user and each of
+    // their neighbours.
+    let mut common: HashMap<(usize, &str), u32> = HashMap::new();
+    for b in &batches {
+        let c = FavoritesColumns::new(b)?;
+        for i in 0..b.num_rows() {
+            let (Some(x), Some(p)) = (str_at(c.user_id, i), str_at(c.photo_id, i)) else {
+                continue;
+            };
+            for &t in faved_by.get(p).map_or(&[][..], Vec::as_slice) {
+                if neighbors_of[t].contains_key(x) {
+                    *common.entry((t, x)).or_insert(0) += 1;
+                }
+            }
+        }
+    }
+    for (t, ns) in neighbors_of.iter().enumerate() {
+        for (n, &of_theirs) in ns {
+            let add = match known.held.get(n).copied().unwrap_or(0) {
+                0 => plan::prior_influence() * f64::from(of_theirs),
+                held => crate::score::flexplore::neighbor_score(
+                    common.get(&(t, n.as_str())).copied().unwrap_or(0),
+                    u32::try_from(held).unwrap_or(u32::MAX),
+                ),
+            };
+            *known.influence.entry(n.clone()).or_insert(0.0) += add;
         }
     }
     Ok(known)
-}
-
-/// Each neighbour's Flexplore score summed over the tracked users, from the
-/// published run's `photographer_recs`; `None` before anything is published,
-/// or when the published run cannot be read (the planner then counts
-/// favourites instead; a planner must not stop the night).
-async fn influence_from_run(
-    storage: &Storage,
-) -> Result<Option<std::collections::HashMap<String, f64>>, ExtractError> {
-    let Ok(Some(pointer)) = crate::runs::current(storage).await else {
-        return Ok(None);
-    };
-    let dir = crate::model::run_table_dir(&pointer.run_id, Table::PhotographerRecs);
-    let batches = match storage.read_table_dir(&dir, Table::PhotographerRecs).await {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::warn!(error = %e, "the published run's photographer recs cannot be read; influence counts favourites");
-            return Ok(None);
-        }
-    };
-    let mut out = std::collections::HashMap::new();
-    for b in &batches {
-        let c = crate::model::columns::PhotographerRecsColumns::new(b)?;
-        for i in 0..b.num_rows() {
-            if let Some(n) = str_at(c.photographer_id, i) {
-                *out.entry(n.to_string()).or_insert(0.0) += c.score.value(i);
-            }
-        }
-    }
-    Ok((!out.is_empty()).then_some(out))
 }
 
 /// The age of the data behind the recommendations once this run's pulls are
@@ -378,7 +387,8 @@ async fn extract_into(
         if p.phase == Phase::Tracked {
             let new_user = cold.contains(&p.user_id);
             for f in p.favorites {
-                *known.influence.entry(f.owner_id.clone()).or_insert(0.0) += 1.0;
+                *known.influence.entry(f.owner_id.clone()).or_insert(0.0) +=
+                    plan::prior_influence();
                 if new_user {
                     of_new_users.insert(f.owner_id.clone());
                 }
@@ -450,4 +460,74 @@ async fn extract_into(
     }
     manifest.rows_written = fold(storage, settings, options.now).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{RecordBatch, StringArray, TimestampMicrosecondArray};
+
+    use super::*;
+    use crate::score::flexplore::neighbor_score;
+
+    #[tokio::test]
+    async fn influence_is_the_flexplore_neighbour_score_summed_over_the_tracked_users() {
+        // (user, photo, owner)
+        let rows = [
+            ("1@N01", "p1", "2@N01"),
+            ("1@N01", "p2", "2@N01"),
+            ("1@N01", "p3", "3@N01"),
+            ("1@N01", "p4", "5@N01"),
+            ("4@N01", "p3", "3@N01"),
+            ("2@N01", "p3", "3@N01"),
+            ("2@N01", "p9", "9@N01"),
+            ("3@N01", "p1", "2@N01"),
+            ("3@N01", "p2", "2@N01"),
+            ("3@N01", "p5", "9@N01"),
+        ];
+        let col = |k: usize| {
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| [r.0, r.1, r.2][k]),
+            )) as _
+        };
+        let batch = RecordBatch::try_new(
+            Table::Favorites.schema(),
+            vec![
+                col(0),
+                col(1),
+                col(2),
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![None; rows.len()]).with_timezone("UTC"),
+                ),
+            ],
+        )
+        .expect("favorites");
+        let storage = Storage::from_store(Arc::new(object_store::memory::InMemory::new()), "mem");
+        crate::raw::merge_raw(&storage, Table::Favorites, vec![batch])
+            .await
+            .expect("stored");
+        let (t1, t2) = ("1@N01".to_string(), "4@N01".to_string());
+        let tracked: BTreeSet<&String> = [&t1, &t2].into();
+        let known = known_from_storage(&storage, &tracked).await.expect("known");
+        // 2@N01 holds 2 favourites, 1 in common with 1@N01 (p3); 3@N01 holds
+        // 3, 2 in common with 1@N01 (p1, p2) and none with 4@N01; 5@N01 holds
+        // none, and 1@N01 favourited one of their photos.
+        let expected = [
+            ("2@N01", neighbor_score(1, 2)),
+            ("3@N01", neighbor_score(2, 3)),
+            ("5@N01", plan::prior_influence()),
+        ];
+        assert_eq!(
+            known.influence.len(),
+            expected.len(),
+            "{:?}",
+            known.influence
+        );
+        for (n, score) in expected {
+            let got = known.influence[n];
+            assert!((got - score).abs() < 1e-12, "{n}: {got} != {score}");
+        }
+        assert_eq!(known.held["3@N01"], 3);
+    }
 }

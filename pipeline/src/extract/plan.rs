@@ -25,13 +25,20 @@
 //! 5. the other due neighbours.
 //!
 //! Within 4 and 5 neighbours go by expected value: influence × staleness (hours
-//! since their last pull) ÷ calls the pull costs.
+//! since their last pull) ÷ their refresh interval (which adapts to how often
+//! they change, so it stands for their rate of change) ÷ calls the pull costs.
 //!
-//! A neighbour's *influence* is the sum of their Flexplore neighbour scores over
-//! the tracked users, from the published run's `photographer_recs` (which lists
-//! each tracked user's top neighbours with their score); a neighbour in no list
-//! gets half the smallest score listed. Before anything is published, it is how
-//! many of the tracked users' stored favourites are of their photos. A neighbour never pulled has the staleness prior of twice
+//! A neighbour's *influence* is their Flexplore neighbour score summed over
+//! the tracked users whose neighbour they are, computed by the planner from the
+//! favourites held exactly as `score` computes it (favourites in common with
+//! the tracked user, and the neighbour's total): the scores the last run used,
+//! updated by what was folded since, and counting contacts and neighbours past
+//! `score.photographer_recs_per_user`, which `photographer_recs` leaves out. A
+//! neighbour with no favourites held counts [`prior_influence`] (the score of
+//! one favourite in common and none held) per tracked favourite of their
+//! photos; every neighbour counts at least half the score of one favourite in
+//! common out of a thousand, so one sharing nothing yet is still pulled now and
+//! then. A neighbour never pulled has the staleness prior of twice
 //! `extract.full_refresh_after_days`, so new neighbours come before any
 //! merely-due one of the same influence.
 //!
@@ -159,6 +166,20 @@ pub fn next_interval(current: f64, new: usize, settings: &Settings) -> f64 {
         settings.extract.min_refresh_hours as f64,
         settings.extract.max_refresh_hours as f64,
     )
+}
+
+/// The influence of a neighbour with no favourites held, per tracked
+/// favourite of their photos: the neighbour score of one favourite in common
+/// and none held.
+pub fn prior_influence() -> f64 {
+    crate::score::flexplore::neighbor_score(1, 0)
+}
+
+/// The least influence a neighbour counts for (one favourite in common out of
+/// a thousand, halved), so a neighbour sharing nothing yet is still pulled
+/// now and then.
+fn floor_influence() -> f64 {
+    crate::score::flexplore::neighbor_score(1, 1000) / 2.0
 }
 
 /// The estimated calls of one pull (see the module docs).
@@ -299,7 +320,12 @@ pub fn order_neighbors(
         .iter()
         .map(|u| {
             let (mut p, st) = planned(u, Phase::Neighbor, known, settings, now);
-            let influence = known.influence.get(u).copied().unwrap_or(1.0);
+            let influence = known
+                .influence
+                .get(u)
+                .copied()
+                .unwrap_or(0.0)
+                .max(floor_influence());
             let refresh_us = (interval_hours(&st, settings) * 3.6e9) as i64;
             let overdue = st
                 .last_pulled_at

@@ -122,6 +122,16 @@ fn secs(micros: Option<i64>) -> Option<i64> {
     micros.map(|m| m / 1_000_000)
 }
 
+/// Whether the simulator treats a photo as restricted, left out of every
+/// listing: deterministically, about one photo in fifty.
+pub fn is_restricted(photo_id: &str) -> bool {
+    photo_id
+        .bytes()
+        .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+        % 50
+        == 3
+}
+
 impl Simulator {
     /// Builds the simulator over a generated community.
     pub fn new(community: &Community, options: SimOptions) -> Self {
@@ -132,12 +142,7 @@ impl Simulator {
         if let Ok(c) = PhotosColumns::new(p) {
             for i in 0..p.num_rows() {
                 let id = c.photo_id.value(i).to_string();
-                // Deterministic: about one photo in fifty is restricted.
-                let restricted = id
-                    .bytes()
-                    .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
-                    % 50
-                    == 3;
+                let restricted = is_restricted(&id);
                 photos.insert(
                     id.clone(),
                     Photo {
