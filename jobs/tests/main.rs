@@ -9,6 +9,7 @@ mod moto;
 
 mod kill;
 mod nightly;
+mod replicas;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -104,6 +105,17 @@ impl Server {
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         let status = self.child.wait().unwrap();
         assert!(status.success(), "serve exited with {status} after SIGTERM");
+    }
+}
+
+/// A failed test must not leave its server running (it would also hold the
+/// test's output pipe open).
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
