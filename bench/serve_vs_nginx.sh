@@ -7,6 +7,12 @@
 # Defaults: a synthetic community of 12000 people scored with --all-users (over 10k
 # users with up to 100 photo recs each), 15 s per wrk run, three interleaved rounds. Requests pick a random
 # user from 2000 per request: GET /api/users/{id}/photos (default limit 20).
+#
+# Same resources for both servers, per core: the server under test runs on CPU 0
+# alone (taskset; nginx with one worker, faverecs's runtime sizes itself to the
+# one CPU it may use), and wrk (-t1 -c64) on CPU 1 alone, so the load generator
+# never takes the server's core. The ratio reported is per core.
+# FAVERECS_BIN uses an already built release binary instead of building one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,14 +22,20 @@ work=target/bench/serve
 port_ours=18081
 port_nginx=18082
 
-for tool in wrk nginx; do
+for tool in wrk nginx taskset; do
   if ! command -v "$tool" >/dev/null; then
     sudo_cmd=(); [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
     "${sudo_cmd[@]}" apt-get install -y -qq wrk nginx >/dev/null
   fi
 done
-cargo build --release --locked --bin faverecs
-bin=$PWD/target/release/faverecs
+if [ -z "${FAVERECS_BIN:-}" ]; then
+  cargo build --release --locked --bin faverecs
+  bin=$PWD/${CARGO_TARGET_DIR:-target}/release/faverecs
+else
+  bin=$(realpath "$FAVERECS_BIN")
+fi
+server_cpu=0
+wrk_cpu=1
 
 rm -rf "$work" && mkdir -p "$work/www" "$work/nginx"
 export FAVERECS__STORAGE__URL="$PWD/$work/data" RUST_LOG=warn
@@ -32,7 +44,7 @@ export FAVERECS__DEMO__USERS=$people FAVERECS__DEMO__TRACKED_USERS=1 FAVERECS__S
 "$bin" score --all-users >/dev/null
 "$bin" publish >/dev/null
 
-"$bin" serve --addr 127.0.0.1:$port_ours > "$work/serve.log" 2>&1 &
+taskset -c $server_cpu "$bin" serve --addr 127.0.0.1:$port_ours > "$work/serve.log" 2>&1 &
 ours=$!
 trap 'kill $ours 2>/dev/null; [ -n "${nginx_pid:-}" ] && kill $nginx_pid 2>/dev/null; true' EXIT
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port_ours/readyz" >/dev/null && break; sleep 0.2; done
@@ -59,7 +71,7 @@ PY
 
 cat > "$work/nginx/nginx.conf" <<CONF
 user root;
-worker_processes auto;
+worker_processes 1;
 daemon off;
 pid $PWD/$work/nginx/nginx.pid;
 error_log $PWD/$work/nginx/error.log;
@@ -79,7 +91,7 @@ http {
   }
 }
 CONF
-nginx -c "$PWD/$work/nginx/nginx.conf" &
+taskset -c $server_cpu nginx -c "$PWD/$work/nginx/nginx.conf" &
 nginx_pid=$!
 sleep 1
 
@@ -91,7 +103,7 @@ request = function()
 end
 LUA
 
-run() { wrk -t2 -c32 -d"${seconds}s" --latency -s "$work/pick.lua" "http://127.0.0.1:$1" > "$work/wrk-$2.txt"; }
+run() { taskset -c $wrk_cpu wrk -t1 -c64 -d"${seconds}s" --latency -s "$work/pick.lua" "http://127.0.0.1:$1" > "$work/wrk-$2.txt"; }
 summary() {
   local f=$work/wrk-$1.txt
   printf "%s req/s  p50 %s  p99 %s  non-2xx %s\n" \
@@ -112,5 +124,5 @@ done
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ours_rps=$(cat $work/wrk-faverecs-*.txt | awk '/Requests\/sec/ {print $2}' | median)
 nginx_rps=$(cat $work/wrk-nginx-*.txt | awk '/Requests\/sec/ {print $2}' | median)
-echo "median req/s: faverecs $ours_rps, nginx $nginx_rps, ratio $(awk -v a="$ours_rps" -v b="$nginx_rps" 'BEGIN {printf "%.2f", a/b}')"
+echo "median req/s, one core each (server on CPU $server_cpu, wrk on CPU $wrk_cpu): faverecs $ours_rps, nginx $nginx_rps, ratio per core $(awk -v a="$ours_rps" -v b="$nginx_rps" 'BEGIN {printf "%.2f", a/b}')"
 echo "faverecs serve peak RSS: $((rss / 1024)) MiB"

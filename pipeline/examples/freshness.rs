@@ -42,6 +42,9 @@ use pipeline::score::{ScoreOptions, run_score};
 use pipeline::store::Storage;
 
 type Lists = HashMap<String, Vec<String>>;
+/// One strategy's night: calls, overlap@20, overlap@100, and overlap@100 with
+/// the complete truth's oracle.
+type Night = (u64, f64, f64, f64);
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 const KEY: &str = "freshness-bench-key";
@@ -159,9 +162,8 @@ struct Strategy {
     /// Share of refetch-everything's calls the same night (`None`: no budget).
     share: Option<u64>,
     storage: Storage,
-    /// Per night from 1 on: calls, overlap@20, overlap@100, and overlap@100
-    /// with the complete truth's oracle.
-    nights: Vec<(u64, f64, f64, f64)>,
+    /// Per night from 1 on.
+    nights: Vec<Night>,
 }
 
 impl Strategy {
@@ -313,7 +315,7 @@ async fn main() -> Result<(), Error> {
         );
     }
     let per_night = mean(strategies[0].nights.iter().map(|r| r.0 as f64));
-    let results: Vec<(String, Vec<(u64, f64, f64, f64)>)> =
+    let results: Vec<(String, Vec<Night>)> =
         strategies.into_iter().map(|s| (s.name, s.nights)).collect();
     println!("\nmeans over nights 2..{nights} (refetch made {per_night:.0} calls a night):");
     println!(

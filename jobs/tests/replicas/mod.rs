@@ -12,7 +12,9 @@ const POLL_SECS: u64 = 2;
 
 /// The served run's id, from `/api/runs/current`.
 async fn current_run(base: &str) -> Option<String> {
-    let resp = reqwest::get(format!("{base}/api/runs/current")).await.ok()?;
+    let resp = reqwest::get(format!("{base}/api/runs/current"))
+        .await
+        .ok()?;
     if resp.status() != 200 {
         return None;
     }
@@ -46,7 +48,11 @@ async fn alike(a: &Server, b: &Server, run_id: &str) {
         let (sa, ea, ba) = answer(&a.base, path).await;
         let (sb, eb, bb) = answer(&b.base, path).await;
         assert_eq!(sa, 200, "{path} on the first replica: {ba}");
-        assert_eq!((sa, &ea, &ba), (sb, &eb, &bb), "{path} differs between the replicas");
+        assert_eq!(
+            (sa, &ea, &ba),
+            (sb, &eb, &bb),
+            "{path} differs between the replicas"
+        );
         if path.contains("users/1@N01") {
             assert!(!ea.is_empty(), "{path} carries an ETag");
         }
@@ -71,9 +77,17 @@ async fn two_replicas_switch_to_a_new_publish_within_one_poll_interval_and_answe
     let dir = dir.path();
     let env = vec![("FAVERECS__SERVE__POLL_INTERVAL_SECS", POLL_SECS.to_string())];
     write_inputs(dir);
-    ok(&faverecs(dir, &env, &["import", "favorites", "favorites.csv"]));
+    ok(&faverecs(
+        dir,
+        &env,
+        &["import", "favorites", "favorites.csv"],
+    ));
     ok(&faverecs(dir, &env, &["import", "tracked", "tracked.csv"]));
-    ok(&faverecs(dir, &env, &["import", "contacts", "contacts.csv"]));
+    ok(&faverecs(
+        dir,
+        &env,
+        &["import", "contacts", "contacts.csv"],
+    ));
     let first = score_and_publish(dir, &env);
     let a = Server::start(dir, &env);
     let b = Server::start(dir, &env);
@@ -101,7 +115,10 @@ async fn two_replicas_switch_to_a_new_publish_within_one_poll_interval_and_answe
     let bound = Duration::from_secs(POLL_SECS + 1);
     for (i, t) in switched.iter().enumerate() {
         let t = t.unwrap_or_else(|| panic!("replica {i} never switched to {second}"));
-        assert!(t <= bound, "replica {i} switched after {t:?} (bound {bound:?})");
+        assert!(
+            t <= bound,
+            "replica {i} switched after {t:?} (bound {bound:?})"
+        );
     }
     alike(&a, &b, &second).await;
     a.stop();
