@@ -23,12 +23,8 @@ poll=5
 for tool in wrk taskset curl; do
   command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install wrk util-linux curl)" >&2; exit 1; }
 done
-if [ -z "${FAVERECS_BIN:-}" ]; then
-  cargo build --release --locked --bin faverecs
-  bin=$PWD/${CARGO_TARGET_DIR:-target}/release/faverecs
-else
-  bin=$(realpath "$FAVERECS_BIN")
-fi
+. bench/serve_lib.sh
+faverecs_bin
 
 rm -rf "$work" && mkdir -p "$work"
 export FAVERECS__STORAGE__URL="$PWD/$work/data" RUST_LOG=warn
@@ -49,13 +45,7 @@ run_id() { current | python3 -c 'import json,sys; print(json.load(sys.stdin)["ma
 curl -fs "http://127.0.0.1:$port/" > "$work/home.html"
 grep -o 'href="/users/[^"]*"' "$work/home.html" | sed 's|href="/users/||; s|"||' > "$work/all-users.txt"
 head -2000 "$work/all-users.txt" > "$work/users.txt"
-cat > "$work/pick.lua" <<LUA
-local users = {}
-for line in io.lines("$PWD/$work/users.txt") do users[#users + 1] = line end
-request = function()
-  return wrk.format("GET", "/api/users/" .. users[math.random(#users)] .. "/photos")
-end
-LUA
+write_pick_lua "$work/pick.lua" "$PWD/$work/users.txt"
 echo "serving $first; $(wc -l < "$work/users.txt") users in the wrk list"
 
 taskset -c 1 wrk -t1 -c32 -d"${seconds}s" --latency -s "$work/pick.lua" "http://127.0.0.1:$port" > "$work/wrk.txt" &

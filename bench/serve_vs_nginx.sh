@@ -28,12 +28,8 @@ for tool in wrk nginx taskset; do
     "${sudo_cmd[@]}" apt-get install -y -qq wrk nginx >/dev/null
   fi
 done
-if [ -z "${FAVERECS_BIN:-}" ]; then
-  cargo build --release --locked --bin faverecs
-  bin=$PWD/${CARGO_TARGET_DIR:-target}/release/faverecs
-else
-  bin=$(realpath "$FAVERECS_BIN")
-fi
+. bench/serve_lib.sh
+faverecs_bin
 server_cpu=0
 wrk_cpu=1
 
@@ -95,13 +91,7 @@ taskset -c $server_cpu nginx -c "$PWD/$work/nginx/nginx.conf" &
 nginx_pid=$!
 sleep 1
 
-cat > "$work/pick.lua" <<LUA
-local users = {}
-for line in io.lines("$PWD/$work/users.txt") do users[#users + 1] = line end
-request = function()
-  return wrk.format("GET", "/api/users/" .. users[math.random(#users)] .. "/photos")
-end
-LUA
+write_pick_lua "$work/pick.lua" "$PWD/$work/users.txt"
 
 run() { taskset -c $wrk_cpu wrk -t1 -c64 -d"${seconds}s" --latency -s "$work/pick.lua" "http://127.0.0.1:$1" > "$work/wrk-$2.txt"; }
 summary() {

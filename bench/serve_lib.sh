@@ -1,0 +1,24 @@
+# Sourced by the serve benchmarks (serve_vs_nginx.sh, hot_swap.sh); not run alone.
+
+# Sets `bin`: FAVERECS_BIN when given (an already built release binary), else a
+# release build of this checkout.
+faverecs_bin() {
+  if [ -z "${FAVERECS_BIN:-}" ]; then
+    cargo build --release --locked --bin faverecs
+    bin=$PWD/${CARGO_TARGET_DIR:-target}/release/faverecs
+  else
+    bin=$(realpath "$FAVERECS_BIN")
+  fi
+}
+
+# Writes a wrk script to $1 that requests GET /api/users/{id}/photos for a user
+# picked at random per request from the file $2 (one id a line).
+write_pick_lua() {
+  cat > "$1" <<LUA
+local users = {}
+for line in io.lines("$2") do users[#users + 1] = line end
+request = function()
+  return wrk.format("GET", "/api/users/" .. users[math.random(#users)] .. "/photos")
+end
+LUA
+}
