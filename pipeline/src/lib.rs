@@ -19,6 +19,7 @@
 //!   (`score::evaluate`), and writing the run's tables.
 //! - [`lock`] — the run lock: one run at a time on a storage, with a lease.
 //! - [`runs`] — manifests, the `CURRENT` pointer, publish and rollback.
+//! - [`shard`] — which shard a user or photo belongs to (a stable hash).
 //! - [`gc`] — retention: old, failed and abandoned runs and stray temp files.
 //! - [`nightly`] — extract → score → publish → gc under the run lock, for cron.
 //! - [`sql`] — Polars SQL over a run's tables, for analysts.
@@ -40,6 +41,7 @@ pub mod nightly;
 pub mod raw;
 pub mod runs;
 pub mod score;
+pub mod shard;
 pub mod sql;
 pub mod store;
 pub mod text;

@@ -157,13 +157,7 @@ impl ExtractOptions {
     }
 }
 
-/// A stable hash of an NSID (FNV-1a), so shards agree across machines and versions.
-pub fn shard_of(nsid: &str, shards: u32) -> u32 {
-    let h = nsid.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    (h % u64::from(shards)) as u32
-}
+pub use crate::shard::shard_of;
 
 /// Per-user counts, for the manifest.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

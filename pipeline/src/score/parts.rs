@@ -10,6 +10,7 @@ use crate::config::Settings;
 use crate::model::{Table, run_table_dir};
 use crate::store::ParquetEncoder;
 
+use super::algorithms::Recommendations;
 use super::compute::Computed;
 use super::error::ScoreError;
 use super::load::PreviousFirst;
@@ -17,7 +18,8 @@ use super::output::{
     Names, first_recommended_chunk, photo_recs_chunk, photographer_recs_batch, recommended_photos,
     similar_photos_batch,
 };
-use super::prepare::Inputs;
+use super::prepare::{Graph, Inputs};
+use super::similar::SimilarRow;
 use super::tags;
 
 /// One file of a run's table, built and encoded, waiting to be uploaded.
@@ -77,6 +79,9 @@ pub fn part_ranges(
     out
 }
 
+/// One part to build: its table, its number, and how to build it.
+pub type Job<'a> = (Table, usize, Build<'a>);
+
 /// Builds and encodes every table a run writes besides its manifest, on the
 /// current Rayon pool. The work is cut into parts — ranges of whole users for the
 /// per-user tables, ranges of source photos for `similar_photos`, fixed row
@@ -91,7 +96,6 @@ pub fn encode_tables(
     run_id: &str,
     started: chrono::DateTime<Utc>,
 ) -> Result<Vec<Part>, ScoreError> {
-    use rayon::prelude::*;
     let Computed {
         graph,
         recs,
@@ -99,10 +103,45 @@ pub fn encode_tables(
         metrics,
         ..
     } = computed;
-    let now = started.timestamp_micros();
     let names = &Names::new(graph);
-    let mut jobs: Vec<(Table, usize, Build)> = Vec::new();
+    let mut jobs = user_jobs(graph, names, recs, previous, run_id, started);
+    jobs.extend(similar_jobs(graph, similar.as_ref(), settings));
 
+    // The tables that need no per-user work, built while the parts above encode.
+    let rest = || -> Result<Vec<Part>, ScoreError> {
+        let tag_photos =
+            tags::tag_photos_batch(graph, &inputs.photos, settings.score.tag_photos_per_tag)?;
+        let photos = recommended_photos(inputs, graph, recs, similar.as_ref(), &tag_photos)?;
+        let mut parts = Vec::new();
+        for (table, batches) in [
+            (Table::TagPhotos, vec![tag_photos]),
+            (Table::Metrics, vec![metrics.clone()]),
+            (Table::Photos, photos),
+            (Table::TrackedUsers, inputs.tracked_users.clone()),
+        ] {
+            parts.extend(encode_batches(run_id, table, "", &batches)?);
+        }
+        Ok(parts)
+    };
+    let (parts, rest) = rayon::join(|| encode_jobs(run_id, "", &jobs), rest);
+    let mut parts = parts?;
+    parts.extend(rest?);
+    Ok(parts)
+}
+
+/// The parts of the per-user tables (`photo_recs`, `first_recommended`,
+/// `photographer_recs`) of `graph.targets`: ranges of whole users of about
+/// [`PART_ROWS`] rows.
+pub fn user_jobs<'a>(
+    graph: &'a Graph,
+    names: &'a Names,
+    recs: &'a Recommendations,
+    previous: &'a PreviousFirst,
+    run_id: &'a str,
+    started: chrono::DateTime<Utc>,
+) -> Vec<Job<'a>> {
+    let now = started.timestamp_micros();
+    let mut jobs: Vec<Job<'a>> = Vec::new();
     let users = part_ranges(
         (0..graph.targets.len()).map(|i| {
             recs.photos
@@ -144,68 +183,76 @@ pub fn encode_tables(
             }),
         ));
     }
+    jobs
+}
 
+/// The parts of `similar_photos`: ranges of source photos of about
+/// [`PART_ROWS`] rows (one empty part when there are none).
+pub fn similar_jobs<'a>(
+    graph: &'a Graph,
+    similar: Option<&'a (Vec<u32>, Vec<Vec<SimilarRow>>)>,
+    settings: &Settings,
+) -> Vec<Job<'a>> {
     let measure = settings.similar.similarity;
-    let sources = similar.as_ref().map_or(0, |(s, _)| s.len());
-    let lengths = (0..sources).map(|i| similar.as_ref().map_or(0, |(_, rows)| rows[i].len()));
+    let sources = similar.map_or(0, |(s, _)| s.len());
+    let lengths = (0..sources).map(|i| similar.map_or(0, |(_, rows)| rows[i].len()));
+    let mut jobs: Vec<Job<'a>> = Vec::new();
     for (i, r) in part_ranges(lengths, PART_ROWS).into_iter().enumerate() {
         jobs.push((
             Table::SimilarPhotos,
             i,
             Box::new(move |enc| {
                 write_in_batches(enc, &r, |r| {
-                    let part = similar.as_ref().map(|(s, rows)| (&s[r.clone()], &rows[r]));
+                    let part = similar.map(|(s, rows)| (&s[r.clone()], &rows[r]));
                     similar_photos_batch(graph, part, measure)
                 })
             }),
         ));
     }
-
-    // The tables that need no per-user work, built while the parts above encode.
-    let rest = || -> Result<Vec<Part>, ScoreError> {
-        let tag_photos =
-            tags::tag_photos_batch(graph, &inputs.photos, settings.score.tag_photos_per_tag)?;
-        let photos = recommended_photos(inputs, graph, recs, similar.as_ref(), &tag_photos)?;
-        let mut parts = Vec::new();
-        for (table, batches) in [
-            (Table::TagPhotos, vec![tag_photos]),
-            (Table::Metrics, vec![metrics.clone()]),
-            (Table::Photos, photos),
-            (Table::TrackedUsers, inputs.tracked_users.clone()),
-        ] {
-            for (i, part) in split_rows(&batches, PART_ROWS).into_iter().enumerate() {
-                parts.push(encode_part(run_id, table, i, |enc| {
-                    for b in &part {
-                        enc.write(b)?;
-                    }
-                    Ok(())
-                })?);
-            }
-        }
-        Ok(parts)
-    };
-    let (parts, rest) = rayon::join(
-        || {
-            jobs.par_iter()
-                .map(|(table, i, build)| encode_part(run_id, *table, *i, build))
-                .collect::<Result<Vec<Part>, ScoreError>>()
-        },
-        rest,
-    );
-    let mut parts = parts?;
-    parts.extend(rest?);
-    Ok(parts)
+    jobs
 }
 
-/// Builds and encodes part `i` of `table`.
+/// Builds and encodes `jobs` on the current Rayon pool, files named
+/// `part-<prefix><n>.parquet`.
+pub fn encode_jobs(run_id: &str, prefix: &str, jobs: &[Job<'_>]) -> Result<Vec<Part>, ScoreError> {
+    use rayon::prelude::*;
+    jobs.par_iter()
+        .map(|(table, i, build)| encode_part(run_id, *table, prefix, *i, build))
+        .collect()
+}
+
+/// Encodes whole batches of `table` into parts of at most [`PART_ROWS`] rows
+/// (one empty part when there are none).
+pub fn encode_batches(
+    run_id: &str,
+    table: Table,
+    prefix: &str,
+    batches: &[RecordBatch],
+) -> Result<Vec<Part>, ScoreError> {
+    split_rows(batches, PART_ROWS)
+        .into_iter()
+        .enumerate()
+        .map(|(i, part)| {
+            encode_part(run_id, table, prefix, i, |enc| {
+                for b in &part {
+                    enc.write(b)?;
+                }
+                Ok(())
+            })
+        })
+        .collect()
+}
+
+/// Builds and encodes part `i` of `table`: `part-<prefix><i>.parquet`.
 fn encode_part(
     run_id: &str,
     table: Table,
+    prefix: &str,
     i: usize,
     build: impl Fn(&mut ParquetEncoder) -> Result<(), ScoreError>,
 ) -> Result<Part, ScoreError> {
     let clock = Instant::now();
-    let file = format!("part-{i:05}.parquet");
+    let file = format!("part-{prefix}{i:05}.parquet");
     let path = run_table_dir(run_id, table).join(file.as_str());
     let mut encoder = ParquetEncoder::new(&path, table)?;
     build(&mut encoder)?;
