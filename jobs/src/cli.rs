@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use pipeline::extract::Phase;
+use pipeline::runs::ShardStep;
 
 /// Photo recommendations from Flickr favourites, as a batch pipeline.
 #[derive(Debug, Parser)]
@@ -27,6 +28,10 @@ pub enum Command {
         what: ImportWhat,
     },
     /// Score the tracked users (or every favoriter) into a new, unpublished run.
+    ///
+    /// Split over processes (AWS Batch array jobs), the same run is made by
+    /// `--step users` for every shard, then `--step photos` for every shard,
+    /// then `--finish`, all with one run id; see docs/scaling.md.
     Score {
         /// Score every user with a favourite, not just the tracked users.
         #[arg(long)]
@@ -34,6 +39,24 @@ pub enum Command {
         /// Scoring threads (overrides score.threads; 0 = one per core).
         #[arg(long)]
         threads: Option<usize>,
+        /// Run one step of a sharded run: `users` (the per-user lists), then,
+        /// once every users shard succeeded, `photos` (similar photos and tag
+        /// photos). Needs --run-id.
+        #[arg(long, value_parser = parse_step, requires = "run_id")]
+        step: Option<ShardStep>,
+        /// This process's shard of the step, `i/N`. Without it, an AWS Batch
+        /// array child reads AWS_BATCH_JOB_ARRAY_INDEX of
+        /// AWS_BATCH_JOB_ARRAY_SIZE, and any other process is shard 0/1.
+        #[arg(long, value_name = "i/N", value_parser = parse_shard, requires = "step")]
+        shard: Option<(u32, u32)>,
+        /// The sharded run's id (`YYYYMMDDTHHMMSSZ-xxxxxx`, its start time),
+        /// the same for every shard and for --finish.
+        #[arg(long, value_name = "ID", requires = "step")]
+        run_id: Option<String>,
+        /// Finish a sharded run: check that every shard of both steps
+        /// succeeded, write its remaining tables and its manifest.
+        #[arg(long, value_name = "ID", conflicts_with_all = ["step", "shard", "run_id", "all_users"])]
+        finish: Option<String>,
     },
     /// Score into a new run with the offline evaluation: hide the newest favourites
     /// of each tracked user, score every algorithm on the rest, write and print the
@@ -254,6 +277,14 @@ fn array_shard(index: Option<String>, size: Option<String>) -> anyhow::Result<Op
             "AWS_BATCH_JOB_ARRAY_SIZE is {n:?} but AWS_BATCH_JOB_ARRAY_INDEX is not set: this is not an array child"
         ),
     }
+}
+
+/// Parses `--step`.
+fn parse_step(text: &str) -> Result<ShardStep, String> {
+    ShardStep::ALL
+        .into_iter()
+        .find(|s| s.name() == text.trim())
+        .ok_or_else(|| format!("{text:?} is not a step (expected users or photos)"))
 }
 
 /// Parses `--shard`: `i/N` with 0 ≤ i < N.

@@ -91,6 +91,47 @@ pub async fn score(storage: &Storage, settings: &Settings, all_users: bool) -> a
     Ok(())
 }
 
+/// `faverecs score --step STEP --shard i/N --run-id RUN`: one shard of a
+/// sharded run. It takes no run lock: the orchestrator runs one sharded run at
+/// a time.
+pub async fn score_shard(
+    storage: &Storage,
+    settings: &Settings,
+    run_id: &str,
+    step: pipeline::runs::ShardStep,
+    shard: (u32, u32),
+    all_users: bool,
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let r = pipeline::score::sharded::run_shard(storage, settings, run_id, step, shard, all_users)
+        .await?;
+    Emf::stage("score")
+        .count("RowsOut", r.rows_out.values().sum())
+        .seconds(started.elapsed())
+        .emit();
+    println!(
+        "run {run_id}: {} shard {}/{} succeeded",
+        step.name(),
+        r.shard,
+        r.shards
+    );
+    for (table, rows) in &r.rows_out {
+        println!("  {table}: {rows} rows");
+    }
+    Ok(())
+}
+
+/// `faverecs score --finish RUN`.
+pub async fn finish(storage: &Storage, settings: &Settings, run_id: &str) -> anyhow::Result<()> {
+    let m = pipeline::score::sharded::finish(storage, settings, run_id).await?;
+    println!("run {} {} ({} shards)", m.run_id, m.status, m.shards.len());
+    for (table, rows) in &m.rows_out {
+        println!("  {table}: {rows} rows");
+    }
+    println!("publish it with: faverecs publish --run {}", m.run_id);
+    Ok(())
+}
+
 /// `faverecs evaluate`.
 pub async fn evaluate(
     storage: &Storage,

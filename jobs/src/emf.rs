@@ -76,18 +76,9 @@ fn enabled() -> bool {
         || std::env::var("FAVERECS_EMF").is_ok_and(|v| v == "1")
 }
 
-/// The process's peak resident memory (`VmHWM`), in MiB, where /proc has it.
+/// The process's peak resident memory, in MiB.
 fn peak_memory_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
+    pipeline::runs::peak_rss_mib()
 }
 
 #[cfg(test)]

@@ -108,8 +108,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let s = &settings;
         match cli.command {
             Command::Import { what } => commands::import(&storage, what).await,
-            Command::Score { all_users, threads } => {
-                commands::score(&storage, &commands::with_threads(s, threads), all_users).await
+            Command::Score {
+                all_users,
+                threads,
+                step,
+                shard,
+                run_id,
+                finish,
+            } => {
+                let settings = commands::with_threads(s, threads);
+                match (finish, step, run_id) {
+                    (Some(run_id), _, _) => commands::finish(&storage, &settings, &run_id).await,
+                    (None, Some(step), Some(run_id)) => {
+                        let shard = match shard {
+                            Some(shard) => shard,
+                            None => cli::batch_array_shard()?.unwrap_or((0, 1)),
+                        };
+                        commands::score_shard(&storage, &settings, &run_id, step, shard, all_users)
+                            .await
+                    }
+                    _ => commands::score(&storage, &settings, all_users).await,
+                }
             }
             Command::Evaluate { all_users, threads } => {
                 commands::evaluate(&storage, &commands::with_threads(s, threads), all_users).await

@@ -10,6 +10,7 @@ mod moto;
 mod kill;
 mod nightly;
 mod replicas;
+mod sharded;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

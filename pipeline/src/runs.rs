@@ -82,6 +82,174 @@ pub struct Manifest {
     pub config: Settings,
     /// The error, when `status` is `failed`.
     pub error: Option<String>,
+    /// A sharded run's shards, each with its timings, rows and peak memory
+    /// (empty for a run scored by one process).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardRecord>,
+}
+
+/// The steps of a sharded score (`faverecs score --step`), in the order they run.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ShardStep {
+    /// The per-user lists (`photo_recs`, `photographer_recs`,
+    /// `first_recommended`), users split by [`crate::shard::shard_of`] their NSID.
+    Users,
+    /// The per-photo rows (`similar_photos`) for the photos the tracked users
+    /// favourited or were recommended, split by the photo id's shard; shard 0
+    /// also writes `tag_photos`. Runs after every users shard.
+    Photos,
+}
+
+impl ShardStep {
+    /// Both steps, in order.
+    pub const ALL: [ShardStep; 2] = [ShardStep::Users, ShardStep::Photos];
+
+    /// Its name on the command line, in file names and in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            ShardStep::Users => "users",
+            ShardStep::Photos => "photos",
+        }
+    }
+}
+
+/// What one shard of a sharded run did: `runs/<run_id>/shards/<step>-<i>-of-<n>.json`,
+/// written when the shard has stored every file it lists. A shard without a
+/// record has not succeeded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ShardRecord {
+    /// The step.
+    pub step: ShardStep,
+    /// Its index, from 0.
+    pub shard: u32,
+    /// How many shards the step has.
+    pub shards: u32,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it finished.
+    pub finished_at: DateTime<Utc>,
+    /// Whether every favoriter was scored rather than the tracked users.
+    pub all_users: bool,
+    /// Row counts read, by input (`targets`: the users or photos this shard did).
+    pub rows_in: BTreeMap<String, u64>,
+    /// Row counts written, by table.
+    pub rows_out: BTreeMap<String, u64>,
+    /// Stage timings, in order.
+    pub stages: Vec<StageTiming>,
+    /// Files written, by table, relative to the run folder.
+    pub tables: BTreeMap<String, Vec<String>>,
+    /// The process's peak resident memory (`VmHWM`), in MiB, where /proc has it.
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// The process's peak resident memory (`VmHWM` in `/proc/self/status`), in
+/// MiB, where /proc has it.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+/// `shard 2/4`, or `shards 0/4, 2/4`.
+fn shard_list(missing: &[u32], shards: u32) -> String {
+    let list: Vec<String> = missing.iter().map(|i| format!("{i}/{shards}")).collect();
+    let noun = if missing.len() == 1 {
+        "shard"
+    } else {
+        "shards"
+    };
+    format!("{noun} {}", list.join(", "))
+}
+
+/// Where a shard's record is.
+pub fn shard_record_path(run_id: &str, step: ShardStep, shard: u32, shards: u32) -> Path {
+    Path::from(format!(
+        "{RUNS_DIR}/{run_id}/shards/{}-{shard:04}-of-{shards:04}.json",
+        step.name()
+    ))
+}
+
+/// The records of a sharded run's step, by shard index, after checking that
+/// every shard of it succeeded: all agree on the shard count, and none is
+/// missing. The error names the missing shards and the command to rerun.
+pub async fn complete_step(
+    storage: &Storage,
+    run_id: &str,
+    step: ShardStep,
+) -> Result<Vec<ShardRecord>, RunError> {
+    let dir = Path::from(format!("{RUNS_DIR}/{run_id}/shards"));
+    let mut records: Vec<ShardRecord> = Vec::new();
+    for path in storage.list_files(&dir).await? {
+        let name = path.filename().unwrap_or_default();
+        if !name.starts_with(&format!("{}-", step.name())) || !name.ends_with(".json") {
+            continue;
+        }
+        match storage.get_json::<ShardRecord>(&path).await {
+            Ok(r) if r.step == step => records.push(r),
+            Ok(_) => {}
+            Err(StoreError::NotFound { .. }) => {}
+            Err(StoreError::Json { source, .. }) => {
+                return Err(RunError::Broken {
+                    run_id: run_id.to_string(),
+                    file: format!("shards/{name}"),
+                    reason: capped(&source.to_string(), 200),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let Some(n) = records.iter().map(|r| r.shards).max() else {
+        return Err(RunError::NoShards {
+            run_id: run_id.to_string(),
+            step,
+        });
+    };
+    if let Some(other) = records.iter().find(|r| r.shards != n) {
+        return Err(RunError::Broken {
+            run_id: run_id.to_string(),
+            file: "shards/".into(),
+            reason: format!(
+                "the {} step was run with {} shards and with {n}; rerun it with one count after removing runs/{run_id}/shards/{}-*",
+                step.name(),
+                other.shards,
+                step.name()
+            ),
+        });
+    }
+    records.sort_by_key(|r| r.shard);
+    records.dedup_by_key(|r| r.shard);
+    let missing: Vec<u32> = (0..n)
+        .filter(|i| records.binary_search_by_key(i, |r| r.shard).is_err())
+        .collect();
+    if !missing.is_empty() {
+        return Err(RunError::MissingShard {
+            run_id: run_id.to_string(),
+            step,
+            missing,
+            shards: n,
+        });
+    }
+    Ok(records)
 }
 
 /// The `CURRENT` object.
@@ -191,6 +359,43 @@ pub enum RunError {
         file: String,
         /// What is wrong.
         reason: String,
+    },
+    /// A sharded run lacks shards.
+    #[error(
+        "run {run_id} is incomplete: {} of the {} step {} not succeeded; rerun {} with `faverecs score --run-id {run_id} --step {} --shard i/{shards}`, then `faverecs score --finish {run_id}`",
+        shard_list(missing, *shards), step.name(),
+        if missing.len() == 1 { "has" } else { "have" },
+        if missing.len() == 1 { "it" } else { "each" },
+        step.name()
+    )]
+    MissingShard {
+        /// The run.
+        run_id: String,
+        /// The step.
+        step: ShardStep,
+        /// The shards missing, ascending.
+        missing: Vec<u32>,
+        /// The step's shard count.
+        shards: u32,
+    },
+    /// A sharded run's step has not run at all.
+    #[error(
+        "run {run_id} is incomplete: no shard of the {} step has succeeded; run `faverecs score --run-id {run_id} --step {} --shard i/N` for every i, then `faverecs score --finish {run_id}`",
+        step.name(), step.name()
+    )]
+    NoShards {
+        /// The run.
+        run_id: String,
+        /// The step.
+        step: ShardStep,
+    },
+    /// Every shard of a sharded run succeeded, but it was not finished.
+    #[error(
+        "run {run_id} is not finished: every shard succeeded, but `faverecs score --finish {run_id}` has not run"
+    )]
+    NotFinished {
+        /// The run.
+        run_id: String,
     },
     /// Nothing to publish.
     #[error(
@@ -404,7 +609,14 @@ pub async fn verify(storage: &Storage, manifest: &Manifest) -> Result<(), RunErr
 /// skipped with a warning naming the file and the reason.
 pub async fn publish(storage: &Storage, run_id: Option<&str>) -> Result<Pointer, RunError> {
     let manifest = match run_id {
-        Some(id) => read_manifest(storage, id).await?,
+        Some(id) => match read_manifest(storage, id).await {
+            Err(RunError::UnknownRun { run_id }) => {
+                return Err(unfinished_sharded(storage, &run_id)
+                    .await?
+                    .unwrap_or(RunError::UnknownRun { run_id }));
+            }
+            other => other?,
+        },
         None => {
             let mut newest_good = None;
             for r in list_runs(storage).await?.into_iter().rev() {
@@ -432,6 +644,24 @@ pub async fn publish(storage: &Storage, run_id: Option<&str>) -> Result<Pointer,
     }
     verify(storage, &manifest).await?;
     write_pointer(storage, &manifest.run_id).await
+}
+
+/// Why a run with no manifest cannot be published, when it is a sharded run
+/// not finished: the first missing shard, or that `--finish` has not run.
+/// `None` when the run has no shard records (it does not exist).
+async fn unfinished_sharded(storage: &Storage, run_id: &str) -> Result<Option<RunError>, RunError> {
+    let dir = Path::from(format!("{RUNS_DIR}/{run_id}/shards"));
+    if storage.list_files(&dir).await?.is_empty() {
+        return Ok(None);
+    }
+    for step in ShardStep::ALL {
+        if let Err(e) = complete_step(storage, run_id, step).await {
+            return Ok(Some(e));
+        }
+    }
+    Ok(Some(RunError::NotFinished {
+        run_id: run_id.to_string(),
+    }))
 }
 
 /// Points `CURRENT` at `run_id`, remembering the run it pointed at before. The

@@ -44,7 +44,7 @@ fn strace() -> PathBuf {
 /// Runs `faverecs args` in `dir` (storage `dir/data`), killed at the k-th call
 /// of `syscalls`. True when the kill happened, false when the command finished
 /// first (k is past its last such call); panics if it failed otherwise.
-fn run_killed(dir: &Path, args: &[&str], syscalls: &str, k: usize) -> bool {
+pub(crate) fn run_killed(dir: &Path, args: &[&str], syscalls: &str, k: usize) -> bool {
     let out = Command::new(strace())
         .args(["-f", "-qq", "-o", "/dev/null", "-e"])
         .arg(format!("trace={syscalls}"))
@@ -117,7 +117,7 @@ fn files(dir: &Path) -> Vec<String> {
 }
 
 /// Temporary (`…#n`) and lock (`….lock`) files anywhere under `dir`.
-fn debris(dir: &Path) -> Vec<String> {
+pub(crate) fn debris(dir: &Path) -> Vec<String> {
     files(dir)
         .into_iter()
         .filter(|name| name.contains('#') || name.ends_with(".lock"))

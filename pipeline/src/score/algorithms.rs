@@ -241,7 +241,7 @@ pub fn itemknn(graph: &Graph, rows: &NeighborRows, params: Params) -> Vec<Vec<Ph
 pub fn popular(graph: &Graph, params: Params) -> Vec<Vec<PhotoRec>> {
     let users = graph.user_ids.len();
     let mut member = vec![false; users];
-    for &t in &graph.targets {
+    for &t in &graph.community {
         for &p in graph.favorites.row(t) {
             let o = graph.owner[p as usize];
             if o != NO_OWNER && o != t {
@@ -337,6 +337,7 @@ mod tests {
             dismissed_photos: Csr::from_pairs(users, dismissed.to_vec()),
             dismissed_users: Csr::from_pairs(users, vec![]),
             targets: (0..users as u32).collect(),
+            community: (0..users as u32).collect(),
         }
     }
 

@@ -40,6 +40,9 @@ pub enum ScoreError {
         /// The runtime's account of it.
         reason: String,
     },
+    /// A sharded run's step cannot run or finish (see the message).
+    #[error("{0}")]
+    Shard(String),
     /// The thread pool could not be built.
     #[error("cannot start {threads} scoring threads: {reason}")]
     Threads {

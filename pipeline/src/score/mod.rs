@@ -18,7 +18,8 @@
 //! Files: [`error`] (why a run failed), [`params`] (settings → kernel
 //! parameters), [`load`], [`prepare`], [`compute`] (the pool and the CPU stages),
 //! the kernels [`flexplore`], [`algorithms`], [`similar`] and [`tags`],
-//! [`evaluate`], [`output`] (Arrow rows), [`parts`] and [`upload`]. This file
+//! [`evaluate`], [`output`] (Arrow rows), [`parts`] and [`upload`]; [`sharded`]
+//! runs the same work split over processes. This file
 //! only runs them in order and keeps the manifest.
 
 pub mod algorithms;
@@ -31,6 +32,7 @@ pub mod output;
 pub mod params;
 pub mod parts;
 pub mod prepare;
+pub mod sharded;
 pub mod similar;
 pub mod tags;
 pub mod upload;
@@ -84,6 +86,7 @@ pub async fn run_score(
         tables: BTreeMap::new(),
         config: settings.clone(),
         error: None,
+        shards: Vec::new(),
     };
     write_manifest(storage, &manifest).await?;
     tracing::info!(run_id = %manifest.run_id, storage = storage.url(), "score run started");

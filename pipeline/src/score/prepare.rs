@@ -108,6 +108,10 @@ pub struct Graph {
     pub dismissed_users: Csr,
     /// The users to score, ascending.
     pub targets: Vec<u32>,
+    /// Every target of the run, ascending: the community whose neighbourhood
+    /// `popular` ranks. The same as `targets`, except in a user shard
+    /// ([`super::sharded`]), which scores only its share of them.
+    pub community: Vec<u32>,
 }
 
 /// Raw tables as read from storage.
@@ -430,6 +434,7 @@ pub fn prepare(inputs: &Inputs, all_users: bool) -> Result<(Graph, PrepareStats)
             contacts: contacts_csr,
             dismissed_photos,
             dismissed_users,
+            community: targets.clone(),
             targets,
         },
         stats,

@@ -304,6 +304,7 @@ mod tests {
             dismissed_photos: Csr::from_pairs(users, vec![]),
             dismissed_users: Csr::from_pairs(users, vec![]),
             targets: (0..users as u32).collect(),
+            community: (0..users as u32).collect(),
         }
     }
 

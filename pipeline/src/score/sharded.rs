@@ -1,0 +1,507 @@
+//! A score run split over processes (AWS Batch array children), with the same
+//! tables as one process would write.
+//!
+//! Three commands, all naming the same run id:
+//!
+//! 1. `faverecs score --run-id RUN --step users --shard i/N`, for every i:
+//!    the per-user tables (`photo_recs`, `photographer_recs`,
+//!    `first_recommended`) of the targets whose NSID falls in shard i
+//!    ([`crate::shard::shard_of`]). `popular` still ranks the neighbourhood of
+//!    every target ([`Graph::community`]), so a user's lists are the ones an
+//!    unsharded run gives them;
+//! 2. `faverecs score --run-id RUN --step photos --shard i/M`, for every i,
+//!    once every users shard has succeeded: the `similar_photos` rows of the
+//!    photos the targets favourited or were recommended (read back from the
+//!    run's `photo_recs`) whose id falls in shard i; shard 0 also writes
+//!    `tag_photos`;
+//! 3. `faverecs score --finish RUN`: checks that every shard of both steps
+//!    succeeded (else it fails naming the first missing shard), writes the
+//!    run's `photos` (the photos its tables show), `tracked_users` and
+//!    `metrics` (evaluating when `evaluate.enabled`), removes any file a
+//!    killed attempt left that no shard lists, and writes the manifest as
+//!    `succeeded`, with every shard's timings, rows and peak memory.
+//!
+//! A shard writes its files as `part-<step>-<i>of<N>-<n>.parquet`, then
+//! removes any older file of its own it did not rewrite, then its record
+//! (`runs/RUN/shards/<step>-<i>-of-<N>.json`). A rerun of shard i therefore
+//! replaces its own files and nothing else, and a shard killed before its
+//! record counts as not run. Times in the tables (`first_recommended_at`) are
+//! the run's start, from its id, the same in every shard.
+//!
+//! Each shard still reads every raw table: the work splits, the input does not
+//! yet.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+
+use crate::config::Settings;
+use crate::model::columns::{
+    PhotoRecsColumns, PhotosColumns, SimilarPhotosColumns, TagPhotosColumns,
+};
+use crate::model::metrics::metrics_batch;
+use crate::model::{Table, is_run_id, run_table_dir};
+use crate::runs::{
+    Manifest, RunError, RunStatus, ShardRecord, ShardStep, StageTiming, complete_step,
+    peak_rss_mib, run_started_at, shard_record_path, write_manifest,
+};
+use crate::shard::shard_of;
+use crate::store::Storage;
+
+use super::algorithms::{self, AlgorithmParams};
+use super::compute::pool;
+use super::error::ScoreError;
+use super::load::{load_inputs, previous_first_recommended};
+use super::output::Names;
+use super::params::{ScoreOptions, similar_params};
+use super::parts::{Part, encode_batches, encode_jobs, similar_jobs, user_jobs};
+use super::prepare::{self, Inputs};
+use super::upload::store_parts;
+use super::{evaluate, similar, tags};
+
+/// The run's start time, from its id; a sharded run's id must be a run id.
+fn started_at(run_id: &str) -> Result<DateTime<Utc>, ScoreError> {
+    match run_started_at(run_id) {
+        Some(t) if is_run_id(run_id) => Ok(t),
+        _ => Err(ScoreError::Shard(format!(
+            "{run_id:?} is not a run id (e.g. 20261130T020000Z-000001); every shard and --finish must be given the same one"
+        ))),
+    }
+}
+
+fn timing(stage: &str, clock: Instant) -> StageTiming {
+    let seconds = clock.elapsed().as_secs_f64();
+    tracing::info!(stage, seconds, "stage done");
+    StageTiming {
+        stage: stage.to_string(),
+        seconds,
+    }
+}
+
+fn task_error(what: &'static str) -> impl Fn(tokio::task::JoinError) -> ScoreError {
+    move |e| ScoreError::Task {
+        what,
+        reason: e.to_string(),
+    }
+}
+
+/// Runs shard `shard` of `shards` of `step` for run `run_id`, and returns its
+/// record (also stored).
+pub async fn run_shard(
+    storage: &Storage,
+    settings: &Settings,
+    run_id: &str,
+    step: ShardStep,
+    (shard, shards): (u32, u32),
+    all_users: bool,
+) -> Result<ShardRecord, ScoreError> {
+    let run_started = started_at(run_id)?;
+    if shards == 0 || shard >= shards {
+        return Err(ScoreError::Shard(format!(
+            "shard {shard}/{shards}: expected 0 ≤ i < N"
+        )));
+    }
+    let started = Utc::now();
+    tracing::info!(
+        run_id,
+        step = step.name(),
+        shard,
+        shards,
+        "score shard started"
+    );
+    // The photos step needs every user's recommendations.
+    let recommended = match step {
+        ShardStep::Users => None,
+        ShardStep::Photos => {
+            complete_step(storage, run_id, ShardStep::Users).await?;
+            Some(recommended_photo_ids(storage, run_id).await?)
+        }
+    };
+    let mut stages = Vec::new();
+    let clock = Instant::now();
+    let inputs = load_inputs(storage).await?;
+    let previous = match step {
+        ShardStep::Users => previous_first_recommended(storage).await?,
+        ShardStep::Photos => Default::default(),
+    };
+    stages.push(timing("load", clock));
+    let mut rows_in = input_rows(&inputs);
+
+    let settings_ = settings.clone();
+    let run = run_id.to_string();
+    let prefix = step_prefix(step, shard, shards);
+    let (parts, targets, cpu_stages) = tokio::task::spawn_blocking(move || {
+        let mut stages = Vec::new();
+        let pool = pool(settings_.score.threads)?;
+        let clock = Instant::now();
+        let (mut graph, _) = pool.install(|| prepare::prepare(&inputs, all_users))?;
+        stages.push(timing("prepare", clock));
+        let clock = Instant::now();
+        let (parts, targets) = match step {
+            ShardStep::Users => {
+                graph
+                    .targets
+                    .retain(|&u| shard_of(&graph.user_ids[u as usize], shards) == shard);
+                let params = AlgorithmParams::from_settings(&settings_);
+                let recs = pool.install(|| algorithms::recommend(&graph, &params));
+                stages.push(timing("recommend", clock));
+                let clock = Instant::now();
+                let names = Names::new(&graph);
+                let jobs = user_jobs(&graph, &names, &recs, &previous, &run, run_started);
+                let parts = pool.install(|| encode_jobs(&run, &prefix, &jobs))?;
+                stages.push(timing("encode", clock));
+                (parts, graph.targets.len())
+            }
+            ShardStep::Photos => {
+                let index = |id: &str| {
+                    graph
+                        .photo_ids
+                        .binary_search_by(|x| x.as_str().cmp(id))
+                        .ok()
+                        .map(|p| p as u32)
+                };
+                let ids = recommended.unwrap_or_default();
+                let mut sources = similar::sources(&graph, ids.iter().filter_map(|id| index(id)));
+                sources.retain(|&p| shard_of(&graph.photo_ids[p as usize], shards) == shard);
+                let rows = settings_.similar.enabled.then(|| {
+                    let rows = pool.install(|| {
+                        similar::similar_photos(&graph, &sources, similar_params(&settings_))
+                    });
+                    (sources.clone(), rows)
+                });
+                stages.push(timing("similar_photos", clock));
+                let clock = Instant::now();
+                let jobs = similar_jobs(&graph, rows.as_ref(), &settings_);
+                let mut parts = pool.install(|| encode_jobs(&run, &prefix, &jobs))?;
+                if shard == 0 {
+                    let tag_photos = tags::tag_photos_batch(
+                        &graph,
+                        &inputs.photos,
+                        settings_.score.tag_photos_per_tag,
+                    )?;
+                    parts.extend(encode_batches(
+                        &run,
+                        Table::TagPhotos,
+                        &prefix,
+                        &[tag_photos],
+                    )?);
+                }
+                stages.push(timing("encode", clock));
+                (parts, sources.len())
+            }
+        };
+        Ok::<_, ScoreError>((parts, targets, stages))
+    })
+    .await
+    .map_err(task_error("scoring a shard"))??;
+    stages.extend(cpu_stages);
+    rows_in.insert("targets".into(), targets as u64);
+
+    let clock = Instant::now();
+    let tables = [match step {
+        ShardStep::Users => &[
+            Table::PhotoRecs,
+            Table::FirstRecommended,
+            Table::PhotographerRecs,
+        ][..],
+        ShardStep::Photos => &[Table::SimilarPhotos, Table::TagPhotos][..],
+    }]
+    .concat();
+    let (listed, rows_out) = store_parts(storage, run_id, parts).await?;
+    let own = format!("part-{}", step_prefix(step, shard, shards));
+    remove_unlisted(
+        storage,
+        run_id,
+        &tables,
+        |file| file.starts_with(&own),
+        &listed,
+    )
+    .await?;
+    stages.push(timing("write", clock));
+    let record = ShardRecord {
+        step,
+        shard,
+        shards,
+        started_at: started,
+        finished_at: Utc::now(),
+        all_users,
+        rows_in,
+        rows_out,
+        stages,
+        tables: listed,
+        peak_rss_mib: peak_rss_mib(),
+    };
+    storage
+        .put_json(&shard_record_path(run_id, step, shard, shards), &record)
+        .await?;
+    tracing::info!(
+        run_id,
+        step = step.name(),
+        shard,
+        shards,
+        "score shard succeeded"
+    );
+    Ok(record)
+}
+
+/// What a shard's files start with after `part-`: `<step>-<i>of<N>-`.
+fn step_prefix(step: ShardStep, shard: u32, shards: u32) -> String {
+    format!("{}-{shard:04}of{shards:04}-", step.name())
+}
+
+/// Row counts of the raw tables read.
+fn input_rows(inputs: &Inputs) -> BTreeMap<String, u64> {
+    [
+        (Table::Favorites, &inputs.favorites),
+        (Table::Photos, &inputs.photos),
+        (Table::Contacts, &inputs.contacts),
+        (Table::TrackedUsers, &inputs.tracked_users),
+        (Table::Dismissals, &inputs.dismissals),
+    ]
+    .into_iter()
+    .map(|(t, b)| {
+        (
+            t.name().to_string(),
+            b.iter().map(|b| b.num_rows() as u64).sum(),
+        )
+    })
+    .collect()
+}
+
+/// The photo ids the run's `photo_recs` recommend, ascending and distinct.
+async fn recommended_photo_ids(storage: &Storage, run_id: &str) -> Result<Vec<String>, ScoreError> {
+    let mut ids = HashSet::new();
+    for b in storage
+        .read_table_dir(&run_table_dir(run_id, Table::PhotoRecs), Table::PhotoRecs)
+        .await?
+    {
+        for id in PhotoRecsColumns::new(&b)?.photo_id.iter().flatten() {
+            if !ids.contains(id) {
+                ids.insert(id.to_string());
+            }
+        }
+    }
+    let mut ids: Vec<String> = ids.into_iter().collect();
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// Removes the files of `tables` in the run that `keep` selects (by file name)
+/// and `listed` does not list: what a killed attempt left.
+async fn remove_unlisted(
+    storage: &Storage,
+    run_id: &str,
+    tables: &[Table],
+    keep: impl Fn(&str) -> bool,
+    listed: &BTreeMap<String, Vec<String>>,
+) -> Result<(), ScoreError> {
+    for &table in tables {
+        let mine: HashSet<&str> = listed
+            .get(table.name())
+            .map(|files| files.iter().map(String::as_str).collect())
+            .unwrap_or_default();
+        for path in storage.list_files(&run_table_dir(run_id, table)).await? {
+            let Some(file) = path.filename() else {
+                continue;
+            };
+            let relative = format!("{}/{file}", table.name());
+            if keep(file) && !mine.contains(relative.as_str()) {
+                tracing::info!(%path, "removing a file an earlier attempt left");
+                storage.delete(&path).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Finishes a sharded run (see the module docs) and returns its manifest.
+pub async fn finish(
+    storage: &Storage,
+    settings: &Settings,
+    run_id: &str,
+) -> Result<Manifest, ScoreError> {
+    let run_started = started_at(run_id)?;
+    let clock = Instant::now();
+    let mut records = Vec::new();
+    for step in ShardStep::ALL {
+        records.extend(complete_step(storage, run_id, step).await?);
+    }
+    let all_users = records.iter().any(|r| r.all_users);
+    if records.iter().any(|r| r.all_users != all_users) {
+        return Err(ScoreError::Shard(
+            "some shards scored every favoriter (--all-users) and some only the tracked users; rerun them alike".into(),
+        ));
+    }
+    let mut tables: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut rows_out: BTreeMap<String, u64> = BTreeMap::new();
+    for table in Table::RUN {
+        tables.insert(table.name().to_string(), Vec::new());
+        rows_out.insert(table.name().to_string(), 0);
+    }
+    for r in &records {
+        for (t, files) in &r.tables {
+            tables
+                .entry(t.clone())
+                .or_default()
+                .extend(files.iter().cloned());
+        }
+        for (t, n) in &r.rows_out {
+            *rows_out.entry(t.clone()).or_default() += n;
+        }
+    }
+
+    // The photos the run's tables show, as `recommended_photos` picks them.
+    let mut shown: HashSet<String> = recommended_photo_ids(storage, run_id)
+        .await?
+        .into_iter()
+        .collect();
+    for b in storage
+        .read_table_dir(
+            &run_table_dir(run_id, Table::SimilarPhotos),
+            Table::SimilarPhotos,
+        )
+        .await?
+    {
+        let c = SimilarPhotosColumns::new(&b)?;
+        for id in c.photo_id.iter().chain(c.similar_photo_id.iter()).flatten() {
+            if !shown.contains(id) {
+                shown.insert(id.to_string());
+            }
+        }
+    }
+    for b in storage
+        .read_table_dir(&run_table_dir(run_id, Table::TagPhotos), Table::TagPhotos)
+        .await?
+    {
+        for id in TagPhotosColumns::new(&b)?.photo_id.iter().flatten() {
+            if !shown.contains(id) {
+                shown.insert(id.to_string());
+            }
+        }
+    }
+    let inputs = if settings.evaluate.enabled {
+        load_inputs(storage).await?
+    } else {
+        Inputs {
+            photos: storage.read_raw(Table::Photos).await?.unwrap_or_default(),
+            tracked_users: storage
+                .read_raw(Table::TrackedUsers)
+                .await?
+                .unwrap_or_default(),
+            ..Inputs::default()
+        }
+    };
+    let mut stages = vec![timing("load", clock)];
+
+    let clock = Instant::now();
+    let settings_ = settings.clone();
+    let run = run_id.to_string();
+    let parts = tokio::task::spawn_blocking(move || {
+        let mut photos = Vec::new();
+        for batch in &inputs.photos {
+            let ids = PhotosColumns::new(batch)?.photo_id;
+            let mask: arrow_array::BooleanArray = ids
+                .iter()
+                .map(|p| Some(p.is_some_and(|p| shown.contains(p))))
+                .collect();
+            photos.push(arrow_select::filter::filter_record_batch(batch, &mask)?);
+        }
+        let metrics = if settings_.evaluate.enabled {
+            let pool = pool(settings_.score.threads)?;
+            let options = ScoreOptions {
+                all_users,
+                run_id: None,
+            };
+            let params = AlgorithmParams::from_settings(&settings_);
+            metrics_batch(&evaluate::evaluate(
+                &inputs,
+                options,
+                &params,
+                &settings_.evaluate,
+                &pool,
+            )?)?
+        } else {
+            metrics_batch(&[])?
+        };
+        let mut parts: Vec<Part> = Vec::new();
+        for (table, batches) in [
+            (Table::Photos, photos),
+            (Table::TrackedUsers, inputs.tracked_users.clone()),
+            (Table::Metrics, vec![metrics]),
+        ] {
+            parts.extend(encode_batches(&run, table, "", &batches)?);
+        }
+        Ok::<_, ScoreError>(parts)
+    })
+    .await
+    .map_err(task_error("finishing a sharded run"))??;
+    stages.push(timing("finish", clock));
+
+    let clock = Instant::now();
+    let (listed, rows) = store_parts(storage, run_id, parts).await?;
+    for (t, files) in listed {
+        tables.entry(t).or_default().extend(files);
+    }
+    for (t, n) in rows {
+        *rows_out.entry(t).or_default() += n;
+    }
+    // A file no shard lists was left by a killed attempt: readers that list a
+    // table's folder must not see it.
+    remove_unlisted(storage, run_id, &Table::RUN, |_| true, &tables).await?;
+    stages.push(timing("write", clock));
+    for step in ShardStep::ALL {
+        let slowest = records
+            .iter()
+            .filter(|r| r.step == step)
+            .map(|r| (r.finished_at - r.started_at).num_milliseconds() as f64 / 1000.0)
+            .fold(0.0, f64::max);
+        stages.push(StageTiming {
+            stage: format!("{} (slowest shard)", step.name()),
+            seconds: slowest,
+        });
+    }
+    let mut rows_in = records
+        .first()
+        .map(|r| r.rows_in.clone())
+        .unwrap_or_default();
+    rows_in.remove("targets");
+    rows_in.insert(
+        "targets".into(),
+        records
+            .iter()
+            .filter(|r| r.step == ShardStep::Users)
+            .map(|r| r.rows_in.get("targets").copied().unwrap_or(0))
+            .sum(),
+    );
+    for t in tables.values_mut() {
+        t.sort();
+    }
+    let manifest = Manifest {
+        run_id: run_id.to_string(),
+        status: RunStatus::Succeeded,
+        faverecs_version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at: run_started,
+        finished_at: Some(Utc::now()),
+        all_users,
+        rows_in,
+        rows_out,
+        stages,
+        tables,
+        config: settings.clone(),
+        error: None,
+        shards: records,
+    };
+    write_manifest(storage, &manifest).await?;
+    tracing::info!(run_id, "sharded run finished");
+    Ok(manifest)
+}
+
+impl From<RunError> for ScoreError {
+    fn from(e: RunError) -> Self {
+        match e {
+            RunError::Store(e) => ScoreError::Store(e),
+            other => ScoreError::Shard(other.to_string()),
+        }
+    }
+}
