@@ -19,14 +19,18 @@ locals {
 
   # Each stage: the faverecs command it runs, its size, and whether it calls the
   # Flickr API (only those get the key). scripts/infra_tests checks every
-  # command with `faverecs <command> --help`. The extract stages run as array
-  # jobs: each child reads its shard from AWS_BATCH_JOB_ARRAY_INDEX and
-  # AWS_BATCH_JOB_ARRAY_SIZE (set by the state machine).
+  # command with `faverecs <command> --help`. The extract stages and the two
+  # score steps run as array jobs: each child reads its shard from
+  # AWS_BATCH_JOB_ARRAY_INDEX and AWS_BATCH_JOB_ARRAY_SIZE (set by the state
+  # machine), and the score steps their run from FAVERECS_RUN_ID (the
+  # execution's start time, also set by the state machine).
   stages = {
     extract_tracked   = { command = ["extract", "--phase", "tracked"], vcpus = 0.5, memory = 1024, flickr = true }
     extract_neighbors = { command = ["extract", "--phase", "neighbors"], vcpus = 0.5, memory = 1024, flickr = true }
     fold              = { command = ["extract", "--fold-only"], vcpus = 2, memory = 8192, flickr = false }
-    score             = { command = ["score"], vcpus = var.score_vcpus, memory = var.score_memory_mib, flickr = false }
+    score_users       = { command = ["score", "--step", "users"], vcpus = var.score_vcpus, memory = var.score_memory_mib, flickr = false }
+    score_photos      = { command = ["score", "--step", "photos"], vcpus = var.score_vcpus, memory = var.score_memory_mib, flickr = false }
+    score_finish      = { command = ["score", "--finish"], vcpus = var.score_vcpus, memory = var.score_memory_mib, flickr = false }
     publish           = { command = ["publish"], vcpus = 0.5, memory = 1024, flickr = false }
     gc                = { command = ["gc"], vcpus = 0.5, memory = 1024, flickr = false }
   }

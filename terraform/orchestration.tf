@@ -11,7 +11,10 @@ locals {
     job_extract_tracked   = aws_batch_job_definition.stage["extract_tracked"].arn
     job_extract_neighbors = aws_batch_job_definition.stage["extract_neighbors"].arn
     job_fold              = aws_batch_job_definition.stage["fold"].arn
-    job_score             = aws_batch_job_definition.stage["score"].arn
+    score_shards          = var.score_shards
+    job_score_users       = aws_batch_job_definition.stage["score_users"].arn
+    job_score_photos      = aws_batch_job_definition.stage["score_photos"].arn
+    job_score_finish      = aws_batch_job_definition.stage["score_finish"].arn
     job_publish           = aws_batch_job_definition.stage["publish"].arn
     job_gc                = aws_batch_job_definition.stage["gc"].arn
     alerts_topic          = aws_sns_topic.alerts.arn

@@ -58,6 +58,17 @@ variable "extract_shards" {
   }
 }
 
+variable "score_shards" {
+  description = "Array size of the two sharded score steps, users and photos (1 runs plain jobs). Each shard still reads every raw table; see docs/scaling.md."
+  type        = number
+  default     = 4
+
+  validation {
+    condition     = var.score_shards >= 1 && var.score_shards <= 10000
+    error_message = "score_shards must be between 1 and 10000."
+  }
+}
+
 variable "batch_max_vcpus" {
   description = "Most vCPUs the Fargate Spot compute environment runs at once."
   type        = number

@@ -49,14 +49,16 @@ pub enum Command {
         /// AWS_BATCH_JOB_ARRAY_SIZE, and any other process is shard 0/1.
         #[arg(long, value_name = "i/N", value_parser = parse_shard, requires = "step")]
         shard: Option<(u32, u32)>,
-        /// The sharded run's id (`YYYYMMDDTHHMMSSZ-xxxxxx`, its start time),
-        /// the same for every shard and for --finish.
-        #[arg(long, value_name = "ID", requires = "step")]
+        /// The sharded run's id, the same for every shard and for --finish: a
+        /// run id (`YYYYMMDDTHHMMSSZ-xxxxxx`), or the time the run started in
+        /// RFC 3339 (Step Functions' `$$.Execution.StartTime`), from which
+        /// the id is made the same way every time.
+        #[arg(long, value_name = "ID", env = "FAVERECS_RUN_ID")]
         run_id: Option<String>,
-        /// Finish a sharded run: check that every shard of both steps
-        /// succeeded, write its remaining tables and its manifest.
-        #[arg(long, value_name = "ID", conflicts_with_all = ["step", "shard", "run_id", "all_users"])]
-        finish: Option<String>,
+        /// Finish the sharded run --run-id names: check that every shard of
+        /// both steps succeeded, write its remaining tables and its manifest.
+        #[arg(long, requires = "run_id", conflicts_with_all = ["step", "shard", "all_users"])]
+        finish: bool,
     },
     /// Score into a new run with the offline evaluation: hide the newest favourites
     /// of each tracked user, score every algorithm on the rest, write and print the

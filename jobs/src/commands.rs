@@ -121,7 +121,7 @@ pub async fn score_shard(
     Ok(())
 }
 
-/// `faverecs score --finish RUN`.
+/// `faverecs score --finish --run-id RUN`.
 pub async fn finish(storage: &Storage, settings: &Settings, run_id: &str) -> anyhow::Result<()> {
     let m = pipeline::score::sharded::finish(storage, settings, run_id).await?;
     println!("run {} {} ({} shards)", m.run_id, m.status, m.shards.len());

@@ -117,9 +117,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 finish,
             } => {
                 let settings = commands::with_threads(s, threads);
+                let run_id = run_id
+                    .map(|text| {
+                        pipeline::runs::sharded_run_id(&text).ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "--run-id {:?} is neither a run id (e.g. 20261130T020000Z-00aa01) nor an RFC 3339 time",
+                                pipeline::text::capped(&text, 64)
+                            )
+                        })
+                    })
+                    .transpose()?;
                 match (finish, step, run_id) {
-                    (Some(run_id), _, _) => commands::finish(&storage, &settings, &run_id).await,
-                    (None, Some(step), Some(run_id)) => {
+                    (true, _, Some(run_id)) => commands::finish(&storage, &settings, &run_id).await,
+                    (false, Some(step), Some(run_id)) => {
                         let shard = match shard {
                             Some(shard) => shard,
                             None => cli::batch_array_shard()?.unwrap_or((0, 1)),
@@ -127,7 +137,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         commands::score_shard(&storage, &settings, &run_id, step, shard, all_users)
                             .await
                     }
-                    _ => commands::score(&storage, &settings, all_users).await,
+                    (false, None, None) => commands::score(&storage, &settings, all_users).await,
+                    _ => anyhow::bail!(
+                        "--run-id (or FAVERECS_RUN_ID) names a sharded run: give --step users|photos for a shard, or --finish"
+                    ),
                 }
             }
             Command::Evaluate { all_users, threads } => {

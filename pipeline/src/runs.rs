@@ -362,7 +362,7 @@ pub enum RunError {
     },
     /// A sharded run lacks shards.
     #[error(
-        "run {run_id} is incomplete: {} of the {} step {} not succeeded; rerun {} with `faverecs score --run-id {run_id} --step {} --shard i/{shards}`, then `faverecs score --finish {run_id}`",
+        "run {run_id} is incomplete: {} of the {} step {} not succeeded; rerun {} with `faverecs score --run-id {run_id} --step {} --shard i/{shards}`, then `faverecs score --finish --run-id {run_id}`",
         shard_list(missing, *shards), step.name(),
         if missing.len() == 1 { "has" } else { "have" },
         if missing.len() == 1 { "it" } else { "each" },
@@ -380,7 +380,7 @@ pub enum RunError {
     },
     /// A sharded run's step has not run at all.
     #[error(
-        "run {run_id} is incomplete: no shard of the {} step has succeeded; run `faverecs score --run-id {run_id} --step {} --shard i/N` for every i, then `faverecs score --finish {run_id}`",
+        "run {run_id} is incomplete: no shard of the {} step has succeeded; run `faverecs score --run-id {run_id} --step {} --shard i/N` for every i, then `faverecs score --finish --run-id {run_id}`",
         step.name(), step.name()
     )]
     NoShards {
@@ -391,7 +391,7 @@ pub enum RunError {
     },
     /// Every shard of a sharded run succeeded, but it was not finished.
     #[error(
-        "run {run_id} is not finished: every shard succeeded, but `faverecs score --finish {run_id}` has not run"
+        "run {run_id} is not finished: every shard succeeded, but `faverecs score --finish --run-id {run_id}` has not run"
     )]
     NotFinished {
         /// The run.
@@ -435,6 +435,22 @@ pub fn new_run_id(now: DateTime<Utc>) -> String {
         now.format("%Y%m%dT%H%M%SZ"),
         (mix >> 40) & 0xff_ffff
     )
+}
+
+/// The id of a sharded run from what the orchestrator passes every shard: a
+/// run id as it is, or the run's start time in RFC 3339 (Step Functions'
+/// `$$.Execution.StartTime`), made into `YYYYMMDDTHHMMSSZ-` and six hex
+/// digits of a stable hash (FNV-1a) of the text, so every shard of one
+/// execution makes the same id and two executions in the same second do
+/// not. `None` for anything else.
+pub fn sharded_run_id(text: &str) -> Option<String> {
+    let text = text.trim();
+    if is_run_id(text) {
+        return Some(text.to_string());
+    }
+    let at = DateTime::parse_from_rfc3339(text).ok()?.with_timezone(&Utc);
+    let hash = crate::shard::shard_of(text, 1 << 24);
+    Some(format!("{}-{hash:06x}", at.format("%Y%m%dT%H%M%SZ")))
 }
 
 /// Reads a run's manifest.
@@ -741,6 +757,23 @@ mod tests {
             Some("2026-11-23T01:37:05Z".parse().expect("time"))
         );
         assert_eq!(run_started_at("junk"), None);
+    }
+
+    #[test]
+    fn a_sharded_run_id_comes_from_a_run_id_or_a_start_time() {
+        let id = "20261130T020000Z-00aa01";
+        assert_eq!(sharded_run_id(id).as_deref(), Some(id));
+        let made = sharded_run_id("2026-11-30T02:00:00.123Z").expect("an RFC 3339 time");
+        assert!(is_run_id(&made), "{made}");
+        assert!(made.starts_with("20261130T020000Z-"), "{made}");
+        assert_eq!(
+            sharded_run_id("2026-11-30T02:00:00.123Z"),
+            Some(made.clone())
+        );
+        assert_ne!(sharded_run_id("2026-11-30T02:00:00.456Z"), Some(made));
+        for bad in ["", "yesterday", "../../etc", "20261130T020000Z"] {
+            assert_eq!(sharded_run_id(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -1,14 +1,16 @@
 """The nightly state machine, as Terraform renders it (templatefile with the
 keys orchestration.tf passes), executed by moto's Step Functions against
-moto's Batch without Docker: the success path reaches publish and gc; a failing
-score job ends in the failure branch, notifies, and never publishes; one shard
-runs plain jobs (Batch arrays need at least 2 children)."""
+moto's Batch without Docker: the success path extracts and scores in shards
+(users, then photos, then finish, all naming one run) and reaches publish and
+gc; a failing score shard ends in the failure branch, notifies, and never
+publishes; one shard runs plain jobs (Batch arrays need at least 2 children)."""
 
 import json
 import os
 import time
 import unittest
 from contextlib import contextmanager
+from datetime import datetime
 
 import boto3
 from moto import mock_aws
@@ -110,14 +112,14 @@ class StateMachineTest(unittest.TestCase):
         self.topic = boto3.client("sns", region_name=REGION).create_topic(Name="alerts")["TopicArn"]
         self.sfn = boto3.client("stepfunctions", region_name=REGION)
 
-    def definition(self, shards):
+    def definition(self, shards, score_shards):
         """The template rendered by Terraform with every key orchestration.tf
         passes, each bound to the moto resource its expression names."""
         values = {}
         for key, expression in local("orchestration.tf", "state_machine_vars").items():
             kind, name = reference(expression)
             values[key] = {
-                "var": lambda: shards,
+                "var": lambda: shards if name == "extract_shards" else score_shards,
                 "aws_batch_job_queue": lambda: self.queue,
                 "aws_batch_job_definition": lambda: self.job_defs[name],
                 "aws_sns_topic": lambda: self.topic,
@@ -126,9 +128,12 @@ class StateMachineTest(unittest.TestCase):
         json.loads(text)
         return text
 
-    def execute(self, shards):
+    def execute(self, shards, score_shards=None):
+        score_shards = shards if score_shards is None else score_shards
         arn = self.sfn.create_state_machine(
-            name=f"nightly-{shards}-{time.time_ns()}", definition=self.definition(shards), roleArn=self.role
+            name=f"nightly-{shards}-{time.time_ns()}",
+            definition=self.definition(shards, score_shards),
+            roleArn=self.role,
         )["stateMachineArn"]
         run = self.sfn.start_execution(stateMachineArn=arn, input="{}")["executionArn"]
         deadline = time.time() + 60
@@ -140,7 +145,19 @@ class StateMachineTest(unittest.TestCase):
             time.sleep(0.2)
         events = self.sfn.get_execution_history(executionArn=run, maxResults=1000)["events"]
         entered = [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
+        self.started = self.sfn.describe_execution(executionArn=run)["startDate"]
         return status, entered
+
+    def environments(self, prefix):
+        """job name -> its environment, for every submitted job (arrays, not
+        their children) whose name starts with `prefix`."""
+        out = {}
+        for status in ("SUCCEEDED", "FAILED"):
+            for summary in self.batch.list_jobs(jobQueue=self.queue, jobStatus=status)["jobSummaryList"]:
+                job = self.batch.describe_jobs(jobs=[summary["jobId"]])["jobs"][0]
+                if ":" not in job["jobId"] and job["jobName"].startswith(prefix):
+                    out[job["jobName"]] = {e["name"]: e["value"] for e in job["container"].get("environment", [])}
+        return out
 
     def jobs(self):
         """(name, array size or None, status) of every job submitted."""
@@ -153,12 +170,13 @@ class StateMachineTest(unittest.TestCase):
                 out.append((job["jobName"], job.get("arrayProperties", {}).get("size"), status))
         return sorted(out)
 
-    def test_the_success_path_extracts_in_shards_and_reaches_publish_and_gc(self):
-        status, entered = self.execute(shards=4)
+    def test_the_success_path_extracts_and_scores_in_shards_and_reaches_publish_and_gc(self):
+        status, entered = self.execute(shards=4, score_shards=3)
         self.assertEqual(status, "SUCCEEDED", entered)
         self.assertEqual(
-            [s for s in entered if s not in ("Shards", "ExtractTrackedFanOut", "ExtractNeighborsFanOut")],
-            ["ExtractTrackedArray", "ExtractNeighborsArray", "Fold", "Score", "Publish", "Gc", "Done"],
+            [s for s in entered if s != "Shards" and not s.endswith("FanOut")],
+            ["ExtractTrackedArray", "ExtractNeighborsArray", "Fold", "ScoreUsersArray",
+             "ScorePhotosArray", "ScoreFinish", "Publish", "Gc", "Done"],
         )
         # Each array child learns the array's size from the environment.
         for summary in self.batch.list_jobs(jobQueue=self.queue, jobStatus="SUCCEEDED")["jobSummaryList"]:
@@ -166,10 +184,23 @@ class StateMachineTest(unittest.TestCase):
             if job["jobName"].startswith("extract"):
                 env = {e["name"]: e["value"] for e in job["container"]["environment"]}
                 self.assertEqual(env.get("AWS_BATCH_JOB_ARRAY_SIZE"), "4", job["jobName"])
+        # Every score job names the same run: the execution's start time.
+        score = self.environments("score")
+        self.assertEqual(set(score), {"score-users", "score-photos", "score-finish"})
+        run_ids = {env.get("FAVERECS_RUN_ID") for env in score.values()}
+        self.assertEqual(len(run_ids), 1, score)
+        # moto hands the context value over JSON-quoted; AWS hands the bare
+        # RFC 3339 string, which is what `faverecs score --run-id` accepts.
+        run_id = run_ids.pop().strip('"')
+        started = datetime.fromisoformat(run_id.replace("Z", "+00:00"))
+        self.assertLess(abs((started - self.started).total_seconds()), 1, (run_id, self.started))
+        self.assertEqual(score["score-users"].get("AWS_BATCH_JOB_ARRAY_SIZE"), "3")
+        self.assertEqual(score["score-photos"].get("AWS_BATCH_JOB_ARRAY_SIZE"), "3")
         self.assertEqual(
             self.jobs(),
             sorted([("extract-tracked", 4, "SUCCEEDED"), ("extract-neighbors", 4, "SUCCEEDED"),
-                    ("fold", None, "SUCCEEDED"), ("score", None, "SUCCEEDED"),
+                    ("fold", None, "SUCCEEDED"), ("score-users", 3, "SUCCEEDED"),
+                    ("score-photos", 3, "SUCCEEDED"), ("score-finish", None, "SUCCEEDED"),
                     ("publish", None, "SUCCEEDED"), ("gc", None, "SUCCEEDED")]),
         )
 
@@ -180,17 +211,19 @@ class StateMachineTest(unittest.TestCase):
         self.assertNotIn("ExtractTrackedArray", entered)
         self.assertTrue(all(size is None for _, size, _ in self.jobs()), self.jobs())
 
-    def test_a_failing_score_job_ends_in_the_failure_branch_and_never_publishes(self):
-        with failing_jobs("score"):
+    def test_a_failing_score_shard_ends_in_the_failure_branch_and_never_publishes(self):
+        with failing_jobs("score-photos"):
             status, entered = self.execute(shards=2)
         self.assertEqual(status, "FAILED", entered)
         self.assertEqual(entered[-2:], ["NotifyFailure", "Failed"])
-        self.assertIn("Score", entered)
+        self.assertIn("ScorePhotosArray", entered)
+        self.assertNotIn("ScoreFinish", entered)
         self.assertNotIn("Publish", entered)
         self.assertNotIn("Gc", entered)
         names = [name for name, _, _ in self.jobs()]
         self.assertNotIn("publish", names)
-        self.assertIn(("score", None, "FAILED"), self.jobs())
+        self.assertNotIn("score-finish", names)
+        self.assertIn(("score-photos", 2, "FAILED"), self.jobs())
         # The alarms topic was told, once, with the failed task's error.
         sent = sns_backends[ACCOUNT][REGION].topics[self.topic].sent_notifications
         self.assertEqual(len(sent), 1, sent)

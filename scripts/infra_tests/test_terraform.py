@@ -50,7 +50,7 @@ class TerraformTest(unittest.TestCase):
 
     def test_every_job_definition_runs_a_real_subcommand(self):
         stages = local("batch.tf", "stages")
-        self.assertEqual(set(stages), {"extract_tracked", "extract_neighbors", "fold", "score", "publish", "gc"})
+        self.assertEqual(set(stages), {"extract_tracked", "extract_neighbors", "fold", "score_users", "score_photos", "score_finish", "publish", "gc"})
         for name, stage in stages.items():
             argv = stage["command"]
             help_ = faverecs(argv[0], "--help")

@@ -73,7 +73,11 @@ fn three_shards_in_shuffled_order_with_one_killed_equal_one_process() {
     shard(dir, "users", 2, 3);
     shard_killed(dir, "users", 0, 3);
     shard(dir, "users", 1, 3);
-    let err = failed(&faverecs(dir, &env(dir), &["score", "--finish", RUN]));
+    let err = failed(&faverecs(
+        dir,
+        &env(dir),
+        &["score", "--finish", "--run-id", RUN],
+    ));
     assert!(
         err.contains("shard 0/3 of the users step has not succeeded"),
         "{err}"
@@ -112,7 +116,11 @@ fn three_shards_in_shuffled_order_with_one_killed_equal_one_process() {
     );
     shard(dir, "photos", 0, 3);
     shard(dir, "photos", 2, 3);
-    let out = ok(&faverecs(dir, &env(dir), &["score", "--finish", RUN]));
+    let out = ok(&faverecs(
+        dir,
+        &env(dir),
+        &["score", "--finish", "--run-id", RUN],
+    ));
     assert!(out.contains("succeeded (6 shards)"), "{out}");
     assert!(!recs.join("part-users-0003of0004-00000.parquet").exists());
     // The killed shards' temporary files are gone too.

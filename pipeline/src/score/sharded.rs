@@ -14,7 +14,7 @@
 //!    photos the targets favourited or were recommended (read back from the
 //!    run's `photo_recs`) whose id falls in shard i; shard 0 also writes
 //!    `tag_photos`;
-//! 3. `faverecs score --finish RUN`: checks that every shard of both steps
+//! 3. `faverecs score --finish --run-id RUN`: checks that every shard of both steps
 //!    succeeded (else it fails naming the first missing shard), writes the
 //!    run's `photos` (the photos its tables show), `tracked_users` and
 //!    `metrics` (evaluating when `evaluate.enabled`), removes any file a
