@@ -86,6 +86,10 @@ pub struct Manifest {
     /// (empty for a run scored by one process).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards: Vec<ShardRecord>,
+    /// What the run left out and why (e.g. algorithms skipped for want of
+    /// photo owners), also logged as warnings.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// The steps of a sharded score (`faverecs score --step`), in the order they run.
@@ -153,6 +157,9 @@ pub struct ShardRecord {
     pub tables: BTreeMap<String, Vec<String>>,
     /// The process's peak resident memory (`VmHWM`), in MiB, where /proc has it.
     pub peak_rss_mib: Option<f64>,
+    /// What the shard left out and why (as the manifest's `notes`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// The process's peak resident memory (`VmHWM` in `/proc/self/status`), in

@@ -487,6 +487,42 @@ async fn score_without_favorites_says_what_to_do() {
 }
 
 #[tokio::test]
+async fn favourites_without_owners_still_score_and_the_manifest_says_what_was_skipped() {
+    let storage = Storage::from_store(Arc::new(object_store::memory::InMemory::new()), "memory");
+    let settings = Settings::load_with_env(None, Vec::new()).unwrap();
+    let favorites = favorites_batch(&[
+        ("1@N01", "10", None),
+        ("1@N01", "11", None),
+        ("2@N01", "10", None),
+        ("2@N01", "12", None),
+        ("3@N01", "11", None),
+        ("3@N01", "12", None),
+    ]);
+    merge_raw(&storage, Table::Favorites, vec![favorites])
+        .await
+        .unwrap();
+    merge_raw(
+        &storage,
+        Table::TrackedUsers,
+        vec![tracked_batch(&["1@N01"])],
+    )
+    .await
+    .unwrap();
+    let m = run_score(&storage, &settings, ScoreOptions::default())
+        .await
+        .expect("a run without owners succeeds");
+    assert_eq!(m.status, RunStatus::Succeeded);
+    assert_eq!(m.notes.len(), 1, "{:?}", m.notes);
+    assert!(m.notes[0].contains("flexplore, explore and photographer recs are skipped"));
+    assert_eq!(m.rows_out["photographer_recs"], 0);
+    assert!(m.rows_out["photo_recs"] > 0, "{:?}", m.rows_out);
+    assert!(m.rows_out["similar_photos"] > 0, "{:?}", m.rows_out);
+    // Read back: the manifest as stored carries the note.
+    let stored = read_manifest(&storage, &m.run_id).await.unwrap();
+    assert_eq!(stored.notes, m.notes);
+}
+
+#[tokio::test]
 async fn same_input_gives_byte_identical_tables() {
     let storage = Storage::from_store(Arc::new(object_store::memory::InMemory::new()), "memory");
     let settings = Settings::load_with_env(None, Vec::new()).unwrap();

@@ -95,13 +95,30 @@ pub fn recommend(graph: &Graph, params: &AlgorithmParams) -> Recommendations {
     if !has(Algorithm::Explore) {
         fx_params.explore_seed = None;
     }
-    let mut fx = flexplore::score_all(graph, fx_params);
+    // Without owners there are no neighbours: Flexplore, explore and
+    // photographer recs are skipped (empty), and fallbacks too, since the
+    // list they would fill is not made.
+    let owners = graph.has_owners();
+    let mut fx = if owners {
+        flexplore::score_all(graph, fx_params)
+    } else {
+        graph
+            .targets
+            .iter()
+            .map(|&user| flexplore::UserRecs {
+                user,
+                photos: Vec::new(),
+                photographers: Vec::new(),
+                explore: Vec::new(),
+            })
+            .collect()
+    };
     let knn = has(Algorithm::ItemKnn).then(|| {
         let sources = target_favorites(graph);
         let rows = similar::similar_photos(graph, &sources, params.itemknn);
         NeighborRows::new(graph.photo_ids.len(), sources, rows)
     });
-    if params.flexplore.fallback_below > 0 {
+    if owners && params.flexplore.fallback_below > 0 {
         let popular_lists = popular(graph, params.flexplore);
         let mut lists: Vec<Vec<PhotoRec>> = fx
             .iter_mut()
@@ -237,7 +254,7 @@ pub fn itemknn(graph: &Graph, rows: &NeighborRows, params: Params) -> Vec<Vec<Ph
 
 /// `popular` for every target, aligned with `graph.targets`. A photo's score is
 /// how many members of the neighborhood (the union of every target's neighbors)
-/// favourited it.
+/// favourited it; every user is a member when that neighbourhood is empty.
 pub fn popular(graph: &Graph, params: Params) -> Vec<Vec<PhotoRec>> {
     let users = graph.user_ids.len();
     let mut member = vec![false; users];
@@ -248,6 +265,11 @@ pub fn popular(graph: &Graph, params: Params) -> Vec<Vec<PhotoRec>> {
                 member[o as usize] = true;
             }
         }
+    }
+    // No neighbourhood at all (no favourite has a known owner): every user
+    // counts, so the list is global popularity.
+    if !member.contains(&true) {
+        member.fill(true);
     }
     let mut count = vec![0u32; graph.photo_ids.len()];
     for v in (0..users as u32).filter(|&v| member[v as usize]) {

@@ -12,11 +12,6 @@ pub enum ScoreError {
         "the favorites table is empty or missing; import some with `faverecs import favorites FILE` (or run the extractor) first"
     )]
     NoFavorites,
-    /// No favourite has a known photo owner.
-    #[error(
-        "no favourite has an owner_id: Flexplore finds neighbors through photo owners, so it cannot run. Import favorites with an owner_id column, or a photos table with owner_id for the favourited photos"
-    )]
-    NoOwners,
     /// Nobody to score.
     #[error("{}", if *all_users { "no user has a favourite to score" } else { "there are no tracked users to score; add some with `faverecs import tracked FILE`, or pass --all-users to score every favoriter" })]
     NoTargets {

@@ -87,6 +87,7 @@ pub async fn run_score(
         config: settings.clone(),
         error: None,
         shards: Vec::new(),
+        notes: Vec::new(),
     };
     write_manifest(storage, &manifest).await?;
     tracing::info!(run_id = %manifest.run_id, storage = storage.url(), "score run started");
@@ -138,7 +139,16 @@ async fn score_into(
         let parts = pool.install(|| {
             parts::encode_tables(&inputs, &computed, &settings_, &previous, &run_id, started)
         })?;
-        let compute::Computed { stats, timings, .. } = computed;
+        let compute::Computed {
+            stats,
+            timings,
+            graph,
+            ..
+        } = computed;
+        if !graph.has_owners() {
+            tracing::warn!("{}", prepare::NO_OWNERS);
+        }
+        let stats = (stats, graph.has_owners());
         Ok::<_, ScoreError>((stats, timings, parts, clock.elapsed()))
     })
     .await
@@ -148,6 +158,10 @@ async fn score_into(
     })??;
     for (stage, seconds) in timings {
         record(manifest, stage, seconds);
+    }
+    let (stats, owners) = stats;
+    if !owners {
+        manifest.notes.push(prepare::NO_OWNERS.to_string());
     }
     manifest
         .rows_in

@@ -114,6 +114,19 @@ pub struct Graph {
     pub community: Vec<u32>,
 }
 
+impl Graph {
+    /// Whether any photo has a known owner. Without one there are no
+    /// neighbours: Flexplore, `explore` and photographer recs are skipped
+    /// ([`NO_OWNERS`]).
+    pub fn has_owners(&self) -> bool {
+        self.owner.iter().any(|&o| o != NO_OWNER)
+    }
+}
+
+/// Why a run without photo owners has no Flexplore, `explore` or
+/// photographer recs: the manifest's note and the log's warning.
+pub const NO_OWNERS: &str = "no favourite has a known photo owner, so there are no neighbors: flexplore, explore and photographer recs are skipped (itemknn, popular, which is then global, and similar photos are not). Import favorites with an owner_id column, or a photos table with owner_id for the favourited photos";
+
 /// Raw tables as read from storage.
 #[derive(Debug, Clone, Default)]
 pub struct Inputs {
@@ -379,9 +392,6 @@ pub fn prepare(inputs: &Inputs, all_users: bool) -> Result<(Graph, PrepareStats)
         .iter()
         .filter(|&&p| owner[p as usize] == NO_OWNER)
         .count() as u64;
-    if owner.iter().all(|&o| o == NO_OWNER) {
-        return Err(ScoreError::NoOwners);
-    }
     lap("owners");
 
     let contacts_csr = Csr::from_pairs(

@@ -131,8 +131,9 @@ pub async fn run_shard(
     let settings_ = settings.clone();
     let run = run_id.to_string();
     let prefix = step_prefix(step, shard, shards);
-    let (parts, targets, cpu_stages) = tokio::task::spawn_blocking(move || {
+    let (parts, targets, cpu_stages, notes) = tokio::task::spawn_blocking(move || {
         let mut stages = Vec::new();
+        let mut notes = Vec::new();
         let pool = pool(settings_.score.threads)?;
         let clock = Instant::now();
         let (mut graph, _) = pool.install(|| prepare::prepare(&inputs, all_users))?;
@@ -144,6 +145,10 @@ pub async fn run_shard(
                     .targets
                     .retain(|&u| shard_of(&graph.user_ids[u as usize], shards) == shard);
                 let params = AlgorithmParams::from_settings(&settings_);
+                if !graph.has_owners() {
+                    tracing::warn!("{}", prepare::NO_OWNERS);
+                    notes.push(prepare::NO_OWNERS.to_string());
+                }
                 let recs = pool.install(|| algorithms::recommend(&graph, &params));
                 stages.push(timing("recommend", clock));
                 let clock = Instant::now();
@@ -191,7 +196,7 @@ pub async fn run_shard(
                 (parts, sources.len())
             }
         };
-        Ok::<_, ScoreError>((parts, targets, stages))
+        Ok::<_, ScoreError>((parts, targets, stages, notes))
     })
     .await
     .map_err(task_error("scoring a shard"))??;
@@ -231,6 +236,7 @@ pub async fn run_shard(
         stages,
         tables: listed,
         peak_rss_mib: peak_rss_mib(),
+        notes,
     };
     storage
         .put_json(&shard_record_path(run_id, step, shard, shards), &record)
@@ -477,6 +483,9 @@ pub async fn finish(
     for t in tables.values_mut() {
         t.sort();
     }
+    let mut notes: Vec<String> = records.iter().flat_map(|r| r.notes.clone()).collect();
+    notes.sort();
+    notes.dedup();
     let manifest = Manifest {
         run_id: run_id.to_string(),
         status: RunStatus::Succeeded,
@@ -490,6 +499,7 @@ pub async fn finish(
         tables,
         config: settings.clone(),
         error: None,
+        notes,
         shards: records,
     };
     write_manifest(storage, &manifest).await?;

@@ -285,14 +285,51 @@ fn owners_can_come_from_the_photos_table() {
 }
 
 #[test]
-fn no_owner_at_all_is_a_clear_error() {
+fn without_owners_flexplore_is_skipped_and_itemknn_and_global_popular_still_run() {
+    // A and B share photo 10, A and C photo 11, B and C photo 12; no owners.
     let inputs = Inputs {
-        favorites: vec![favorites(&[(A, "10", None), (B, "10", None)])],
+        favorites: vec![favorites(&[
+            (A, "10", None),
+            (A, "11", None),
+            (B, "10", None),
+            (B, "12", None),
+            (C, "11", None),
+            (C, "12", None),
+        ])],
         tracked_users: vec![tracked(&[A])],
         ..Inputs::default()
     };
-    let err = compute(&inputs, ScoreOptions::default(), &only(PARAMS), 1).expect_err("no owners");
-    assert!(err.to_string().contains("owner_id"), "{err}");
+    let params = AlgorithmParams {
+        algorithms: vec![
+            Algorithm::Flexplore,
+            Algorithm::Explore,
+            Algorithm::ItemKnn,
+            Algorithm::Popular,
+        ],
+        ..only(PARAMS)
+    };
+    let (recs, photographers, _) =
+        compute(&inputs, ScoreOptions::default(), &params, 1).expect("scores without owners");
+    let c = PhotoRecsColumns::new(&recs).expect("photo_recs columns");
+    let rows: BTreeSet<(String, String)> = (0..recs.num_rows())
+        .map(|i| {
+            (
+                c.algorithm.value(i).to_string(),
+                c.photo_id.value(i).to_string(),
+            )
+        })
+        .collect();
+    // Photo 12 is the one A has not favourited: itemknn finds it through 10 and
+    // 11, and popular counts every user (there is no neighbourhood).
+    assert_eq!(
+        rows,
+        BTreeSet::from([
+            ("itemknn".to_string(), "12".to_string()),
+            ("popular".to_string(), "12".to_string()),
+        ])
+    );
+    assert_eq!(photographers.num_rows(), 0);
+
     let no_tracked = Inputs {
         tracked_users: vec![],
         ..example()
