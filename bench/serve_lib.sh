@@ -1,4 +1,4 @@
-# Sourced by the serve benchmarks (serve_vs_nginx.sh, hot_swap.sh); not run alone.
+# Sourced by the benchmarks (serve_vs_nginx.sh, hot_swap.sh, scale.sh); not run alone.
 
 # Sets `bin`: FAVERECS_BIN when given (an already built release binary), else a
 # release build of this checkout.

@@ -128,7 +128,7 @@ fn three_shards_in_shuffled_order_with_one_killed_equal_one_process() {
     assert!(left.is_empty(), "{left:?}");
     ok(&faverecs(dir, &env(dir), &["publish", "--run", RUN]));
 
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/compare_runs.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/compare_rows.py");
     let out = std::process::Command::new(python)
         .arg(script)
         .arg(dir.join("data"))

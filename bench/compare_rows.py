@@ -1,6 +1,8 @@
-"""Compares two runs' tables row by row with DuckDB (not faverecs' own reader).
+"""Compares two runs' tables as multisets of rows, in any order, with DuckDB
+(not faverecs' own reader): a sharded run against an unsharded one, whose
+files and row order differ. (`compare_runs.py` compares in order, file by file.)
 
-    compare_runs.py DATA RUN_A RUN_B
+    compare_rows.py DATA RUN_A RUN_B
 
 For every table folder of RUN_A (`shards/` aside), the rows of A and B must be
 equal as multisets (EXCEPT ALL both ways, and equal counts), leaving out the
