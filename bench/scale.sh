@@ -13,8 +13,8 @@
 # asked for, runs its users shards in the order 2, 0, 1, kills shard 0 with
 # SIGKILL after half its expected time and reruns it.
 #
-# Defaults: PEOPLE = 30000 100000 (about 1M and 8M favourites; 250000 gives
-# about 30M), TRACKED=1000, SHARDS="1 2 3 4", the default algorithms (set
+# Defaults: PEOPLE = 30000 230000 (1.06M and 7.98M favourites; 100000 gives
+# 3.5M, about 35 a person), TRACKED=1000, SHARDS="1 2 3 4", the default algorithms (set
 # FAVERECS__SCORE__ALGORITHMS='["flexplore"]' FAVERECS__SIMILAR__ENABLED=false
 # for Flexplore only). FAVERECS_BIN picks a built binary (else a release build).
 set -euo pipefail
@@ -43,7 +43,7 @@ timed() {
   printf '  %-28s %8.2f s %8d MiB\n' "$label" "$secs" $((kb / 1024))
 }
 
-[ $# -eq 0 ] && set -- 30000 100000
+[ $# -eq 0 ] && set -- 30000 230000
 for people in "$@"; do
   work=target/bench/scale/$people
   rm -rf "$work" && mkdir -p "$work"
