@@ -303,17 +303,24 @@ pub struct RunSummary {
     /// A run left `running` (or without a manifest) by a writer that died: no
     /// live run lock names it, and it is older than the lock's lease.
     pub abandoned: bool,
+    /// For a sharded run not yet finished: the shards that have succeeded, per
+    /// step (`users 3/4, photos 0/4`).
+    pub shards_done: Option<String>,
 }
 
 impl RunSummary {
     /// What `runs` and `/api/runs` show: the manifest's status, `abandoned`,
-    /// `incomplete` (no manifest) or `unreadable (reason)`.
+    /// `incomplete` (no manifest; a sharded run adds the shards done) or
+    /// `unreadable (reason)`.
     pub fn status_text(&self) -> String {
         match (&self.manifest, &self.unreadable) {
             _ if self.abandoned => "abandoned".to_string(),
             (Some(m), _) => m.status.to_string(),
             (None, Some(reason)) => format!("unreadable ({reason})"),
-            (None, None) => "incomplete".to_string(),
+            (None, None) => match &self.shards_done {
+                Some(done) => format!("incomplete (shards done: {done})"),
+                None => "incomplete".to_string(),
+            },
         }
     }
 }
@@ -523,7 +530,8 @@ pub async fn current(storage: &Storage) -> Result<Option<Pointer>, RunError> {
 }
 
 /// Every run, oldest first, with unfinished runs whose writer is gone marked
-/// abandoned (see [`crate::lock::run_is_live`]).
+/// abandoned (see [`crate::lock::run_is_live`]); a sharded run without a
+/// manifest is not, while it is in progress ([`SHARDED_RUN_GRACE`]).
 ///
 /// One bad run never hides the others: a manifest that cannot be read or
 /// decoded (an unknown status, say) is listed as unreadable with the reason;
@@ -569,17 +577,87 @@ pub async fn list_runs(storage: &Storage) -> Result<Vec<RunSummary>, RunError> {
             .map(|m| m.started_at)
             .or_else(|| run_started_at(&run_id))
             .unwrap_or(now);
-        let abandoned =
-            unfinished && !crate::lock::run_is_live(lock.as_ref(), &run_id, started, lease, now);
+        let sharded = match (&manifest, &unreadable) {
+            (None, None) => shard_progress(storage, &run_id, started, now).await?,
+            _ => None,
+        };
+        let abandoned = unfinished
+            && !crate::lock::run_is_live(lock.as_ref(), &run_id, started, lease, now)
+            && !sharded.as_ref().is_some_and(|(live, _)| *live);
         out.push(RunSummary {
             current: current.as_deref() == Some(run_id.as_str()),
             run_id,
             manifest,
             unreadable,
             abandoned,
+            shards_done: sharded.map(|(_, done)| done),
         });
     }
     Ok(out)
+}
+
+/// How long a sharded run with no manifest yet counts as in progress after
+/// its start or its newest shard record: its shards hold no run lock and may
+/// run, one step after another, for longer than the lock's lease.
+pub const SHARDED_RUN_GRACE: chrono::Duration = chrono::Duration::hours(24);
+
+/// For a sharded run: whether it is still being made (it started, or its
+/// newest shard record was written, within [`SHARDED_RUN_GRACE`]) and the
+/// shards done per step (`users 3/4, photos 0/4`, from the records' names).
+/// `None` when it has no shard record.
+async fn shard_progress(
+    storage: &Storage,
+    run_id: &str,
+    started: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Option<(bool, String)>, StoreError> {
+    let records = storage
+        .list_files(&Path::from(format!("{RUNS_DIR}/{run_id}/shards")))
+        .await?;
+    if records.is_empty() {
+        return Ok(None);
+    }
+    let mut newest = started;
+    let mut done: BTreeMap<ShardStep, (u32, u32)> = BTreeMap::new();
+    for path in &records {
+        match storage.last_modified(path).await {
+            Ok(t) => newest = newest.max(t),
+            Err(StoreError::NotFound { .. }) => continue,
+            Err(e) => return Err(e),
+        }
+        // <step>-<i>-of-<n>.json
+        let name = path
+            .filename()
+            .unwrap_or_default()
+            .trim_end_matches(".json");
+        let mut parts = name.split('-');
+        let (Some(step), Some(_), Some("of"), Some(n)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if let (Some(step), Ok(n)) = (
+            ShardStep::ALL.into_iter().find(|s| s.name() == step),
+            n.parse::<u32>(),
+        ) {
+            let entry = done.entry(step).or_insert((0, n));
+            entry.0 += 1;
+            entry.1 = entry.1.max(n);
+        }
+    }
+    let text = ShardStep::ALL
+        .into_iter()
+        .map(|step| {
+            let (k, n) = done.get(&step).copied().unwrap_or((0, 0));
+            if n == 0 {
+                format!("{} none", step.name())
+            } else {
+                format!("{} {k}/{n}", step.name())
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(Some((now - newest < SHARDED_RUN_GRACE, text)))
 }
 
 /// Checks a succeeded run before it is published: every file its manifest lists

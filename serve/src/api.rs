@@ -325,7 +325,8 @@ pub struct RunItem {
     /// Run id.
     pub run_id: String,
     /// `running`, `succeeded`, `failed`, `abandoned` (its writer died),
-    /// `incomplete` (no manifest), or `unreadable (reason)`.
+    /// `incomplete` (no manifest; a sharded run adds its shards done, e.g.
+    /// `incomplete (shards done: users 3/4, photos none)`), or `unreadable (reason)`.
     pub status: String,
     /// Whether it is the published run.
     pub current: bool,

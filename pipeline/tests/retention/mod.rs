@@ -217,3 +217,47 @@ async fn the_run_lock_refuses_a_second_holder_and_is_taken_over_after_its_lease(
     second.release().await.unwrap();
     assert!(!dir.path().join("locks/run.json").exists());
 }
+
+#[tokio::test]
+async fn a_sharded_run_in_progress_is_not_abandoned_until_its_shards_stop_for_a_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let storage = local(root);
+    let settings = Settings::load_with_env(None, Vec::new()).unwrap();
+    // Three runs without a manifest, all older than the lock's lease: one
+    // whose shard wrote its record now, one whose last record is two days old,
+    // and one with no shard record at all.
+    let (active, _) = id_at(1, "a0a0a1");
+    let (stalled, _) = id_at(3, "a0a0a2");
+    let (plain, _) = id_at(1, "a0a0a3");
+    for (run, record) in [(&active, true), (&stalled, true), (&plain, false)] {
+        let folder = root.join(format!("runs/{run}/photo_recs"));
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("part-users-0000of0002-00000.parquet"), b"x").unwrap();
+        if record {
+            let shards = root.join(format!("runs/{run}/shards"));
+            std::fs::create_dir_all(&shards).unwrap();
+            std::fs::write(shards.join("users-0000-of-0002.json"), b"{}").unwrap();
+        }
+    }
+    std::fs::File::options()
+        .write(true)
+        .open(root.join(format!("runs/{stalled}/shards/users-0000-of-0002.json")))
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(2 * 86400))
+        .unwrap();
+    let listed = list_runs(&storage).await.unwrap();
+    let abandoned = |id: &str| listed.iter().find(|r| r.run_id == id).unwrap().abandoned;
+    assert!(!abandoned(&active), "a shard wrote its record just now");
+    assert!(abandoned(&stalled), "no shard for two days");
+    assert!(abandoned(&plain), "no shard record, older than the lease");
+    let active_run = listed.iter().find(|r| r.run_id == active).unwrap();
+    assert_eq!(
+        active_run.status_text(),
+        "incomplete (shards done: users 1/2, photos none)"
+    );
+    run_gc(&storage, &settings, false).await.unwrap();
+    assert!(root.join(format!("runs/{active}/shards")).exists());
+    assert!(!root.join(format!("runs/{stalled}")).exists());
+    assert!(!root.join(format!("runs/{plain}")).exists());
+}
