@@ -169,11 +169,12 @@ pub async fn run_shard(
                 let ids = recommended.unwrap_or_default();
                 let mut sources = similar::sources(&graph, ids.iter().filter_map(|id| index(id)));
                 sources.retain(|&p| shard_of(&graph.photo_ids[p as usize], shards) == shard);
+                let count = sources.len();
                 let rows = settings_.similar.enabled.then(|| {
                     let rows = pool.install(|| {
                         similar::similar_photos(&graph, &sources, similar_params(&settings_))
                     });
-                    (sources.clone(), rows)
+                    (sources, rows)
                 });
                 stages.push(timing("similar_photos", clock));
                 let clock = Instant::now();
@@ -193,7 +194,7 @@ pub async fn run_shard(
                     )?);
                 }
                 stages.push(timing("encode", clock));
-                (parts, sources.len())
+                (parts, count)
             }
         };
         Ok::<_, ScoreError>((parts, targets, stages, notes))
@@ -204,21 +205,20 @@ pub async fn run_shard(
     rows_in.insert("targets".into(), targets as u64);
 
     let clock = Instant::now();
-    let tables = [match step {
+    let tables: &[Table] = match step {
         ShardStep::Users => &[
             Table::PhotoRecs,
             Table::FirstRecommended,
             Table::PhotographerRecs,
-        ][..],
-        ShardStep::Photos => &[Table::SimilarPhotos, Table::TagPhotos][..],
-    }]
-    .concat();
+        ],
+        ShardStep::Photos => &[Table::SimilarPhotos, Table::TagPhotos],
+    };
     let (listed, rows_out) = store_parts(storage, run_id, parts).await?;
     let own = format!("part-{}", step_prefix(step, shard, shards));
     remove_unlisted(
         storage,
         run_id,
-        &tables,
+        tables,
         |file| file.starts_with(&own),
         &listed,
     )
