@@ -275,6 +275,15 @@ fn input_rows(inputs: &Inputs) -> BTreeMap<String, u64> {
     .collect()
 }
 
+/// Adds the non-null ids to `set`, allocating only for ids not yet in it.
+fn add_ids<'a>(set: &mut HashSet<String>, ids: impl Iterator<Item = Option<&'a str>>) {
+    for id in ids.flatten() {
+        if !set.contains(id) {
+            set.insert(id.to_string());
+        }
+    }
+}
+
 /// The photo ids the run's `photo_recs` recommend, ascending and distinct.
 async fn recommended_photo_ids(storage: &Storage, run_id: &str) -> Result<Vec<String>, ScoreError> {
     let mut ids = HashSet::new();
@@ -282,11 +291,7 @@ async fn recommended_photo_ids(storage: &Storage, run_id: &str) -> Result<Vec<St
         .read_table_dir(&run_table_dir(run_id, Table::PhotoRecs), Table::PhotoRecs)
         .await?
     {
-        for id in PhotoRecsColumns::new(&b)?.photo_id.iter().flatten() {
-            if !ids.contains(id) {
-                ids.insert(id.to_string());
-            }
-        }
+        add_ids(&mut ids, PhotoRecsColumns::new(&b)?.photo_id.iter());
     }
     let mut ids: Vec<String> = ids.into_iter().collect();
     ids.sort_unstable();
@@ -370,21 +375,16 @@ pub async fn finish(
         .await?
     {
         let c = SimilarPhotosColumns::new(&b)?;
-        for id in c.photo_id.iter().chain(c.similar_photo_id.iter()).flatten() {
-            if !shown.contains(id) {
-                shown.insert(id.to_string());
-            }
-        }
+        add_ids(
+            &mut shown,
+            c.photo_id.iter().chain(c.similar_photo_id.iter()),
+        );
     }
     for b in storage
         .read_table_dir(&run_table_dir(run_id, Table::TagPhotos), Table::TagPhotos)
         .await?
     {
-        for id in TagPhotosColumns::new(&b)?.photo_id.iter().flatten() {
-            if !shown.contains(id) {
-                shown.insert(id.to_string());
-            }
-        }
+        add_ids(&mut shown, TagPhotosColumns::new(&b)?.photo_id.iter());
     }
     let inputs = if settings.evaluate.enabled {
         load_inputs(storage).await?
