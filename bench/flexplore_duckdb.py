@@ -17,7 +17,14 @@ import duckdb
 
 data, out, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
 mode = sys.argv[4] if len(sys.argv) > 4 else "tracked"
-raw = lambda t: os.path.join(data, "raw", t, "data.parquet")  # noqa: E731
+
+
+def raw(t):
+    """A raw table's files: one data.parquet, or hash buckets (favorites, contacts)."""
+    single = os.path.join(data, "raw", t, "data.parquet")
+    return single if os.path.exists(single) else os.path.join(data, "raw", t, "*", "*.parquet")
+
+
 os.makedirs(out, exist_ok=True)
 
 con = duckdb.connect()

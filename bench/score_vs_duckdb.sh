@@ -62,7 +62,7 @@ for i in $(seq "$repeats"); do
 done
 run_id=$(awk '/^run /{print $2}' "$work/score.out")
 
-fav_rows=$("$venv/bin/python" -c "import duckdb,sys; print(duckdb.sql(\"select count(*) from read_parquet('$work/data/raw/favorites/data.parquet')\").fetchone()[0])")
+fav_rows=$("$venv/bin/python" -c "import duckdb,sys; print(duckdb.sql(\"select count(*) from read_parquet('$work/data/raw/favorites/*/*.parquet')\").fetchone()[0])")
 f_sec=$(cut -d' ' -f1 "$work/faverecs.times" | median)
 d_sec=$(cut -d' ' -f1 "$work/duckdb.times" | median)
 f_rss=$(cut -d' ' -f2 "$work/faverecs.times" | sort -n | tail -1)

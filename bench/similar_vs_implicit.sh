@@ -52,7 +52,7 @@ for i in $(seq "$repeats"); do
 done
 prepare=$("$venv/bin/python" -c "import json,sys; m=json.load(open(sys.argv[1])); print(next(s['seconds'] for s in m['stages'] if s['stage']=='prepare'))" "$work/data/runs/$run_id/manifest.json")
 /usr/bin/time -f "%e %M" -o "$work/t" "$venv/bin/python" bench/similar_implicit.py \
-  "$work/data/raw/favorites/data.parquet" "$work/data/runs/$run_id/similar_photos" "$k" "$repeats" "$threads" > "$work/implicit.json"
+  "$work/data/raw/favorites" "$work/data/runs/$run_id/similar_photos" "$k" "$repeats" "$threads" > "$work/implicit.json"
 ours=$(median < "$work/ours.times")
 theirs=$("$venv/bin/python" -c "import json; print(json.load(open('$work/implicit.json'))['fit_median'])")
 echo "implicit:              $(cat "$work/implicit.json")"

@@ -95,6 +95,12 @@ pub enum Command {
     },
     /// List the runs with their status.
     Runs,
+    /// The storage layout of the large raw tables (favorites, contacts,
+    /// dismissals): hash buckets by user (docs/data-model.md).
+    Raw {
+        #[command(subcommand)]
+        what: RawWhat,
+    },
     /// Retention: remove old, failed and abandoned runs and stray temporary
     /// files (rules in docs/operations.md). Never the published run.
     Gc {
@@ -242,6 +248,17 @@ pub enum ImportWhat {
     Dismissals { file: PathBuf },
     /// Columns photo_id, owner_id; optional owner_name, title, server, secret, tags, date_upload.
     Photos { file: PathBuf },
+}
+
+/// `faverecs raw …`.
+#[derive(Debug, Subcommand)]
+pub enum RawWhat {
+    /// Print each large raw table's layout: its bucket count, generation and rows.
+    Status,
+    /// Rewrite each large raw table in storage.raw_buckets buckets, and migrate
+    /// one still in a single file. Takes the run lock; run it while no import
+    /// or extract runs.
+    Rebucket,
 }
 
 /// Parses `--phase`: `tracked` or `neighbors`.

@@ -20,7 +20,7 @@ use pipeline::runs::{PointerState, RunStatus, list_runs, new_run_id, pointer_sta
 use pipeline::score::{ScoreOptions, run_evaluation, run_score};
 use pipeline::store::Storage;
 
-use crate::cli::{ImportWhat, UsersWhat};
+use crate::cli::{ImportWhat, RawWhat, UsersWhat};
 use crate::emf::Emf;
 use crate::progress::Bar;
 
@@ -187,6 +187,72 @@ pub async fn publish_run(storage: &Storage, run_id: Option<&str>) -> anyhow::Res
     println!("published run {}", p.run_id);
     Emf::stage("publish").count("Published", 1).emit();
     Ok(())
+}
+
+/// `faverecs raw status` and `faverecs raw rebucket` (under the run lock).
+pub async fn raw(storage: &Storage, settings: &Settings, what: RawWhat) -> anyhow::Result<()> {
+    use pipeline::raw::{RawLayout, Rebucketed, raw_layout_of, rebucket};
+    let tables = [Table::Favorites, Table::Contacts, Table::Dismissals];
+    match what {
+        RawWhat::Status => {
+            for table in tables {
+                match raw_layout_of(storage, table).await? {
+                    RawLayout::Absent => println!("{:<11} not written", table.name()),
+                    RawLayout::SingleFile { rows } => println!(
+                        "{:<11} one file (raw/{}/data.parquet), {rows} rows; the next write, or `faverecs raw rebucket`, moves it into {} buckets",
+                        table.name(),
+                        table.name(),
+                        storage.raw_buckets()
+                    ),
+                    RawLayout::Buckets { layout, rows } => {
+                        let note = if layout.buckets == storage.raw_buckets() {
+                            String::new()
+                        } else {
+                            format!(
+                                "; storage.raw_buckets is {}: `faverecs raw rebucket` changes it",
+                                storage.raw_buckets()
+                            )
+                        };
+                        println!(
+                            "{:<11} {} buckets, generation {}, {rows} rows{note}",
+                            table.name(),
+                            layout.buckets,
+                            layout.generation
+                        )
+                    }
+                }
+            }
+            Ok(())
+        }
+        RawWhat::Rebucket => {
+            let lease = Duration::from_secs(settings.lock.lease_secs);
+            let lock = RunLock::acquire(storage, "raw rebucket", lease).await?;
+            let mut result = Ok(());
+            for table in tables {
+                if let Err(e) = lock.check() {
+                    result = Err(anyhow::Error::from(e));
+                    break;
+                }
+                match rebucket(storage, table).await {
+                    Ok(Rebucketed::Absent) => println!("{:<11} not written", table.name()),
+                    Ok(Rebucketed::Kept { buckets }) => {
+                        println!("{:<11} already in {buckets} buckets", table.name())
+                    }
+                    Ok(Rebucketed::Rewritten { from, to, rows }) => println!(
+                        "{:<11} rewritten from {} into {to} buckets ({rows} rows)",
+                        table.name(),
+                        from.map_or("one file".to_string(), |n| format!("{n} buckets"))
+                    ),
+                    Err(e) => {
+                        result = Err(e.into());
+                        break;
+                    }
+                }
+            }
+            release(lock).await;
+            result
+        }
+    }
 }
 
 /// `faverecs gc`: under the run lock, unless it only lists (`--dry-run`).

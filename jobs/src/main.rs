@@ -156,6 +156,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Runs => commands::runs(&storage).await,
             Command::Probe { url } => commands::probe(&url).await,
             Command::Gc { dry_run } => commands::gc(&storage, s, dry_run).await,
+            Command::Raw { what } => commands::raw(&storage, s, what).await,
             Command::Nightly {
                 all_users,
                 threads,

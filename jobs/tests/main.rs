@@ -220,7 +220,8 @@ async fn import_score_publish_serve_on_a_local_directory() {
         dir.path().join("data/CURRENT").exists(),
         "default storage is ./data"
     );
-    assert!(dir.path().join("data/raw/favorites/data.parquet").exists());
+    assert!(dir.path().join("data/raw/favorites/_layout.json").exists());
+    assert!(!raw_bucket_files(dir.path(), "favorites").is_empty());
 }
 
 #[tokio::test]
@@ -464,9 +465,10 @@ fn an_extract_killed_at_any_point_resumes_to_the_same_tables() {
         .collect();
     assert!(left.is_empty(), "pending work was folded: {left:?}");
     for table in ["favorites", "photos", "contacts"] {
-        let a = std::fs::read(whole.path().join(format!("data/raw/{table}/data.parquet"))).unwrap();
-        let b =
-            std::fs::read(killed.path().join(format!("data/raw/{table}/data.parquet"))).unwrap();
+        let (a, b) = (
+            raw_table_bytes(whole.path(), table),
+            raw_table_bytes(killed.path(), table),
+        );
         assert!(
             a == b,
             "{table} differs between the whole run and the killed-and-resumed one"
@@ -696,6 +698,31 @@ fn evaluate_prints_every_algorithm_and_sql_joins_recs_with_photos() {
 }
 
 /// Writes a favourites CSV of `rows` distinct rows for user `user`.
+/// The files of a bucketed raw table's current generation, in bucket order
+/// (`data/raw/<table>/bucket=NNNN/<generation>.parquet`).
+fn raw_bucket_files(dir: &Path, table: &str) -> Vec<std::path::PathBuf> {
+    let root = dir.join(format!("data/raw/{table}"));
+    let layout: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("_layout.json")).unwrap()).unwrap();
+    let generation = layout["generation"].as_str().unwrap();
+    (0..layout["buckets"].as_u64().unwrap())
+        .map(|b| root.join(format!("bucket={b:04}/{generation}.parquet")))
+        .collect()
+}
+
+/// A raw table's stored bytes: every bucket's in bucket order for a bucketed
+/// table (whose file names differ between stores holding equal rows), else
+/// its one file's.
+fn raw_table_bytes(dir: &Path, table: &str) -> Vec<Vec<u8>> {
+    let single = dir.join(format!("data/raw/{table}/data.parquet"));
+    let files = if single.exists() {
+        vec![single]
+    } else {
+        raw_bucket_files(dir, table)
+    };
+    files.iter().map(|f| std::fs::read(f).unwrap()).collect()
+}
+
 fn favorites_csv(path: &Path, user: &str, rows: usize) {
     let mut text = String::from("user_id,photo_id,owner_id\n");
     for i in 0..rows {

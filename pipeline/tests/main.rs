@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod buckets;
 mod extract;
 mod helpers;
 #[path = "support/moto.rs"]
@@ -294,11 +295,19 @@ async fn check_conditional_put(storage: &Storage) {
     storage.delete(&path).await.unwrap();
 }
 
-/// Concurrent read-modify-writes of one raw table keep every writer's rows.
+/// Concurrent read-modify-writes of one raw table keep every writer's rows:
+/// in many buckets, and in one bucket that every writer rewrites (there the
+/// first writes also race to create the table's layout).
 async fn check_concurrent_merges_lose_nothing(storage: &Storage) {
+    for storage in [storage.clone(), storage.clone().with_raw_buckets(1)] {
+        concurrent_merges_lose_nothing(&storage).await;
+    }
+}
+
+async fn concurrent_merges_lose_nothing(storage: &Storage) {
     use pipeline::model::arrow::string_array;
     use pipeline::model::columns::ContactsArrays;
-    storage.delete(&Table::Contacts.raw_path()).await.unwrap();
+    remove_raw(storage, Table::Contacts).await;
     let rows_each = 500;
     let writers = (0..4).map(|w| {
         let batch = ContactsArrays {
@@ -313,16 +322,19 @@ async fn check_concurrent_merges_lose_nothing(storage: &Storage) {
     for r in &reports {
         assert_eq!(r.as_ref().unwrap().rows_read, rows_each);
     }
-    let stored: usize = storage
-        .read_raw(Table::Contacts)
-        .await
-        .unwrap()
-        .unwrap()
-        .iter()
-        .map(|b| b.num_rows())
-        .sum();
-    assert_eq!(stored, 4 * rows_each, "every writer's rows are kept");
-    storage.delete(&Table::Contacts.raw_path()).await.unwrap();
+    assert_eq!(
+        raw_rows(storage, Table::Contacts).await,
+        4 * rows_each,
+        "every writer's rows are kept"
+    );
+    let layout = layout_of(storage, Table::Contacts).await;
+    assert_eq!(layout.buckets, storage.raw_buckets());
+    assert_eq!(
+        raw_objects(storage, Table::Contacts).await.len(),
+        layout.buckets as usize,
+        "one file per bucket: the losers of the layout race left nothing"
+    );
+    remove_raw(storage, Table::Contacts).await;
 }
 
 async fn contract_suite(storage: &Storage) {
@@ -332,7 +344,7 @@ async fn contract_suite(storage: &Storage) {
     check_bad_objects_are_errors(storage).await;
     check_merge_dedupes(storage).await;
     // The runs check needs a fresh favorites table.
-    storage.delete(&Table::Favorites.raw_path()).await.unwrap();
+    remove_raw(storage, Table::Favorites).await;
     check_runs_and_publish(storage).await;
 }
 
@@ -350,6 +362,7 @@ async fn contract_holds_on_a_local_directory() {
             path: dir.path().join("nested/root"),
         },
         endpoint: None,
+        raw_buckets: 64,
     })
     .unwrap();
     contract_suite(&storage).await;
@@ -387,10 +400,7 @@ async fn failed_import_writes_nothing() {
     import_file(&storage, ImportKind::Favorites, &good)
         .await
         .unwrap();
-    let before = storage
-        .get_bytes(&Table::Favorites.raw_path())
-        .await
-        .unwrap();
+    let before = raw_objects(&storage, Table::Favorites).await;
 
     let bad = dir.path().join("bad.csv");
     std::fs::write(
@@ -403,13 +413,7 @@ async fn failed_import_writes_nothing() {
         .unwrap_err();
     assert!(matches!(err, ImportError::Row { .. }));
     assert!(err.to_string().contains("line 4"), "{err}");
-    assert_eq!(
-        storage
-            .get_bytes(&Table::Favorites.raw_path())
-            .await
-            .unwrap(),
-        before
-    );
+    assert_eq!(raw_objects(&storage, Table::Favorites).await, before);
 
     let wrong_type = dir.path().join("wrong.parquet");
     write_parquet_file(&wrong_type);
@@ -420,13 +424,7 @@ async fn failed_import_writes_nothing() {
         err.to_string().contains("column photo_id has type Float64"),
         "{err}"
     );
-    assert_eq!(
-        storage
-            .get_bytes(&Table::Favorites.raw_path())
-            .await
-            .unwrap(),
-        before
-    );
+    assert_eq!(raw_objects(&storage, Table::Favorites).await, before);
 }
 
 #[tokio::test]
@@ -699,14 +697,16 @@ async fn a_garbage_current_blocks_neither_runs_nor_score_nor_publish() {
 
 #[tokio::test]
 async fn the_next_writer_removes_what_a_killed_writer_left() {
-    // Arrange: a stored table on a local directory, then the debris of a writer
-    // killed mid-put (temporary files) and while holding the lock.
+    // Arrange: a stored table on a local directory (one bucket), then the
+    // debris of a writer killed mid-put (temporary files) and while holding
+    // the lock.
     let dir = tempfile::tempdir().unwrap();
     let storage = Storage::open(&StorageSettings {
         url: StorageUrl::Local {
             path: dir.path().to_path_buf(),
         },
         endpoint: None,
+        raw_buckets: 1,
     })
     .unwrap();
     merge_raw(
@@ -716,11 +716,13 @@ async fn the_next_writer_removes_what_a_killed_writer_left() {
     )
     .await
     .unwrap();
-    let table_dir = dir.path().join("raw/contacts");
-    for debris in ["data.parquet#1", "data.parquet#2"] {
-        std::fs::write(table_dir.join(debris), vec![0u8; 4096]).unwrap();
+    let layout = layout_of(&storage, Table::Contacts).await;
+    let file = format!("{}.parquet", layout.generation);
+    let bucket_dir = dir.path().join("raw/contacts/bucket=0000");
+    for n in [1, 2] {
+        std::fs::write(bucket_dir.join(format!("{file}#{n}")), vec![0u8; 4096]).unwrap();
     }
-    let lock = std::fs::File::create(table_dir.join("data.parquet.lock")).unwrap();
+    let lock = std::fs::File::create(bucket_dir.join(format!("{file}.lock"))).unwrap();
     lock.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(120))
         .unwrap();
 
@@ -738,10 +740,10 @@ async fn the_next_writer_removes_what_a_killed_writer_left() {
     // rows are all there.
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
     assert_eq!(report.rows_after, 2);
-    let mut left: Vec<String> = std::fs::read_dir(&table_dir)
+    let mut left: Vec<String> = std::fs::read_dir(&bucket_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     left.sort();
-    assert_eq!(left, vec!["data.parquet".to_string()]);
+    assert_eq!(left, vec![file]);
 }

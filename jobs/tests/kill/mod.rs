@@ -7,6 +7,7 @@
 //!
 //! `scripts/test.sh` installs strace; without it these tests fail and say so.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -97,6 +98,32 @@ fn parquet_rows(path: &Path) -> i64 {
     parquet::file::reader::FileReader::metadata(&reader)
         .file_metadata()
         .num_rows()
+}
+
+/// Each user's favourited photo ids, from the current generation's buckets.
+fn favorites_by_user(dir: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    use parquet::file::reader::FileReader;
+    use parquet::record::RowAccessor;
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for f in super::raw_bucket_files(dir, "favorites") {
+        let file = std::fs::File::open(f).expect("file");
+        let reader = parquet::file::reader::SerializedFileReader::new(file).expect("parquet");
+        for row in reader.get_row_iter(None).expect("rows") {
+            let row = row.expect("row");
+            out.entry(row.get_string(0).expect("user_id").clone())
+                .or_default()
+                .insert(row.get_string(1).expect("photo_id").clone());
+        }
+    }
+    out
+}
+
+/// Rows of a bucketed raw table: the sum over its current generation's buckets.
+fn raw_rows(dir: &Path, table: &str) -> i64 {
+    super::raw_bucket_files(dir, table)
+        .iter()
+        .map(|f| parquet_rows(f))
+        .sum()
 }
 
 /// Every file under `dir` (none when it does not exist).
@@ -195,16 +222,14 @@ fn import_killed_at_any_rename_or_unlink_keeps_the_old_or_the_new_table() {
     favorites_csv(&t.join("old.csv"), "1@N01", 1000);
     favorites_csv(&t.join("new.csv"), "2@N01", 500);
     faverecs(t, &["import", "favorites", "old.csv"]);
-    let table = |d: &Path| d.join("data/raw/favorites/data.parquet");
-
     let points = kill_everywhere(
         t,
         &["import", "favorites", "new.csv"],
         |d| {
-            let rows = parquet_rows(&table(d));
+            let rows = raw_rows(d, "favorites");
             assert!(rows == 1000 || rows == 1500, "a mixed table: {rows} rows");
         },
-        |d, _| assert_eq!(parquet_rows(&table(d)), 1500),
+        |d, _| assert_eq!(raw_rows(d, "favorites"), 1500),
     );
     println!("import: {points} kill points");
     assert!(points >= 1, "the import reached no kill point");
@@ -349,29 +374,35 @@ fn a_fold_killed_at_any_rename_or_unlink_folds_to_the_same_tables_when_rerun() {
         &["extract", "--phase", "tracked"],
     ));
     let tables = ["favorites", "contacts"];
-    let bytes = |d: &Path| -> Vec<Vec<u8>> {
+    let bytes = |d: &Path| -> Vec<Vec<Vec<u8>>> {
         tables
             .iter()
-            .map(|t| std::fs::read(d.join(format!("data/raw/{t}/data.parquet"))).unwrap())
+            .map(|t| super::raw_table_bytes(d, t))
             .collect()
     };
-    let (clean, clean_rows) = {
+    let old = favorites_by_user(t);
+    let (clean, folded) = {
         let d = tempfile::tempdir().unwrap();
         copy_dir(t, d.path());
         faverecs(d.path(), &["extract", "--fold-only"]);
-        let rows = parquet_rows(&d.path().join("data/raw/favorites/data.parquet"));
-        (bytes(d.path()), rows)
+        (bytes(d.path()), favorites_by_user(d.path()))
     };
+    assert_ne!(old, folded);
 
     let points = kill_everywhere(
         t,
         &["extract", "--fold-only"],
         |d| {
-            let rows = parquet_rows(&d.join("data/raw/favorites/data.parquet"));
-            assert!(
-                rows == 100 || rows == clean_rows,
-                "favorites holds {rows} rows: neither the old 100 nor the folded {clean_rows}"
-            );
+            // The fold rewrites one bucket per put: each user's favourites are
+            // all old or all folded, never a mix.
+            let now = favorites_by_user(d);
+            let users: BTreeSet<&String> = old.keys().chain(folded.keys()).collect();
+            for u in users {
+                assert!(
+                    now.get(u) == old.get(u) || now.get(u) == folded.get(u),
+                    "{u}'s favourites are neither the old nor the folded ones"
+                );
+            }
         },
         |d, _| {
             assert_eq!(
@@ -411,7 +442,7 @@ fn gc_killed_at_any_rename_or_unlink_keeps_the_published_run_and_a_rerun_finishe
         );
         wait_for_lease(t);
     }
-    let stray = t.join("data/raw/favorites/data.parquet#9");
+    let stray = t.join("data/raw/favorites/bucket=0000/data.parquet#9");
     std::fs::write(&stray, b"x").unwrap();
     std::fs::File::options()
         .write(true)
@@ -436,7 +467,10 @@ fn gc_killed_at_any_rename_or_unlink_keeps_the_published_run_and_a_rerun_finishe
             let listed = faverecs(d, &["runs"]);
             assert!(!listed.contains("abandoned"), "{listed}");
             assert!(listed.contains(&published), "{listed}");
-            assert!(!d.join("data/raw/favorites/data.parquet#9").exists());
+            assert!(
+                !d.join("data/raw/favorites/bucket=0000/data.parquet#9")
+                    .exists()
+            );
         },
     );
     println!("gc: {points} kill points");

@@ -43,6 +43,7 @@ struct RawLock {
 struct RawStorage {
     url: String,
     endpoint: String,
+    raw_buckets: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -155,6 +156,11 @@ impl RawSettings {
                 });
             }
         };
+        let raw_buckets = positive(
+            "storage.raw_buckets",
+            self.storage.raw_buckets,
+            i64::from(crate::store::MAX_BUCKETS),
+        )? as u32;
         let threads = self.score.threads;
         if !(0..=1024).contains(&threads) {
             return Err(ConfigError::Invalid {
@@ -357,7 +363,11 @@ impl RawSettings {
             bm25_b: b,
         };
         Ok(Settings {
-            storage: StorageSettings { url, endpoint },
+            storage: StorageSettings {
+                url,
+                endpoint,
+                raw_buckets,
+            },
             flickr,
             extract,
             similar,

@@ -43,6 +43,14 @@ pub struct StorageSettings {
     /// An S3 endpoint override (a local S3 API server); `None` uses AWS's, or
     /// `AWS_ENDPOINT_URL` when that is set.
     pub endpoint: Option<String>,
+    /// Hash buckets of a large raw table (favorites, contacts, dismissals)
+    /// when it is first written or rebucketed; older settings lack it.
+    #[serde(default = "default_raw_buckets")]
+    pub raw_buckets: u32,
+}
+
+fn default_raw_buckets() -> u32 {
+    crate::store::DEFAULT_BUCKETS
 }
 
 /// A storage location, parsed from `storage.url`.

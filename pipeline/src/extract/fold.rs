@@ -1,6 +1,7 @@
 //! The fold: every finished user's pending pull into the raw tables
-//! (`favorites`, `photos`, `contacts`, `extract_state`), each rewritten in one
-//! put, then the pending objects deleted.
+//! (`favorites`, `photos`, `contacts`, `extract_state`), then the pending
+//! objects deleted. `photos` and `extract_state` are rewritten in one put
+//! each; `favorites` and `contacts` only in the buckets of the users pulled.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use crate::model::columns::{
     ContactsArrays, ContactsColumns, ExtractStateArrays, FavoritesArrays, FavoritesColumns,
     PhotosArrays,
 };
-use crate::raw::{RawTableError, merge_raw, update_raw};
+use crate::raw::{RawTableError, merge_raw, update_raw, update_raw_users};
 use crate::store::Storage;
 
 use super::error::ExtractError;
@@ -59,10 +60,13 @@ pub async fn fold(
         .map(|p| p.user_id.as_str())
         .collect();
     let cap = settings.flickr.max_favorites_per_user;
+    let pulled: BTreeSet<String> = pulls.iter().map(|p| p.user_id.clone()).collect();
     let changes = std::cell::RefCell::new(BTreeMap::new());
-    let r = update_raw(storage, Table::Favorites, |stored| {
-        let (rows, seen) = favorites_rows(&pulls, &replaced, &stored, cap)?;
-        *changes.borrow_mut() = seen;
+    // Only the buckets of the pulled users are rewritten, each on its own.
+    let r = update_raw_users(storage, Table::Favorites, &pulled, |bucket, stored| {
+        let in_bucket = pulls.iter().filter(|p| bucket.holds(&p.user_id));
+        let (rows, seen) = favorites_rows(in_bucket, &replaced, &stored, cap)?;
+        changes.borrow_mut().extend(seen);
         Ok(rows)
     })
     .await?;
@@ -78,8 +82,10 @@ pub async fn fold(
         .filter(|p| p.contacts.is_some())
         .map(|p| p.user_id.as_str())
         .collect();
-    let r = update_raw(storage, Table::Contacts, |stored| {
-        contacts_rows(&pulls, &with_contacts, &stored)
+    let owners: BTreeSet<String> = with_contacts.iter().map(|u| u.to_string()).collect();
+    let r = update_raw_users(storage, Table::Contacts, &owners, |bucket, stored| {
+        let in_bucket = pulls.iter().filter(|p| bucket.holds(&p.user_id));
+        contacts_rows(in_bucket, &with_contacts, &stored)
     })
     .await?;
     rows.insert("contacts".into(), r.rows_after as u64);
@@ -114,8 +120,8 @@ struct ListChange {
 ///
 /// A first-page pull shows the newest favourites: a held one at least as new as
 /// the page's oldest, which the page lacks, was deleted and is dropped.
-fn favorites_rows(
-    pulls: &[UserPull],
+fn favorites_rows<'a>(
+    pulls: impl Iterator<Item = &'a UserPull>,
     replaced: &BTreeSet<&str>,
     stored: &[RecordBatch],
     cap: usize,
@@ -248,8 +254,8 @@ fn photos_rows(pulls: &[UserPull]) -> Result<RecordBatch, RawTableError> {
 
 /// `contacts` after the fold: the pulled contacts, then the stored ones of every
 /// user whose contacts were not pulled.
-fn contacts_rows(
-    pulls: &[UserPull],
+fn contacts_rows<'a>(
+    pulls: impl Iterator<Item = &'a UserPull>,
     with_contacts: &BTreeSet<&str>,
     stored: &[RecordBatch],
 ) -> Result<Vec<RecordBatch>, RawTableError> {

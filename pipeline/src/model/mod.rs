@@ -8,10 +8,12 @@
 //! Layout in storage:
 //!
 //! ```text
-//! raw/<table>/data.parquet            raw tables (favorites, photos, contacts, tracked_users, dismissals)
+//! raw/<table>/data.parquet              small raw tables (photos, tracked_users, extract_state)
+//! raw/<table>/_layout.json              large raw tables (favorites, contacts, dismissals):
+//! raw/<table>/bucket=NNNN/<gen>.parquet   hash buckets by user (crate::store::layout)
 //! runs/<run_id>/<table>/part-*.parquet  a run's output tables
-//! runs/<run_id>/manifest.json         the run's manifest
-//! CURRENT                             the published run pointer
+//! runs/<run_id>/manifest.json           the run's manifest
+//! CURRENT                               the published run pointer
 //! ```
 
 pub mod algorithm;
@@ -375,7 +377,14 @@ impl Table {
         }
     }
 
-    /// Where a raw table's single snapshot file lives.
+    /// Whether the raw table is stored in hash buckets by user
+    /// ([`crate::store::layout`]): the large ones, written a few users at a time.
+    pub fn bucketed(self) -> bool {
+        matches!(self, Table::Favorites | Table::Contacts | Table::Dismissals)
+    }
+
+    /// Where a raw table's single snapshot file lives (for a bucketed table:
+    /// lived, before it was migrated to buckets).
     pub fn raw_path(self) -> Path {
         Path::from(format!("raw/{}/data.parquet", self.name()))
     }

@@ -82,6 +82,14 @@ pub enum StoreError {
         /// The object path.
         path: String,
     },
+    /// A bucketed raw table's layout object is unusable, or kept changing.
+    #[error("{path} {problem}")]
+    Layout {
+        /// The layout object.
+        path: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// A JSON object could not be encoded or decoded.
     #[error("{path}: invalid JSON: {source}")]
     Json {

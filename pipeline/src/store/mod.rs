@@ -3,7 +3,8 @@
 //! Files: [`storage`] (the handle and plain object operations), [`parquet`]
 //! (Parquet writes, reads projected on the contract, footer checks),
 //! [`conditional`] (conditional writes and their lock-file emulation on a
-//! local directory), [`error`].
+//! local directory), [`layout`] (the hash buckets of the large raw tables),
+//! [`error`].
 //!
 //! Every byte the pipeline reads or writes goes through one `Arc<dyn ObjectStore>`,
 //! built from `storage.url`, so the same code path runs on a local directory and on
@@ -12,19 +13,22 @@
 //! checked against the table contract in [`crate::model`].
 //!
 //! Atomicity: a single `put` (or a completed multipart upload) is atomic on S3, and
-//! `LocalFileSystem` writes to a temporary file then renames it. Each raw table is
-//! one object and the publish pointer is one object, which is what makes imports and
-//! publishes all-or-nothing.
+//! `LocalFileSystem` writes to a temporary file then renames it. Each small raw
+//! table is one object, each bucket of a large one is one object (and a user's
+//! rows are all in one bucket), and the publish pointer is one object, which is
+//! what makes a user's update and a publish all-or-nothing.
 
 pub mod conditional;
 pub mod debris;
 pub mod error;
+pub mod layout;
 pub mod parquet;
 pub mod storage;
 
 pub use conditional::Version;
 pub use debris::LOCK_SUFFIX;
 pub use error::StoreError;
+pub use layout::{DEFAULT_BUCKETS, Layout, MAX_BUCKETS};
 pub use parquet::ParquetEncoder;
 pub use storage::{Storage, json_bytes};
 

@@ -27,16 +27,25 @@ use super::conditional::Version;
 use super::error::{StoreError, encode_error};
 use super::storage::Storage;
 
+/// Rows per row group of a bucketed raw table: small enough that the
+/// statistics of `user_id` (the rows are sorted by it) let a reader skip the
+/// row groups of users it does not need.
+pub const RAW_ROW_GROUP_ROWS: usize = 16 * 1024;
+
 /// The writer settings of every table: zstd, and column-chunk statistics on
-/// every top-level column.
-fn writer_properties(schema: &arrow_schema::Schema) -> Result<WriterProperties, ParquetError> {
+/// every top-level column; small row groups for the bucketed raw tables.
+fn writer_properties(table: Table) -> Result<WriterProperties, ParquetError> {
+    let schema = table.schema();
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_statistics_enabled(EnabledStatistics::Chunk);
+    if table.bucketed() {
+        props = props.set_max_row_group_row_count(Some(RAW_ROW_GROUP_ROWS));
+    }
     // Min/max of list elements (`top_neighbors`, `similar_to`) prune nothing —
     // engines skip row groups on top-level columns — and computing them cost two
     // string comparisons per element.
-    let leaves = parquet::arrow::ArrowSchemaConverter::new().convert(schema)?;
+    let leaves = parquet::arrow::ArrowSchemaConverter::new().convert(&schema)?;
     for column in leaves.columns() {
         if column.max_rep_level() > 0 {
             props =
@@ -69,7 +78,7 @@ impl ParquetEncoder {
     pub fn new(path: &Path, table: Table) -> Result<Self, StoreError> {
         let schema = table.schema();
         let perr = |source| encode_error(path, source);
-        let props = writer_properties(&schema).map_err(perr)?;
+        let props = writer_properties(table).map_err(perr)?;
         let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props)).map_err(perr)?;
         Ok(Self {
             writer,
@@ -111,7 +120,7 @@ impl Storage {
     ) -> Result<u64, StoreError> {
         let schema = table.schema();
         let perr = |source| encode_error(path, source);
-        let props = writer_properties(&schema).map_err(perr)?;
+        let props = writer_properties(table).map_err(perr)?;
         // BufWriter switches to a multipart upload for large files; either way the
         // object only appears when the writer is closed.
         let sink = BufWriter::new(self.store.clone(), path.clone());
@@ -156,8 +165,12 @@ impl Storage {
             .collect()
     }
 
-    /// Reads a raw table, or `None` if it has never been written.
+    /// Reads a raw table whole (every bucket of a bucketed one), or `None` if
+    /// it has never been written.
     pub async fn read_raw(&self, table: Table) -> Result<Option<Vec<RecordBatch>>, StoreError> {
+        if table.bucketed() {
+            return self.read_raw_buckets(table, |_, _| true).await;
+        }
         Ok(self.read_raw_versioned(table).await?.0)
     }
 
@@ -195,30 +208,42 @@ impl Storage {
         Ok(rows)
     }
 
-    /// Reads a raw table with the version it was read at; `None` (and
-    /// [`Version::Absent`]) if it has never been written.
-    ///
-    /// The object is fetched whole in one GET, so the rows and the version
-    /// belong to the same write even while another writer replaces the table (a
-    /// footer-then-ranges read could mix two files).
+    /// Reads a single-object raw table with the version it was read at; `None`
+    /// (and [`Version::Absent`]) if it has never been written. For the
+    /// bucketed tables see [`Storage::raw_layout`].
     pub async fn read_raw_versioned(
         &self,
         table: Table,
     ) -> Result<(Option<Vec<RecordBatch>>, Version), StoreError> {
-        let path = table.raw_path();
-        let got = match self.store.get(&path).await {
+        Ok(
+            match self.read_object_versioned(&table.raw_path(), table).await? {
+                Some((rows, version)) => (Some(rows), version),
+                None => (None, Version::Absent),
+            },
+        )
+    }
+
+    /// Reads one Parquet object of `table` whole, with the version it was read
+    /// at; `None` if it does not exist.
+    ///
+    /// The object is fetched in one GET, so the rows and the version belong to
+    /// the same write even while another writer replaces it (a
+    /// footer-then-ranges read could mix two files).
+    pub(crate) async fn read_object_versioned(
+        &self,
+        path: &Path,
+        table: Table,
+    ) -> Result<Option<(Vec<RecordBatch>, Version)>, StoreError> {
+        let got = match self.store.get(path).await {
             Ok(got) => got,
-            Err(object_store::Error::NotFound { .. }) => return Ok((None, Version::Absent)),
-            Err(e) => return Err(StoreError::object(&path, e)),
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(StoreError::object(path, e)),
         };
         let version = Version::At(UpdateVersion {
             e_tag: got.meta.e_tag.clone(),
             version: got.meta.version.clone(),
         });
-        let bytes = got
-            .bytes()
-            .await
-            .map_err(|e| StoreError::object(&path, e))?;
+        let bytes = got.bytes().await.map_err(|e| StoreError::object(path, e))?;
         let perr = |source| StoreError::Parquet {
             path: path.to_string(),
             source,
@@ -232,10 +257,10 @@ impl Storage {
         let batches = reader
             .map(|b| {
                 let b = b.map_err(|e| perr(ParquetError::from(e)))?;
-                project(&b, &target, table, &path)
+                project(&b, &target, table, path)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok((Some(batches), version))
+        Ok(Some((batches, version)))
     }
 
     /// Checks a stored Parquet file of `table` without reading its data: it

@@ -24,6 +24,9 @@ pub struct Storage {
     /// The directory, for a local store: where a killed writer's temporary
     /// files (`<object>#<n>`, which object_store hides from listings) are found.
     pub(crate) local_root: Option<std::path::PathBuf>,
+    /// The bucket count of a bucketed raw table written for the first time
+    /// (`storage.raw_buckets`); a table already bucketed keeps its own.
+    raw_buckets: u32,
 }
 
 impl Storage {
@@ -74,6 +77,7 @@ impl Storage {
             store,
             url,
             local_root,
+            raw_buckets: settings.raw_buckets,
         })
     }
 
@@ -83,7 +87,20 @@ impl Storage {
             store,
             url: url.into(),
             local_root: None,
+            raw_buckets: super::layout::DEFAULT_BUCKETS,
         }
+    }
+
+    /// The same store, with `buckets` for bucketed raw tables written from now on.
+    pub fn with_raw_buckets(mut self, buckets: u32) -> Self {
+        self.raw_buckets = buckets.clamp(1, super::layout::MAX_BUCKETS);
+        self
+    }
+
+    /// The bucket count a bucketed raw table gets when it is first written or
+    /// rebucketed (`storage.raw_buckets`).
+    pub fn raw_buckets(&self) -> u32 {
+        self.raw_buckets
     }
 
     /// Where this storage is, for messages.

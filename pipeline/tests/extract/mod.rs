@@ -81,8 +81,8 @@ async fn stored_favorites(storage: &Storage) -> BTreeMap<String, BTreeSet<(Strin
     out
 }
 
-async fn table_bytes(storage: &Storage, t: Table) -> bytes::Bytes {
-    storage.get_bytes(&t.raw_path()).await.unwrap()
+async fn table_bytes(storage: &Storage, t: Table) -> Vec<(String, bytes::Bytes)> {
+    crate::helpers::raw_objects(storage, t).await
 }
 
 fn now() -> chrono::DateTime<Utc> {
@@ -475,6 +475,7 @@ async fn a_fold_racing_an_import_keeps_both() {
             path: dir.path().to_path_buf(),
         },
         endpoint: None,
+        raw_buckets: 64,
     })
     .unwrap();
     track_all(&storage, &c).await;

@@ -178,3 +178,45 @@ pub fn write_good_parquet_file_with(
     .unwrap();
     write_file_with(path, batch, compression);
 }
+
+/// A raw table's stored objects as (folder, bytes), in path order: one
+/// `("raw/<t>", …)` for a single-file table, one `("raw/<t>/bucket=NNNN", …)`
+/// per bucket of a bucketed one. Folders, not names: a bucket file is named
+/// by its generation, which differs between two stores holding equal rows.
+pub async fn raw_objects(storage: &Storage, table: Table) -> Vec<(String, bytes::Bytes)> {
+    let dir = object_store::path::Path::from(format!("raw/{}", table.name()));
+    let mut files = storage.list_files(&dir).await.unwrap();
+    files.retain(|p| p.as_ref().ends_with(".parquet"));
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let folder = f.as_ref().rsplit_once('/').unwrap().0.to_string();
+        out.push((folder, storage.get_bytes(&f).await.unwrap()));
+    }
+    out
+}
+
+/// Removes every object of a raw table (its layout, buckets or single file).
+pub async fn remove_raw(storage: &Storage, table: Table) {
+    let dir = object_store::path::Path::from(format!("raw/{}", table.name()));
+    for f in storage.list_files(&dir).await.unwrap() {
+        storage.delete(&f).await.unwrap();
+    }
+}
+
+/// Rows stored in a raw table.
+pub async fn raw_rows(storage: &Storage, table: Table) -> usize {
+    storage
+        .read_raw(table)
+        .await
+        .unwrap()
+        .unwrap_or_default()
+        .iter()
+        .map(|b| b.num_rows())
+        .sum()
+}
+
+/// A bucketed raw table's current layout.
+pub async fn layout_of(storage: &Storage, table: Table) -> pipeline::store::Layout {
+    storage.raw_layout(table).await.unwrap().unwrap().0
+}

@@ -20,6 +20,7 @@ fn local(dir: &std::path::Path) -> Storage {
             path: dir.to_path_buf(),
         },
         endpoint: None,
+        raw_buckets: 64,
     })
     .unwrap()
 }

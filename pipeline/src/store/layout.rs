@@ -1,0 +1,199 @@
+//! The bucketed layout of the large raw tables (`favorites`, `contacts`,
+//! `dismissals`): hash buckets by user, so a write rewrites only the buckets of
+//! the users it touches.
+//!
+//! ```text
+//! raw/<table>/_layout.json                          which generation is current, and its bucket count
+//! raw/<table>/bucket=NNNN/<generation>.parquet      bucket NNNN: the rows of users u with
+//!                                                   FNV-1a(u) mod buckets = NNNN, sorted by key
+//! ```
+//!
+//! - A user's bucket is [`crate::shard::shard_of`] of their NSID, the hash the
+//!   shards use: when the score's shard count divides the bucket count, shard i
+//!   owns exactly the buckets b with b mod N = i.
+//! - Every bucket of a generation has a file, empty or not, written before the
+//!   layout object names the generation. A reader that finds one missing knows
+//!   the layout changed under it, and reads again.
+//! - A new generation (a first write, the migration of a single-file table, or
+//!   a change of bucket count by `faverecs raw rebucket`) is committed by one
+//!   conditional put of the layout object, so of two writers doing it at once
+//!   exactly one wins and the other redoes its change on the winner's table.
+//! - The layout object's name starts with `_`, which Athena and Hive skip.
+
+use arrow_array::RecordBatch;
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+use serde::{Deserialize, Serialize};
+
+use crate::model::Table;
+use crate::shard::shard_of;
+
+use super::conditional::Version;
+use super::error::StoreError;
+use super::storage::Storage;
+
+/// The most buckets a table may have (`NNNN` has four digits).
+pub const MAX_BUCKETS: u32 = 4096;
+
+/// The bucket count when `storage.raw_buckets` is not given (and of
+/// [`Storage::from_store`]).
+pub const DEFAULT_BUCKETS: u32 = 64;
+
+/// How many buckets are read or written at once.
+pub(crate) const CONCURRENCY: usize = 8;
+
+/// What `_layout.json` holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layout {
+    /// The bucket count.
+    pub buckets: u32,
+    /// Names this generation's files: `bucket=NNNN/<generation>.parquet`.
+    pub generation: String,
+    /// When the generation was written.
+    pub created_at: DateTime<Utc>,
+}
+
+impl Layout {
+    /// A new generation of `buckets` buckets (clamped to 1..=[`MAX_BUCKETS`]).
+    pub fn new(buckets: u32) -> Self {
+        use rand::RngCore;
+        let created_at = Utc::now();
+        let buckets = buckets.clamp(1, MAX_BUCKETS);
+        Self {
+            buckets,
+            generation: format!(
+                "g{}-{buckets}-{:08x}",
+                created_at.format("%Y%m%dT%H%M%SZ"),
+                rand::rng().next_u32()
+            ),
+            created_at,
+        }
+    }
+
+    /// The bucket that holds `user_id`'s rows.
+    pub fn bucket_of(&self, user_id: &str) -> u32 {
+        shard_of(user_id, self.buckets)
+    }
+
+    /// Where bucket `b` of this generation is stored.
+    pub fn bucket_path(&self, table: Table, b: u32) -> Path {
+        Path::from(format!(
+            "{}/{}.parquet",
+            bucket_dir(table, b),
+            self.generation
+        ))
+    }
+
+    /// Every bucket's path, in bucket order.
+    pub fn bucket_paths(&self, table: Table) -> Vec<Path> {
+        (0..self.buckets)
+            .map(|b| self.bucket_path(table, b))
+            .collect()
+    }
+}
+
+/// The folder of bucket `b` of `table`.
+pub fn bucket_dir(table: Table, b: u32) -> String {
+    format!("raw/{}/bucket={b:04}", table.name())
+}
+
+/// Where `table`'s layout object lives.
+pub fn layout_path(table: Table) -> Path {
+    Path::from(format!("raw/{}/_layout.json", table.name()))
+}
+
+/// How many times a reader starts again after the layout changed under it.
+const READ_ATTEMPTS: u32 = 5;
+
+impl Storage {
+    /// `table`'s layout and the version it was read at, or `None` when the
+    /// table has no layout object (never written, or still one legacy file).
+    pub async fn raw_layout(&self, table: Table) -> Result<Option<(Layout, Version)>, StoreError> {
+        let path = layout_path(table);
+        let got = match self.store.get(&path).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(StoreError::object(&path, e)),
+        };
+        let version = Version::At(object_store::UpdateVersion {
+            e_tag: got.meta.e_tag.clone(),
+            version: got.meta.version.clone(),
+        });
+        let bytes = got
+            .bytes()
+            .await
+            .map_err(|e| StoreError::object(&path, e))?;
+        let layout: Layout = serde_json::from_slice(&bytes).map_err(|source| StoreError::Json {
+            path: path.to_string(),
+            source,
+        })?;
+        if layout.buckets == 0 || layout.buckets > MAX_BUCKETS {
+            return Err(StoreError::Layout {
+                path: path.to_string(),
+                problem: format!(
+                    "names {} buckets (expected 1 to {MAX_BUCKETS})",
+                    layout.buckets
+                ),
+            });
+        }
+        Ok(Some((layout, version)))
+    }
+
+    /// Reads the buckets of a bucketed raw table that `wanted` accepts (all
+    /// of them for [`Storage::read_raw`]), in bucket order; `None` when the
+    /// table has never been written. A table still in one legacy file is read
+    /// whole (`wanted` is then ignored). A layout replaced while it is read is
+    /// read again.
+    pub async fn read_raw_buckets(
+        &self,
+        table: Table,
+        wanted: impl Fn(&Layout, u32) -> bool,
+    ) -> Result<Option<Vec<RecordBatch>>, StoreError> {
+        for _ in 0..READ_ATTEMPTS {
+            let Some((layout, _)) = self.raw_layout(table).await? else {
+                return Ok(self
+                    .read_object_versioned(&table.raw_path(), table)
+                    .await?
+                    .map(|(rows, _)| rows));
+            };
+            let paths: Vec<Path> = (0..layout.buckets)
+                .filter(|&b| wanted(&layout, b))
+                .map(|b| layout.bucket_path(table, b))
+                .collect();
+            let read: Vec<_> = futures::stream::iter(paths)
+                .map(|p| async move { self.read_object_versioned(&p, table).await })
+                .buffered(CONCURRENCY)
+                .try_collect()
+                .await?;
+            if read.iter().all(Option::is_some) {
+                return Ok(Some(
+                    read.into_iter().flatten().flat_map(|(b, _)| b).collect(),
+                ));
+            }
+            tracing::info!(
+                table = table.name(),
+                "the table's layout changed while it was read; reading it again"
+            );
+        }
+        Err(StoreError::Layout {
+            path: layout_path(table).to_string(),
+            problem: format!("changed {READ_ATTEMPTS} times while it was read; try again"),
+        })
+    }
+
+    /// Rows in the stored Parquet objects `paths`, from their footers.
+    pub(crate) async fn footer_rows(
+        &self,
+        table: Table,
+        paths: &[Path],
+    ) -> Result<u64, StoreError> {
+        let counts: Vec<u64> = futures::stream::iter(paths)
+            .map(|p| self.check_parquet(p, table))
+            .buffer_unordered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(counts.iter().sum())
+    }
+}
