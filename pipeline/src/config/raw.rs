@@ -159,7 +159,7 @@ impl RawSettings {
         let raw_buckets = positive(
             "storage.raw_buckets",
             self.storage.raw_buckets,
-            i64::from(crate::store::MAX_BUCKETS),
+            i64::from(MAX_RAW_BUCKETS),
         )? as u32;
         let threads = self.score.threads;
         if !(0..=1024).contains(&threads) {

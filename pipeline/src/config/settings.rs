@@ -50,8 +50,14 @@ pub struct StorageSettings {
 }
 
 fn default_raw_buckets() -> u32 {
-    crate::store::DEFAULT_BUCKETS
+    DEFAULT_RAW_BUCKETS
 }
+
+/// The bucket count when `storage.raw_buckets` is not given.
+pub const DEFAULT_RAW_BUCKETS: u32 = 64;
+
+/// The most buckets a raw table may have (`bucket=NNNN` has four digits).
+pub const MAX_RAW_BUCKETS: u32 = 4096;
 
 /// A storage location, parsed from `storage.url`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -35,11 +35,11 @@ use super::error::StoreError;
 use super::storage::Storage;
 
 /// The most buckets a table may have (`NNNN` has four digits).
-pub const MAX_BUCKETS: u32 = 4096;
+pub use crate::config::MAX_RAW_BUCKETS as MAX_BUCKETS;
 
 /// The bucket count when `storage.raw_buckets` is not given (and of
 /// [`Storage::from_store`]).
-pub const DEFAULT_BUCKETS: u32 = 64;
+pub use crate::config::DEFAULT_RAW_BUCKETS as DEFAULT_BUCKETS;
 
 /// How many buckets are read or written at once.
 pub(crate) const CONCURRENCY: usize = 8;

@@ -87,13 +87,13 @@ impl Storage {
             store,
             url: url.into(),
             local_root: None,
-            raw_buckets: super::layout::DEFAULT_BUCKETS,
+            raw_buckets: crate::config::DEFAULT_RAW_BUCKETS,
         }
     }
 
     /// The same store, with `buckets` for bucketed raw tables written from now on.
     pub fn with_raw_buckets(mut self, buckets: u32) -> Self {
-        self.raw_buckets = buckets.clamp(1, super::layout::MAX_BUCKETS);
+        self.raw_buckets = buckets.clamp(1, crate::config::MAX_RAW_BUCKETS);
         self
     }
 
