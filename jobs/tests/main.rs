@@ -286,6 +286,61 @@ fn a_bad_config_key_names_the_key_and_exits_1() {
 }
 
 #[test]
+fn raw_status_and_rebucket_report_and_change_the_bucket_count() {
+    // Arrange: favourites of three users imported in the default 64 buckets.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (i, user) in ["1@N01", "2@N01", "3@N01"].iter().enumerate() {
+        favorites_csv(&d.join(format!("f{i}.csv")), user, 10 + i);
+        ok(&faverecs(
+            d,
+            &[],
+            &["import", "favorites", &format!("f{i}.csv")],
+        ));
+    }
+    let status = ok(&faverecs(d, &[], &["raw", "status"]));
+    assert!(
+        status.contains("favorites   64 buckets, generation g"),
+        "{status}"
+    );
+    assert!(status.contains(", 33 rows"), "{status}");
+    assert!(status.contains("contacts    not written"), "{status}");
+
+    // Act: another count configured, then rebucket (twice).
+    let eight = [("FAVERECS__STORAGE__RAW_BUCKETS", "8".to_string())];
+    let status = ok(&faverecs(d, &eight, &["raw", "status"]));
+    let first = ok(&faverecs(d, &eight, &["raw", "rebucket"]));
+    let again = ok(&faverecs(d, &eight, &["raw", "rebucket"]));
+
+    // Assert: the stored count is reported, then changed, with every row kept.
+    assert!(
+        status.contains("storage.raw_buckets is 8: `faverecs raw rebucket` changes it"),
+        "{status}"
+    );
+    assert!(
+        first.contains("favorites   rewritten from 64 buckets into 8 buckets (33 rows)"),
+        "{first}"
+    );
+    assert!(
+        again.contains("favorites   already in 8 buckets"),
+        "{again}"
+    );
+    assert_eq!(raw_bucket_files(d, "favorites").len(), 8);
+    let status = ok(&faverecs(d, &eight, &["raw", "status"]));
+    assert!(
+        status.contains("favorites   8 buckets, generation g"),
+        "{status}"
+    );
+    assert!(status.contains(", 33 rows"), "{status}");
+    let bad = failed(&faverecs(
+        d,
+        &[("FAVERECS__STORAGE__RAW_BUCKETS", "0".to_string())],
+        &["raw", "status"],
+    ));
+    assert!(bad.contains("storage.raw_buckets"), "{bad}");
+}
+
+#[test]
 fn bad_import_files_are_refused_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
