@@ -273,8 +273,28 @@ async fn backoff(attempt: u32) {
     tokio::time::sleep(std::time::Duration::from_millis(jitter * 3)).await;
 }
 
+/// Rows counted while a bucket is rewritten: before, given by the change,
+/// written.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    before: usize,
+    read: usize,
+    after: usize,
+}
+
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, o: Self) {
+        self.before += o.before;
+        self.read += o.read;
+        self.after += o.after;
+    }
+}
+
 /// Rewrites the touched buckets of the current generation, each with a
-/// conditional put.
+/// conditional put. [`CONCURRENCY`] buckets at a time are read together,
+/// changed one after another (`change` is not shared between threads), and
+/// written together, so a write to S3 waits on about one round trip per
+/// [`CONCURRENCY`] buckets, and holds that many buckets in memory.
 async fn update_in_place<F>(
     storage: &Storage,
     table: Table,
@@ -289,48 +309,56 @@ where
         Some(users) => users.iter().map(|u| layout.bucket_of(u)).collect(),
         None => (0..layout.buckets).collect(),
     };
-    let (mut rows_read, mut rows_before, mut rows_after) = (0, 0, 0);
-    for &index in &touched {
-        let bucket = Bucket {
-            index,
-            count: layout.buckets,
-        };
-        let path = layout.bucket_path(table, index);
-        let mut tries = 0;
-        loop {
+    let bucket = |index| Bucket {
+        index,
+        count: layout.buckets,
+    };
+    let mut counts = Counts::default();
+    let order: Vec<u32> = touched.iter().copied().collect();
+    for chunk in order.chunks(CONCURRENCY) {
+        let paths: Vec<Path> = chunk
+            .iter()
+            .map(|&b| layout.bucket_path(table, b))
+            .collect();
+        let read = futures::future::try_join_all(
+            paths
+                .iter()
+                .map(|p| storage.read_object_versioned(p, table)),
+        )
+        .await?;
+        let mut changed = Vec::with_capacity(chunk.len());
+        for (&index, got) in chunk.iter().zip(read) {
             // Every bucket of a committed generation exists: a missing one
             // means a new generation replaced this one.
-            let Some((old, version)) = storage.read_object_versioned(&path, table).await? else {
+            let Some((old, version)) = got else {
                 return Ok(None);
             };
-            let before: usize = old.iter().map(|b| b.num_rows()).sum();
-            let rows = change(bucket, old)?;
-            let (read, batch) = bucket_batch(table, bucket, &rows)?;
-            match storage
-                .put_parquet_if(&path, table, std::slice::from_ref(&batch), &version)
-                .await
-            {
-                Ok(written) => {
-                    rows_read += read;
-                    rows_before += before;
-                    rows_after += written as usize;
-                    break;
+            let before = old.iter().map(|b| b.num_rows()).sum();
+            let rows = change(bucket(index), old)?;
+            let (read, batch) = bucket_batch(table, bucket(index), &rows)?;
+            changed.push((index, before, read, batch, version));
+        }
+        let written = futures::future::join_all(changed.iter().zip(&paths).map(
+            |((_, _, _, batch, version), path)| {
+                storage.put_parquet_if(path, table, std::slice::from_ref(batch), version)
+            },
+        ))
+        .await;
+        for ((index, before, read, _, _), result) in changed.into_iter().zip(written) {
+            match result {
+                Ok(after) => {
+                    counts += Counts {
+                        before,
+                        read,
+                        after: after as usize,
+                    }
                 }
-                Err(StoreError::Conflict { .. }) if tries + 1 < MAX_ATTEMPTS => {
-                    tries += 1;
-                    tracing::info!(
-                        table = table.name(),
-                        bucket = index,
-                        attempt = tries,
-                        "another writer changed the bucket first; merging again"
-                    );
-                    backoff(tries).await;
-                }
+                // Another writer changed the bucket first: merge again.
                 Err(StoreError::Conflict { .. }) => {
-                    return Err(RawTableError::LostRace {
-                        table: table.name(),
-                        attempts: MAX_ATTEMPTS,
-                    });
+                    match retry_bucket(storage, table, layout, index, change).await? {
+                        Some(c) => counts += c,
+                        None => return Ok(None),
+                    }
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -352,10 +380,63 @@ where
     storage.delete(&table.raw_path()).await?;
     Ok(Some(MergeReport {
         table: table.name(),
-        rows_read,
-        rows_before: rows_before + rest,
-        rows_after: rows_after + rest,
+        rows_read: counts.read,
+        rows_before: counts.before + rest,
+        rows_after: counts.after + rest,
     }))
+}
+
+/// Rewrites one bucket whose conditional put found it changed: read, change
+/// and put again until a put lands, at most [`MAX_ATTEMPTS`] more times.
+/// `None` when the bucket is gone (a new generation replaced this one).
+async fn retry_bucket<F>(
+    storage: &Storage,
+    table: Table,
+    layout: &Layout,
+    index: u32,
+    change: &mut F,
+) -> Result<Option<Counts>, RawTableError>
+where
+    F: FnMut(Bucket, Vec<RecordBatch>) -> Result<Vec<RecordBatch>, RawTableError>,
+{
+    let bucket = Bucket {
+        index,
+        count: layout.buckets,
+    };
+    let path = layout.bucket_path(table, index);
+    for attempt in 1..=MAX_ATTEMPTS {
+        tracing::info!(
+            table = table.name(),
+            bucket = index,
+            attempt,
+            "another writer changed the bucket first; merging again"
+        );
+        backoff(attempt).await;
+        let Some((old, version)) = storage.read_object_versioned(&path, table).await? else {
+            return Ok(None);
+        };
+        let before = old.iter().map(|b| b.num_rows()).sum();
+        let rows = change(bucket, old)?;
+        let (read, batch) = bucket_batch(table, bucket, &rows)?;
+        match storage
+            .put_parquet_if(&path, table, std::slice::from_ref(&batch), &version)
+            .await
+        {
+            Ok(after) => {
+                return Ok(Some(Counts {
+                    before,
+                    read,
+                    after: after as usize,
+                }));
+            }
+            Err(StoreError::Conflict { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(RawTableError::LostRace {
+        table: table.name(),
+        attempts: MAX_ATTEMPTS,
+    })
 }
 
 /// Writes a whole new generation of a bucketed table from its current rows
@@ -415,28 +496,43 @@ where
     let mut written = Vec::new();
     let (mut rows_read, mut rows_after) = (0, 0);
     let committed = async {
-        for index in 0..layout.buckets {
-            let bucket = Bucket {
-                index,
-                count: layout.buckets,
-            };
-            let old = std::mem::take(&mut split[index as usize]);
-            let rows = match &touched {
-                Some(t) if !t.contains(&index) => old,
-                _ => change(bucket, old)?,
-            };
-            let (read, batch) = bucket_batch(table, bucket, &rows)?;
-            let path = layout.bucket_path(table, index);
-            rows_after += storage
-                .put_parquet_if(&path, table, std::slice::from_ref(&batch), &Version::Absent)
-                .await? as usize;
-            rows_read += read;
-            written.push(path);
-        }
-        for (path, version) in &old_objects {
-            if &storage.version(path).await? != version {
-                return Ok(false);
+        let indexes: Vec<u32> = (0..layout.buckets).collect();
+        for chunk in indexes.chunks(CONCURRENCY) {
+            // Changed and encoded one after another, stored together.
+            let mut encoded = Vec::with_capacity(chunk.len());
+            for &index in chunk {
+                let bucket = Bucket {
+                    index,
+                    count: layout.buckets,
+                };
+                let old = std::mem::take(&mut split[index as usize]);
+                let rows = match &touched {
+                    Some(t) if !t.contains(&index) => old,
+                    _ => change(bucket, old)?,
+                };
+                let (read, batch) = bucket_batch(table, bucket, &rows)?;
+                rows_read += read;
+                let path = layout.bucket_path(table, index);
+                written.push(path.clone());
+                encoded.push((path, batch));
             }
+            let stored = futures::future::try_join_all(encoded.iter().map(|(path, batch)| {
+                storage.put_parquet_if(path, table, std::slice::from_ref(batch), &Version::Absent)
+            }))
+            .await?;
+            rows_after += stored.iter().sum::<u64>() as usize;
+        }
+        let versions: Vec<Version> = futures::stream::iter(&old_objects)
+            .map(|(path, _)| storage.version(path))
+            .buffered(4 * CONCURRENCY)
+            .try_collect()
+            .await?;
+        if versions
+            .iter()
+            .zip(&old_objects)
+            .any(|(now, (_, read))| now != read)
+        {
+            return Ok(false);
         }
         let body = json_bytes(&layout_path(table), &layout)?;
         match storage

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): writes and reads of the bucketed raw tables on S3
+# (moto's server on loopback, so every request pays a real HTTP round trip but
+# no network), for the request pattern rather than absolute S3 speed.
+#
+#   bench/raw_buckets_s3.sh [PEOPLE] [BUCKETS]
+#
+# Writes the synthetic community (PEOPLE people, 1000 tracked) into BUCKETS
+# buckets on S3, then times an import of one new favourite for 1 % of the
+# people, one for 20 people, `raw status` and a default `score`. BINS (default
+# FAVERECS_BIN) is a space-separated list of binaries to compare, each on a
+# fresh copy of the same data in the same run. Defaults: 30000 people (1.06M
+# favourites), 256 buckets.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source bench/serve_lib.sh
+faverecs_bin
+bins=${BINS:-$bin}
+
+people=${1:-30000}
+buckets=${2:-256}
+work=$PWD/target/bench/raw_buckets_s3
+rm -rf "$work" && mkdir -p "$work"
+venv=target/test-venv
+if [ ! -x "$venv/bin/moto_server" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.1'
+fi
+port=18090
+"$venv/bin/moto_server" -p $port > "$work/moto.log" 2>&1 &
+moto=$!
+trap 'kill $moto 2>/dev/null; true' EXIT
+for _ in $(seq 50); do curl -fs "http://127.0.0.1:$port/" >/dev/null && break; sleep 0.2; done
+export AWS_ENDPOINT_URL=http://127.0.0.1:$port AWS_ALLOW_HTTP=true AWS_ACCESS_KEY_ID=testing \
+  AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 RUST_LOG=warn
+export FAVERECS__DEMO__USERS=$people FAVERECS__DEMO__TRACKED_USERS=1000 FAVERECS__STORAGE__RAW_BUCKETS=$buckets
+
+timed() {
+  local label=$1
+  shift
+  /usr/bin/time -f "%e %M" -o "$work/t" "$@" > "$work/out" 2> "$work/err" || {
+    cat "$work/err" >&2
+    return 1
+  }
+  read -r secs kb < "$work/t"
+  printf '  %-40s %8.2f s %8d MiB\n' "$label" "$secs" $((kb / 1024))
+}
+csv() { # csv FILE STEP OFFSET: one new favourite for every STEP-th person
+  python3 - "$1" "$people" "$2" "$3" <<'PY'
+import sys
+path, people, step, offset = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+with open(path, "w") as f:
+    f.write("user_id,photo_id,owner_id\n")
+    for i in range(offset, people, step):
+        f.write(f"{20000000 + i * 7}@N0{i % 8},9{offset}{i:09d},5@N05\n")  # community::person_id
+PY
+}
+csv "$work/wide.csv" 100 0
+csv "$work/narrow.csv" $((people / 20)) 3
+echo "== $people people, $buckets buckets, on moto S3; 1 % = $(($(wc -l < "$work/wide.csv") - 1)) people"
+n=0
+for b in $bins; do
+  n=$((n + 1))
+  aws_bucket=bench$n
+  curl -fs -X PUT "http://127.0.0.1:$port/$aws_bucket" > /dev/null
+  export FAVERECS__STORAGE__URL=s3://$aws_bucket/data
+  echo "-- $b"
+  timed "synth" "$b" synth
+  timed "import, 1 % of the people" "$b" import favorites "$work/wide.csv"
+  timed "import, 20 people" "$b" import favorites "$work/narrow.csv"
+  timed "raw status" "$b" raw status
+  timed "score" "$b" score
+done
