@@ -10,7 +10,9 @@
 # people, one for 20 people, `raw status` and a default `score`. BINS (default
 # FAVERECS_BIN) is a space-separated list of binaries to compare, each on a
 # fresh copy of the same data in the same run. Defaults: 30000 people (1.06M
-# favourites), 256 buckets.
+# favourites), 256 buckets. LATENCY_MS (default 0) puts bench/latency_proxy.py
+# in front of moto, adding that delay each way to every chunk, as a network
+# round trip of twice that would.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/serve_lib.sh
@@ -31,7 +33,16 @@ port=18090
 moto=$!
 trap 'kill $moto 2>/dev/null; true' EXIT
 for _ in $(seq 50); do curl -fs "http://127.0.0.1:$port/" >/dev/null && break; sleep 0.2; done
-export AWS_ENDPOINT_URL=http://127.0.0.1:$port AWS_ALLOW_HTTP=true AWS_ACCESS_KEY_ID=testing \
+endpoint=http://127.0.0.1:$port
+latency=${LATENCY_MS:-0}
+if [ "$latency" != 0 ]; then
+  python3 bench/latency_proxy.py $((port + 1)) $port "$latency" &
+  proxy=$!
+  trap 'kill $moto $proxy 2>/dev/null; true' EXIT
+  sleep 0.5
+  endpoint=http://127.0.0.1:$((port + 1))
+fi
+export AWS_ENDPOINT_URL=$endpoint AWS_ALLOW_HTTP=true AWS_ACCESS_KEY_ID=testing \
   AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 RUST_LOG=warn
 export FAVERECS__DEMO__USERS=$people FAVERECS__DEMO__TRACKED_USERS=1000 FAVERECS__STORAGE__RAW_BUCKETS=$buckets
 
@@ -57,7 +68,7 @@ PY
 }
 csv "$work/wide.csv" 100 0
 csv "$work/narrow.csv" $((people / 20)) 3
-echo "== $people people, $buckets buckets, on moto S3; 1 % = $(($(wc -l < "$work/wide.csv") - 1)) people"
+echo "== $people people, $buckets buckets, on moto S3 (+${latency} ms each way); 1 % = $(($(wc -l < "$work/wide.csv") - 1)) people"
 n=0
 for b in $bins; do
   n=$((n + 1))
