@@ -295,6 +295,9 @@ fn print_gc(plan: &GcPlan, dry_run: bool) {
     for p in &plan.extract_manifests {
         println!("  {verb:<13} {p}  (extract manifest past retention)");
     }
+    for p in &plan.raw_stale {
+        println!("  {verb:<13} {p}  (raw table file no reader uses)");
+    }
     for f in &plan.stray {
         println!("  {verb:<13} {}  (temporary file)", f.display());
     }

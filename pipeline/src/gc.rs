@@ -25,9 +25,12 @@
 //!   (its puts are atomic; the bucket's lifecycle rule aborts stale multipart
 //!   uploads);
 //! - extract manifests (`extract/manifests/<id>.json`) past the same keep
-//!   rules as runs (newest `keep_runs`, younger than `keep_days`).
+//!   rules as runs (newest `keep_runs`, younger than `keep_days`);
+//! - files of the bucketed raw tables that no reader uses, older than
+//!   `retention.stray_grace_secs`: a generation that was replaced or never
+//!   committed (its writer was killed), or a migrated table's single file.
 //!
-//! Never removed: raw tables, `CURRENT`, the run lock, and extract's pending
+//! Never removed: the raw tables' current files, `CURRENT`, the run lock, and extract's pending
 //! pulls (`extract/pending/`), which are input not yet folded; the next fold
 //! consumes them.
 
@@ -38,7 +41,7 @@ use object_store::path::Path;
 
 use crate::config::Settings;
 use crate::extract::state::MANIFEST_DIR;
-use crate::model::{RUNS_DIR, manifest_path};
+use crate::model::{RUNS_DIR, Table, manifest_path};
 use crate::runs::{PointerState, RunError, RunStatus, list_runs, pointer_state, run_started_at};
 use crate::store::{Storage, StoreError};
 
@@ -101,6 +104,9 @@ pub struct GcPlan {
     pub extract_manifests: Vec<Path>,
     /// Temporary files removed (paths under the storage root).
     pub stray: Vec<std::path::PathBuf>,
+    /// Objects of the bucketed raw tables that no reader uses: the files of a
+    /// replaced or uncommitted generation, or a migrated table's single file.
+    pub raw_stale: Vec<Path>,
     /// Pending extract pulls left for the next fold.
     pub pending: usize,
 }
@@ -204,6 +210,17 @@ pub async fn plan(
         "",
         std::time::Duration::from_secs(retention.stray_grace_secs),
     );
+    for table in [Table::Favorites, Table::Contacts, Table::Dismissals] {
+        plan.raw_stale.extend(
+            storage
+                .stale_raw_objects(
+                    table,
+                    std::time::Duration::from_secs(retention.stray_grace_secs),
+                    now,
+                )
+                .await?,
+        );
+    }
     plan.pending = storage
         .list_files(&Path::from(crate::extract::state::PENDING_DIR))
         .await?
@@ -269,6 +286,15 @@ pub async fn apply(storage: &Storage, plan: &GcPlan) -> Result<GcReport, GcError
     for p in &plan.extract_manifests {
         match storage.delete(p).await {
             Ok(()) | Err(StoreError::NotFound { .. }) => report.objects += 1,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for p in &plan.raw_stale {
+        match storage.delete(p).await {
+            Ok(()) | Err(StoreError::NotFound { .. }) => {
+                tracing::info!(%p, "removed an unused raw table file");
+                report.objects += 1;
+            }
             Err(e) => return Err(e.into()),
         }
     }

@@ -183,6 +183,44 @@ impl Storage {
         })
     }
 
+    /// The Parquet objects of a bucketed raw table that no reader uses, last
+    /// written more than `grace` before `now`: the files of a generation that
+    /// was replaced or never committed (a writer killed before its commit, or
+    /// before it removed what its commit replaced), and the single file of a
+    /// table already in buckets. Younger ones may belong to a writer at work.
+    pub async fn stale_raw_objects(
+        &self,
+        table: Table,
+        grace: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Path>, StoreError> {
+        let layout = self.raw_layout(table).await?.map(|(l, _)| l);
+        let current = layout
+            .as_ref()
+            .map(|l| format!("/{}.parquet", l.generation));
+        let legacy = table.raw_path();
+        let mut stale = Vec::new();
+        for path in self
+            .list_files(&Path::from(format!("raw/{}", table.name())))
+            .await?
+        {
+            let name = path.as_ref();
+            let used = match &current {
+                Some(current) => name.ends_with(current.as_str()),
+                None => path == legacy,
+            };
+            if used || !name.ends_with(".parquet") {
+                continue;
+            }
+            let age = now - self.last_modified(&path).await?;
+            if age.to_std().is_ok_and(|age| age > grace) {
+                stale.push(path);
+            }
+        }
+        stale.sort();
+        Ok(stale)
+    }
+
     /// Rows in the stored Parquet objects `paths`, from their footers (32 read
     /// at a time: each is a HEAD and one small GET).
     pub(crate) async fn footer_rows(

@@ -317,3 +317,66 @@ async fn a_reader_never_sees_a_generation_that_was_not_committed() {
     let objects = raw_objects(&storage, Table::Favorites).await;
     assert_eq!(objects.len(), 4, "the losers' generations were removed");
 }
+
+#[tokio::test]
+async fn gc_removes_old_files_of_a_generation_no_reader_uses() {
+    // Arrange: a table in 4 buckets, then the files a killed rebucket left (a
+    // generation never committed) and a migrated table's single file, two
+    // hours old, and one such file a minute old (its writer may be at work).
+    let dir = tempfile::tempdir().unwrap();
+    let storage = local(dir.path(), 4);
+    merge_raw(
+        &storage,
+        Table::Favorites,
+        vec![crate::helpers::favorites_batch(&[
+            ("1@N01", "10", None),
+            ("2@N01", "20", None),
+        ])],
+    )
+    .await
+    .unwrap();
+    let current = raw_objects(&storage, Table::Favorites).await;
+    let root = dir.path().join("raw/favorites");
+    let aged = |file: &std::path::Path, secs: u64| {
+        std::fs::write(file, b"PAR1 left by a killed writer").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(file)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(secs))
+            .unwrap();
+    };
+    aged(
+        &root.join("bucket=0001/g20261130T000000Z-8-00000000.parquet"),
+        7200,
+    );
+    aged(&root.join("data.parquet"), 7200);
+    aged(
+        &root.join("bucket=0002/g20261130T000001Z-8-00000001.parquet"),
+        60,
+    );
+    let settings = Settings::load_with_env(None, Vec::new()).unwrap();
+
+    // Act.
+    let (plan, _) = pipeline::gc::run_gc(&storage, &settings, false)
+        .await
+        .unwrap();
+
+    // Assert: the two old files went, the young one and the table stayed.
+    let removed: Vec<String> = plan.raw_stale.iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        removed,
+        vec![
+            "raw/favorites/bucket=0001/g20261130T000000Z-8-00000000.parquet".to_string(),
+            "raw/favorites/data.parquet".to_string(),
+        ]
+    );
+    assert!(!root.join("data.parquet").exists());
+    assert!(
+        root.join("bucket=0002/g20261130T000001Z-8-00000001.parquet")
+            .exists()
+    );
+    std::fs::remove_file(root.join("bucket=0002/g20261130T000001Z-8-00000001.parquet")).unwrap();
+    assert_eq!(raw_objects(&storage, Table::Favorites).await, current);
+    assert_eq!(raw_rows(&storage, Table::Favorites).await, 2);
+}
