@@ -31,17 +31,6 @@ work=$PWD/target/bench/raw_buckets
 rm -rf "$work" && mkdir -p "$work"
 export RUST_LOG=warn FAVERECS__DEMO__USERS=$people FAVERECS__DEMO__TRACKED_USERS=1000
 
-# timed LABEL CMD...: runs CMD, prints LABEL, seconds and peak RSS (MiB).
-timed() {
-  local label=$1
-  shift
-  /usr/bin/time -f "%e %M" -o "$work/t" "$@" > "$work/out" 2> "$work/err" || {
-    cat "$work/err" >&2
-    return 1
-  }
-  read -r secs kb < "$work/t"
-  printf '  %-34s %8.2f s %8d MiB\n' "$label" "$secs" $((kb / 1024))
-}
 # The load stage of the run a score just printed, from its manifest.
 load_secs() {
   local run

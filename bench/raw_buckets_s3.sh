@@ -46,16 +46,6 @@ export AWS_ENDPOINT_URL=$endpoint AWS_ALLOW_HTTP=true AWS_ACCESS_KEY_ID=testing 
   AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 RUST_LOG=warn
 export FAVERECS__DEMO__USERS=$people FAVERECS__DEMO__TRACKED_USERS=1000 FAVERECS__STORAGE__RAW_BUCKETS=$buckets
 
-timed() {
-  local label=$1
-  shift
-  /usr/bin/time -f "%e %M" -o "$work/t" "$@" > "$work/out" 2> "$work/err" || {
-    cat "$work/err" >&2
-    return 1
-  }
-  read -r secs kb < "$work/t"
-  printf '  %-40s %8.2f s %8d MiB\n' "$label" "$secs" $((kb / 1024))
-}
 csv() { # csv FILE STEP OFFSET: one new favourite for every STEP-th person
   python3 - "$1" "$people" "$2" "$3" <<'PY'
 import sys

@@ -31,18 +31,6 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import duckdb' 2>/dev
 fi
 export RUST_LOG=warn
 
-# timed LABEL CMD...: runs CMD, prints LABEL, seconds and peak RSS (MiB).
-timed() {
-  local label=$1
-  shift
-  /usr/bin/time -f "%e %M" -o "$work/t" "$@" > "$work/out" 2> "$work/err" || {
-    cat "$work/err" >&2
-    return 1
-  }
-  read -r secs kb < "$work/t"
-  printf '  %-28s %8.2f s %8d MiB\n' "$label" "$secs" $((kb / 1024))
-}
-
 [ $# -eq 0 ] && set -- 30000 230000
 for people in "$@"; do
   work=target/bench/scale/$people

@@ -1,4 +1,5 @@
-# Sourced by the benchmarks (serve_vs_nginx.sh, hot_swap.sh, scale.sh); not run alone.
+# Sourced by the benchmarks (serve_vs_nginx.sh, hot_swap.sh, scale.sh,
+# raw_buckets.sh, raw_buckets_s3.sh); not run alone.
 
 # Sets `bin`: FAVERECS_BIN when given (an already built release binary), else a
 # release build of this checkout.
@@ -21,4 +22,17 @@ request = function()
   return wrk.format("GET", "/api/users/" .. users[math.random(#users)] .. "/photos")
 end
 LUA
+}
+
+# timed LABEL CMD...: runs CMD (its output in $work/out and $work/err), prints
+# LABEL, seconds and peak RSS (MiB); on failure prints CMD's stderr and fails.
+timed() {
+  local label=$1
+  shift
+  /usr/bin/time -f "%e %M" -o "$work/t" "$@" > "$work/out" 2> "$work/err" || {
+    cat "$work/err" >&2
+    return 1
+  }
+  read -r secs kb < "$work/t"
+  printf '  %-40s %8.2f s %8d MiB\n' "$label" "$secs" $((kb / 1024))
 }
