@@ -141,15 +141,12 @@ impl Storage {
         Ok(Some((layout, version)))
     }
 
-    /// Reads the buckets of a bucketed raw table that `wanted` accepts (all
-    /// of them for [`Storage::read_raw`]), in bucket order; `None` when the
-    /// table has never been written. A table still in one legacy file is read
-    /// whole (`wanted` is then ignored). A layout replaced while it is read is
-    /// read again.
-    pub async fn read_raw_buckets(
+    /// Reads every bucket of a bucketed raw table, in bucket order; `None`
+    /// when the table has never been written. A table still in one legacy
+    /// file is read whole. A layout replaced while it is read is read again.
+    pub(crate) async fn read_raw_buckets(
         &self,
         table: Table,
-        wanted: impl Fn(&Layout, u32) -> bool,
     ) -> Result<Option<Vec<RecordBatch>>, StoreError> {
         for _ in 0..READ_ATTEMPTS {
             let Some((layout, _)) = self.raw_layout(table).await? else {
@@ -158,11 +155,7 @@ impl Storage {
                     .await?
                     .map(|(rows, _)| rows));
             };
-            let paths: Vec<Path> = (0..layout.buckets)
-                .filter(|&b| wanted(&layout, b))
-                .map(|b| layout.bucket_path(table, b))
-                .collect();
-            let read: Vec<_> = futures::stream::iter(paths)
+            let read: Vec<_> = futures::stream::iter(layout.bucket_paths(table))
                 .map(|p| async move { self.read_object_versioned(&p, table).await })
                 .buffered(CONCURRENCY)
                 .try_collect()

@@ -169,7 +169,7 @@ impl Storage {
     /// it has never been written.
     pub async fn read_raw(&self, table: Table) -> Result<Option<Vec<RecordBatch>>, StoreError> {
         if table.bucketed() {
-            return self.read_raw_buckets(table, |_, _| true).await;
+            return self.read_raw_buckets(table).await;
         }
         Ok(self.read_raw_versioned(table).await?.0)
     }
