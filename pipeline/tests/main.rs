@@ -747,3 +747,83 @@ async fn the_next_writer_removes_what_a_killed_writer_left() {
     left.sort();
     assert_eq!(left, vec![file]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_footer_read_while_another_writer_replaces_the_file_reads_one_file() {
+    // Arrange: two Parquet files of different sizes, and a writer that keeps
+    // replacing one object with either (as a bucket is rewritten in place
+    // while another writer counts its rows).
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(&StorageSettings {
+        url: StorageUrl::Local {
+            path: dir.path().to_path_buf(),
+        },
+        endpoint: None,
+        raw_buckets: 1,
+    })
+    .unwrap();
+    let encoded = |rows: usize| {
+        let storage = storage.clone();
+        async move {
+            let owned: Vec<(String, String)> = (0..rows)
+                .map(|i| (format!("{i}@N01"), format!("{}", 1_000_000 + i)))
+                .collect();
+            let rows: Vec<(&str, &str, Option<&str>)> = owned
+                .iter()
+                .map(|(u, p)| (u.as_str(), p.as_str(), Some("9@N09")))
+                .collect();
+            let path = Path::from(format!("encoded/{}.parquet", rows.len()));
+            storage
+                .write_parquet(&path, Table::Favorites, &[favorites_batch(&rows)])
+                .await
+                .unwrap();
+            storage.get_bytes(&path).await.unwrap()
+        }
+    };
+    let small = encoded(10).await;
+    let large = encoded(5000).await;
+    assert_ne!(small.len(), large.len());
+    let path = Path::from("raw/favorites/bucket=0000/replaced.parquet");
+    storage.put_bytes(&path, small.clone()).await.unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (storage, path, stop) = (storage.clone(), path.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut puts = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let bytes = if puts.is_multiple_of(2) {
+                    &large
+                } else {
+                    &small
+                };
+                storage.put_bytes(&path, bytes.clone()).await.unwrap();
+                puts += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            puts
+        })
+    };
+
+    // Act: count its rows from the footer, again and again.
+    let mut counts = std::collections::BTreeMap::new();
+    for _ in 0..400 {
+        let rows = storage
+            .check_parquet(&path, Table::Favorites)
+            .await
+            .unwrap_or_else(|e| panic!("a footer read mixed two files: {e}"));
+        *counts.entry(rows).or_insert(0) += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let puts = writer.await.unwrap();
+
+    // Assert: every read saw one whole file, and the object was replaced
+    // throughout.
+    assert!(
+        puts > 20,
+        "the writer replaced the object only {puts} times"
+    );
+    assert!(
+        counts.keys().all(|rows| *rows == 10 || *rows == 5000),
+        "{counts:?}"
+    );
+}

@@ -148,11 +148,7 @@ impl Storage {
             path: path.to_string(),
             source,
         };
-        let reader = ObjectReader {
-            store: self.store.clone(),
-            path: path.clone(),
-            size: self.size(path).await?,
-        };
+        let reader = self.object_reader(path).await?;
         let builder = ParquetRecordBatchStreamBuilder::new(reader)
             .await
             .map_err(perr)?;
@@ -266,17 +262,24 @@ impl Storage {
     /// Checks a stored Parquet file of `table` without reading its data: it
     /// exists, its footer decodes, and its schema holds the contract's columns.
     /// Returns the row count its footer states.
+    ///
+    /// The footer is read at the version the first request found. An object
+    /// another writer replaced between two requests (a bucket rewritten in
+    /// place) is read again, up to [`READ_ATTEMPTS`] times, rather than
+    /// decoded from pieces of two files.
     pub async fn check_parquet(&self, path: &Path, table: Table) -> Result<u64, StoreError> {
-        let mut reader = ObjectReader {
-            store: self.store.clone(),
-            path: path.clone(),
-            size: self.size(path).await?,
-        };
         let perr = |source| StoreError::Parquet {
             path: path.to_string(),
             source,
         };
-        let meta = reader.get_metadata(None).await.map_err(perr)?;
+        let mut attempt = 1;
+        let meta = loop {
+            let mut reader = self.object_reader(path).await?;
+            match reader.get_metadata(None).await {
+                Err(e) if replaced_while_read(&e) && attempt < READ_ATTEMPTS => attempt += 1,
+                got => break got.map_err(perr)?,
+            }
+        };
         let file = meta.file_metadata();
         let schema =
             parquet::arrow::parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())
@@ -284,28 +287,79 @@ impl Storage {
         check_schema(&schema, table, path)?;
         Ok(u64::try_from(file.num_rows()).unwrap_or(0))
     }
+
+    /// A reader of `path` pinned to the version it has now.
+    async fn object_reader(&self, path: &Path) -> Result<ObjectReader, StoreError> {
+        let meta = self
+            .store
+            .head(path)
+            .await
+            .map_err(|e| StoreError::object(path, e))?;
+        Ok(ObjectReader {
+            store: self.store.clone(),
+            path: path.clone(),
+            size: meta.size,
+            e_tag: meta.e_tag,
+        })
+    }
+}
+
+/// How many times [`Storage::check_parquet`] reads a footer whose object was
+/// replaced while it was read.
+const READ_ATTEMPTS: u32 = 5;
+
+/// Whether a read failed because the object was replaced after the reader
+/// took its version (its ETag no longer matched).
+fn replaced_while_read(e: &ParquetError) -> bool {
+    let ParquetError::External(inner) = e else {
+        return false;
+    };
+    matches!(
+        inner.downcast_ref::<object_store::Error>(),
+        Some(object_store::Error::Precondition { .. })
+    )
 }
 
 /// Reads byte ranges of one object for the async Parquet reader: the footer first
 /// (with a 64 KiB prefetch), then the column chunks it needs, asked for together
-/// so that `object_store` coalesces nearby ranges into fewer requests. (The
-/// parquet crate's `ParquetObjectReader` did this too; it is deprecated in favour
-/// of implementing `AsyncFileReader`, which is what this is.)
+/// so that nearby ranges are coalesced into fewer requests. (The parquet crate's
+/// `ParquetObjectReader` did this too; it is deprecated in favour of
+/// implementing `AsyncFileReader`, which is what this is.)
+///
+/// Every request carries the ETag the reader was made with (`If-Match`), so
+/// the size, the footer and the column chunks all come from the same write:
+/// an object replaced in between fails the read with
+/// `object_store::Error::Precondition` instead of mixing two files.
 struct ObjectReader {
     store: Arc<dyn ObjectStore>,
     path: Path,
     size: u64,
+    e_tag: Option<String>,
+}
+
+impl ObjectReader {
+    /// One range of the object, at the reader's version.
+    async fn range(&self, range: std::ops::Range<u64>) -> Result<Bytes, object_store::Error> {
+        let options = object_store::GetOptions {
+            range: Some(range.into()),
+            if_match: self.e_tag.clone(),
+            ..Default::default()
+        };
+        self.store
+            .get_opts(&self.path, options)
+            .await?
+            .bytes()
+            .await
+    }
 }
 
 impl AsyncFileReader for ObjectReader {
-    /// Reads a whole object.
     fn get_bytes(
         &mut self,
         range: std::ops::Range<u64>,
     ) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
         async move {
-            self.store
-                .get_range(&self.path, range)
+            self.range(range)
                 .await
                 .map_err(|e| ParquetError::External(Box::new(e)))
         }
@@ -317,10 +371,14 @@ impl AsyncFileReader for ObjectReader {
         ranges: Vec<std::ops::Range<u64>>,
     ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
         async move {
-            self.store
-                .get_ranges(&self.path, &ranges)
-                .await
-                .map_err(|e| ParquetError::External(Box::new(e)))
+            let this = &*self;
+            object_store::coalesce_ranges(
+                &ranges,
+                |r| this.range(r),
+                object_store::OBJECT_STORE_COALESCE_DEFAULT,
+            )
+            .await
+            .map_err(|e| ParquetError::External(Box::new(e)))
         }
         .boxed()
     }
