@@ -291,10 +291,11 @@ impl std::ops::AddAssign for Counts {
 }
 
 /// Rewrites the touched buckets of the current generation, each with a
-/// conditional put. [`CONCURRENCY`] buckets at a time are read together,
-/// changed one after another (`change` is not shared between threads), and
-/// written together, so a write to S3 waits on about one round trip per
-/// [`CONCURRENCY`] buckets, and holds that many buckets in memory.
+/// conditional put. [`Storage::write_concurrency`] buckets at a time (eight on
+/// S3, one on a local directory) are read together, changed one after
+/// another (`change` is not shared between threads), and written together, so
+/// a write to S3 waits on about one round trip per eight buckets, and holds
+/// that many buckets in memory.
 async fn update_in_place<F>(
     storage: &Storage,
     table: Table,
@@ -315,7 +316,7 @@ where
     };
     let mut counts = Counts::default();
     let order: Vec<u32> = touched.iter().copied().collect();
-    for chunk in order.chunks(CONCURRENCY) {
+    for chunk in order.chunks(storage.write_concurrency()) {
         let paths: Vec<Path> = chunk
             .iter()
             .map(|&b| layout.bucket_path(table, b))
@@ -497,7 +498,7 @@ where
     let (mut rows_read, mut rows_after) = (0, 0);
     let committed = async {
         let indexes: Vec<u32> = (0..layout.buckets).collect();
-        for chunk in indexes.chunks(CONCURRENCY) {
+        for chunk in indexes.chunks(storage.write_concurrency()) {
             // Changed and encoded one after another, stored together.
             let mut encoded = Vec::with_capacity(chunk.len());
             for &index in chunk {

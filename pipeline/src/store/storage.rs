@@ -14,6 +14,10 @@ use crate::config::{StorageSettings, StorageUrl};
 
 use super::error::StoreError;
 
+/// Objects a bucketed raw table's writer stores at once on S3
+/// ([`Storage::write_concurrency`]).
+const WRITES_IN_FLIGHT: usize = 8;
+
 /// The pipeline's handle on its object store.
 #[derive(Clone, Debug)]
 pub struct Storage {
@@ -95,6 +99,19 @@ impl Storage {
     pub fn with_raw_buckets(mut self, buckets: u32) -> Self {
         self.raw_buckets = buckets.clamp(1, crate::config::MAX_RAW_BUCKETS);
         self
+    }
+
+    /// How many objects a bucketed raw table's writer stores at once: several
+    /// on S3, where each put waits on the network; one on a local directory,
+    /// where nothing is gained, and where a writer killed mid-way should leave
+    /// the temporary files of at most the one put it was in (which the next
+    /// writer of that object removes).
+    pub fn write_concurrency(&self) -> usize {
+        if self.local_root.is_some() {
+            1
+        } else {
+            WRITES_IN_FLIGHT
+        }
     }
 
     /// The bucket count a bucketed raw table gets when it is first written or
