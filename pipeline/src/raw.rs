@@ -377,8 +377,12 @@ where
         .map(|b| layout.bucket_path(table, b))
         .collect();
     let rest = storage.footer_rows(table, &untouched).await? as usize;
-    // The legacy file of a migration whose writer was killed after its commit.
+    // The legacy file of a migration whose writer was killed after its commit,
+    // and what that writer's commit left on a local directory.
     storage.delete(&table.raw_path()).await?;
+    storage
+        .clean_after_killed_writer(&layout_path(table))
+        .await?;
     Ok(Some(MergeReport {
         table: table.name(),
         rows_read: counts.read,

@@ -725,6 +725,25 @@ async fn the_next_writer_removes_what_a_killed_writer_left() {
     let lock = std::fs::File::create(bucket_dir.join(format!("{file}.lock"))).unwrap();
     lock.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(120))
         .unwrap();
+    // And a writer of the layout killed after its commit's rename, before it
+    // removed its temporary file and released the lock (a first write or a
+    // rebucket); the next write only rewrites a bucket.
+    let table_dir = dir.path().join("raw/contacts");
+    std::fs::write(table_dir.join("_layout.json#1"), b"{}").unwrap();
+    std::fs::write(
+        table_dir.join("_layout.json.lock"),
+        format!(
+            "{{\"pid\":{},\"host\":\"some other machine\",\"at\":\"2026-01-01T00:00:00Z\"}}",
+            std::process::id()
+        ),
+    )
+    .unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(table_dir.join("_layout.json.lock"))
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(120))
+        .unwrap();
 
     // Act: the next write of the same table.
     let started = std::time::Instant::now();
@@ -746,6 +765,12 @@ async fn the_next_writer_removes_what_a_killed_writer_left() {
         .collect();
     left.sort();
     assert_eq!(left, vec![file]);
+    let mut left: Vec<String> = std::fs::read_dir(&table_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, vec!["_layout.json", "bucket=0000"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

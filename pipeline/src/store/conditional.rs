@@ -49,15 +49,22 @@ impl Storage {
     /// S3 and memory stores do this natively (`If-None-Match: *` to create,
     /// `If-Match: <etag>` to replace). A local directory has atomic create but no
     /// conditional replace, so there the check and the put run under a lock file
-    /// (`<path>.lock`, created atomically). A lock whose holder died is taken
-    /// over: at once when the holder was a process on this machine that is
-    /// gone, otherwise once it is older than [`LOCK_STALE`].
+    /// (`<path>.lock`, created atomically), creates included: every conditional
+    /// writer of an object on a local directory holds its lock while its
+    /// temporary file exists, so the holder may remove the temporary files of
+    /// writers that were killed ([`Storage::clean_after_killed_writer`]). A lock
+    /// whose holder died is taken over: at once when the holder was a process
+    /// on this machine that is gone, otherwise once it is older than
+    /// [`LOCK_STALE`].
     pub async fn put_if(
         &self,
         path: &Path,
         bytes: Bytes,
         expected: &Version,
     ) -> Result<Version, StoreError> {
+        if self.local_root.is_some() {
+            return self.put_if_locked(path, bytes, expected).await;
+        }
         let conflict = || StoreError::Conflict {
             path: path.to_string(),
         };
@@ -87,38 +94,9 @@ impl Storage {
         bytes: Bytes,
         expected: &Version,
     ) -> Result<Version, StoreError> {
-        let lock = Path::from(format!("{path}{LOCK_SUFFIX}"));
-        let holder = Bytes::from(format!(
-            "{{\"pid\":{},\"host\":{:?},\"at\":\"{}\"}}\n",
-            std::process::id(),
-            hostname(),
-            chrono::Utc::now().to_rfc3339()
-        ));
         let deadline = std::time::Instant::now() + LOCK_WAIT;
         let mut wait_ms = 2u64;
-        loop {
-            let taken = self
-                .store
-                .put_opts(
-                    &lock,
-                    PutPayload::from_bytes(holder.clone()),
-                    PutMode::Create.into(),
-                )
-                .await;
-            match taken {
-                Ok(_) => break,
-                Err(object_store::Error::AlreadyExists { .. }) => {}
-                Err(e) => return Err(StoreError::object(&lock, e)),
-            }
-            if let Ok(meta) = self.store.head(&lock).await {
-                let age = chrono::Utc::now() - meta.last_modified;
-                let old = age.to_std().is_ok_and(|a| a > LOCK_STALE);
-                if old || self.holder_is_dead(&lock).await {
-                    tracing::warn!(%lock, age_seconds = age.num_seconds(), "removing a stale lock left by a writer that died");
-                    self.delete(&lock).await?;
-                    continue;
-                }
-            }
+        while !self.take_lock(path).await? {
             if std::time::Instant::now() > deadline {
                 return Err(StoreError::Conflict {
                     path: path.to_string(),
@@ -127,19 +105,6 @@ impl Storage {
             tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
             wait_ms = (wait_ms * 2).min(100);
         }
-        self.clean_predecessors(path, |_| true);
-        // The lock's own temporary file, left by a writer killed between writing
-        // it and linking it into place. It holds that writer's pid and host; one
-        // whose writer may still be alive (and trying for the lock) is kept until
-        // it is older than LOCK_STALE.
-        self.clean_predecessors(&lock, |temp| {
-            let old = std::fs::metadata(temp)
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > LOCK_STALE);
-            old || std::fs::read(temp).is_ok_and(|b| holder_gone(&b))
-        });
         let result = async {
             if &self.version(path).await? != expected {
                 return Err(StoreError::Conflict {
@@ -150,10 +115,98 @@ impl Storage {
             self.version(path).await
         }
         .await;
-        let released = self.delete(&lock).await;
+        let released = self.delete(&lock_of(path)).await;
         let written = result?;
         released?;
         Ok(written)
+    }
+
+    /// On a local directory, removes what writers of `path` killed mid-put
+    /// left: their temporary files, and a lock whose holder died. Takes the
+    /// lock to do it, and does nothing when a live writer holds it (that
+    /// writer cleans up instead). For objects written only by
+    /// [`Storage::put_if`], whose writers all hold the lock.
+    pub(crate) async fn clean_after_killed_writer(&self, path: &Path) -> Result<(), StoreError> {
+        let Some(root) = &self.local_root else {
+            return Ok(());
+        };
+        let file = root.join(path.as_ref());
+        let lock = root.join(lock_of(path).as_ref());
+        let has_temps = |f: &std::path::Path| {
+            let (Some(dir), Some(name)) = (f.parent(), f.file_name().and_then(|n| n.to_str()))
+            else {
+                return false;
+            };
+            std::fs::read_dir(dir).is_ok_and(|entries| {
+                entries.flatten().any(|e| {
+                    e.file_name()
+                        .to_str()
+                        .is_some_and(|other| is_temp_of(other, name))
+                })
+            })
+        };
+        if !lock.exists() && !has_temps(&file) && !has_temps(&lock) {
+            return Ok(());
+        }
+        if self.take_lock(path).await? {
+            self.delete(&lock_of(path)).await?;
+        }
+        Ok(())
+    }
+
+    /// Tries once to take `path`'s lock, taking over a dead holder's; `true`
+    /// when taken. The taker then removes the temporary files of the object
+    /// and of the lock that killed writers left.
+    async fn take_lock(&self, path: &Path) -> Result<bool, StoreError> {
+        let lock = lock_of(path);
+        let holder = Bytes::from(format!(
+            "{{\"pid\":{},\"host\":{:?},\"at\":\"{}\"}}\n",
+            std::process::id(),
+            hostname(),
+            chrono::Utc::now().to_rfc3339()
+        ));
+        for _ in 0..2 {
+            let taken = self
+                .store
+                .put_opts(
+                    &lock,
+                    PutPayload::from_bytes(holder.clone()),
+                    PutMode::Create.into(),
+                )
+                .await;
+            match taken {
+                Ok(_) => {
+                    self.clean_predecessors(path, |_| true);
+                    // The lock's own temporary file, left by a writer killed
+                    // between writing it and linking it into place. It holds
+                    // that writer's pid and host; one whose writer may still
+                    // be alive (and trying for the lock) is kept until it is
+                    // older than LOCK_STALE.
+                    self.clean_predecessors(&lock, |temp| {
+                        let old = std::fs::metadata(temp)
+                            .and_then(|m| m.modified())
+                            .ok()
+                            .and_then(|t| t.elapsed().ok())
+                            .is_some_and(|age| age > LOCK_STALE);
+                        old || std::fs::read(temp).is_ok_and(|b| holder_gone(&b))
+                    });
+                    return Ok(true);
+                }
+                Err(object_store::Error::AlreadyExists { .. }) => {}
+                Err(e) => return Err(StoreError::object(&lock, e)),
+            }
+            let Ok(meta) = self.store.head(&lock).await else {
+                continue; // released meanwhile: try again
+            };
+            let age = chrono::Utc::now() - meta.last_modified;
+            let old = age.to_std().is_ok_and(|a| a > LOCK_STALE);
+            if !(old || self.holder_is_dead(&lock).await) {
+                return Ok(false);
+            }
+            tracing::warn!(%lock, age_seconds = age.num_seconds(), "removing a stale lock left by a writer that died");
+            self.delete(&lock).await?;
+        }
+        Ok(false)
     }
 
     /// Whether a lock's holder was a process on this machine that no longer
@@ -200,6 +253,11 @@ impl Storage {
             }
         }
     }
+}
+
+/// The lock file of `path`'s conditional writes on a local directory.
+fn lock_of(path: &Path) -> Path {
+    Path::from(format!("{path}{LOCK_SUFFIX}"))
 }
 
 /// Whether the holder a lock file names was a process on this machine that no
