@@ -53,8 +53,10 @@ fn memory() -> Storage {
     Storage::from_store(Arc::new(object_store::memory::InMemory::new()), "memory")
 }
 
+/// The defaults, with `FAVERECS__…` overrides from the environment (to try
+/// another setting without a rebuild), then the benchmark's own.
 fn base_settings() -> Result<Settings, Error> {
-    let mut s = Settings::load_with_env(None, Vec::new())?;
+    let mut s = Settings::load_with_env(None, std::env::vars())?;
     s.flickr.calls_per_hour = 100_000_000;
     s.flickr.burst = 1000;
     s.extract.concurrency = 16;
@@ -195,6 +197,9 @@ impl Strategy {
             budget,
             ..ExtractOptions::at(night_time(k))
         };
+        if k > 0 && budget.is_some() && std::env::var_os("FRESHNESS_PLAN").is_some() {
+            print_plan(&self.name, k, &self.storage, &settings, options).await?;
+        }
         let m = run_extract(&self.storage, &settings, &client, options).await?;
         let run = run_score(&self.storage, &settings, ScoreOptions::default()).await?;
         pipeline::runs::publish(&self.storage, Some(&run.run_id)).await?;
@@ -213,6 +218,42 @@ impl Strategy {
         }
         Ok(m.calls)
     }
+}
+
+/// With `FRESHNESS_PLAN` set: per class, the users due, their calls, and how
+/// many the budget covers (full pulls among them), as `extract --plan` counts
+/// them (neighbours a cold start brings are not known before the run).
+async fn print_plan(
+    name: &str,
+    k: u32,
+    storage: &Storage,
+    settings: &Settings,
+    options: ExtractOptions,
+) -> Result<(), Error> {
+    let plan = pipeline::extract::plan_run(storage, settings, options).await?;
+    let mut left = plan.budget.unwrap_or(u64::MAX);
+    let mut full: HashMap<&str, (usize, u64)> = HashMap::new();
+    for p in plan.tracked.iter().chain(&plan.neighbors) {
+        if p.class.due() && left >= p.cost {
+            left -= p.cost;
+            if p.full {
+                let e = full.entry(p.class.name()).or_default();
+                e.0 += 1;
+                e.1 += p.cost;
+            }
+        }
+    }
+    for l in plan.summary() {
+        let (f, fc) = full.get(l.class.name()).copied().unwrap_or_default();
+        println!(
+            "{name:<20} night {k:>2} plan: {:<38} {:>6} users {:>7} calls {:>6} covered ({f} full, {fc} calls)",
+            l.class.name(),
+            l.users,
+            l.calls,
+            l.covered
+        );
+    }
+    Ok(())
 }
 
 fn mean(values: impl Iterator<Item = f64>) -> f64 {
@@ -278,6 +319,11 @@ async fn main() -> Result<(), Error> {
             base_settings.clone(),
             Some(share),
         ));
+    }
+    // `FRESHNESS_ONLY=priority` runs only the strategies whose name starts so
+    // (and refetch-everything, which sets the budgets).
+    if let Ok(only) = std::env::var("FRESHNESS_ONLY") {
+        strategies.retain(|s| s.share.is_none() || s.name.starts_with(&only));
     }
     for s in &strategies {
         merge_raw(
