@@ -71,6 +71,7 @@ struct RawExtract {
     max_calls: i64,
     min_refresh_hours: i64,
     max_refresh_hours: i64,
+    tracked_max_refresh_hours: i64,
     order: String,
 }
 
@@ -246,6 +247,11 @@ impl RawSettings {
                 as u64,
             max_refresh_hours: positive("extract.max_refresh_hours", e.max_refresh_hours, 100_000)?
                 as u64,
+            tracked_max_refresh_hours: positive(
+                "extract.tracked_max_refresh_hours",
+                e.tracked_max_refresh_hours,
+                100_000,
+            )? as u64,
             order: match e.order.trim() {
                 "priority" => Order::Priority,
                 "staleness" => Order::Staleness,

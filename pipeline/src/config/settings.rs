@@ -176,6 +176,11 @@ pub struct ExtractSettings {
     /// The longest a user's adaptive refresh interval gets, in hours.
     #[serde(default = "default_max_refresh")]
     pub max_refresh_hours: u64,
+    /// The longest a tracked user's refresh interval gets, in hours (their
+    /// own favourites shape their lists the most); by default the same as
+    /// `max_refresh_hours`. Older manifests lack it.
+    #[serde(default = "default_tracked_max_refresh")]
+    pub tracked_max_refresh_hours: u64,
     /// How neighbours are ordered under a budget. Older manifests lack it.
     #[serde(default)]
     pub order: Order,
@@ -354,5 +359,9 @@ fn default_min_refresh() -> u64 {
 }
 
 fn default_max_refresh() -> u64 {
+    168
+}
+
+fn default_tracked_max_refresh() -> u64 {
     168
 }

@@ -53,11 +53,12 @@ pub use state::{
 };
 
 /// What the planner needs from the stored favourites, in two passes: how many
-/// each user holds, and each neighbour's influence: their Flexplore neighbour
-/// score summed over the tracked users whose neighbour they are, computed from
-/// the favourites held exactly as `score` computes it (favourites in common,
-/// and the neighbour's total). A neighbour with no favourites held counts
-/// [`plan::prior_influence`] for each of the tracked users' favourites of their
+/// each user holds, and each neighbour's influence (see [`plan`]): their
+/// Flexplore neighbour score, computed from the favourites held exactly as
+/// `score` computes it (favourites in common, and the neighbour's total), as a
+/// share of each tracked user's sum of scores, summed over the tracked users
+/// and scaled by the mean sum. A neighbour with no favourites held scores
+/// [`plan::prior_influence`] for each of the tracked user's favourites of their
 /// photos.
 async fn known_from_storage(
     storage: &Storage,
@@ -111,16 +112,43 @@ async fn known_from_storage(
             }
         }
     }
-    for (t, ns) in neighbors_of.iter().enumerate() {
-        for (n, &of_theirs) in ns {
-            let add = match known.held.get(n).copied().unwrap_or(0) {
-                0 => plan::prior_influence() * f64::from(of_theirs),
-                held => crate::score::flexplore::neighbor_score(
-                    common.get(&(t, n.as_str())).copied().unwrap_or(0),
-                    u32::try_from(held).unwrap_or(u32::MAX),
-                ),
-            };
-            *known.influence.entry(n.clone()).or_insert(0.0) += add;
+    // Each tracked user's neighbour scores, then their sum (the user's
+    // recommendation mass).
+    let scores: Vec<Vec<(&String, f64)>> = neighbors_of
+        .iter()
+        .enumerate()
+        .map(|(t, ns)| {
+            ns.iter()
+                .map(|(n, &of_theirs)| {
+                    let score = match known.held.get(n).copied().unwrap_or(0) {
+                        0 => plan::prior_influence() * f64::from(of_theirs),
+                        held => crate::score::flexplore::neighbor_score(
+                            common.get(&(t, n.as_str())).copied().unwrap_or(0),
+                            u32::try_from(held).unwrap_or(u32::MAX),
+                        ),
+                    };
+                    (n, score)
+                })
+                .collect()
+        })
+        .collect();
+    let mass: Vec<f64> = scores
+        .iter()
+        .map(|ns| ns.iter().map(|(_, s)| s).sum())
+        .collect();
+    let with_mass: Vec<f64> = mass.iter().copied().filter(|m| *m > 0.0).collect();
+    let mean_mass = with_mass.iter().sum::<f64>() / with_mass.len().max(1) as f64;
+    for (t, ns) in scores.iter().enumerate() {
+        // Every tracked user's lists count the same (the mean overlap does):
+        // a neighbour's score counts as its share of the user's mass, scaled
+        // by the mean mass so that influences stay on the scale of one score.
+        let weight = if mass[t] > 0.0 {
+            mean_mass / mass[t]
+        } else {
+            1.0
+        };
+        for (n, score) in ns {
+            *known.influence.entry((*n).clone()).or_insert(0.0) += score * weight;
         }
     }
     Ok(known)
@@ -472,7 +500,7 @@ mod tests {
     use crate::score::flexplore::neighbor_score;
 
     #[tokio::test]
-    async fn influence_is_the_flexplore_neighbour_score_summed_over_the_tracked_users() {
+    async fn influence_is_the_flexplore_neighbour_score_as_a_share_of_each_tracked_users_summed() {
         // (user, photo, owner)
         let rows = [
             ("1@N01", "p1", "2@N01"),
@@ -485,6 +513,7 @@ mod tests {
             ("3@N01", "p1", "2@N01"),
             ("3@N01", "p2", "2@N01"),
             ("3@N01", "p5", "9@N01"),
+            ("6@N01", "p9", "9@N01"),
         ];
         let col = |k: usize| {
             Arc::new(StringArray::from_iter_values(
@@ -507,16 +536,26 @@ mod tests {
         crate::raw::merge_raw(&storage, Table::Favorites, vec![batch])
             .await
             .expect("stored");
-        let (t1, t2) = ("1@N01".to_string(), "4@N01".to_string());
-        let tracked: BTreeSet<&String> = [&t1, &t2].into();
+        let (t1, t2, t3) = (
+            "1@N01".to_string(),
+            "4@N01".to_string(),
+            "6@N01".to_string(),
+        );
+        let tracked: BTreeSet<&String> = [&t1, &t2, &t3].into();
         let known = known_from_storage(&storage, &tracked).await.expect("known");
         // 2@N01 holds 2 favourites, 1 in common with 1@N01 (p3); 3@N01 holds
         // 3, 2 in common with 1@N01 (p1, p2) and none with 4@N01; 5@N01 holds
-        // none, and 1@N01 favourited one of their photos.
+        // none, and 1@N01 favourited one of their photos; so does 9@N01, and
+        // 6@N01 favourited one of theirs. Each score counts as its share of
+        // the tracked user's sum (4@N01's is 0), times the mean sum.
+        let one = neighbor_score(1, 2) + neighbor_score(2, 3) + plan::prior_influence();
+        let six = plan::prior_influence();
+        let mean = (one + six) / 2.0;
         let expected = [
-            ("2@N01", neighbor_score(1, 2)),
-            ("3@N01", neighbor_score(2, 3)),
-            ("5@N01", plan::prior_influence()),
+            ("2@N01", neighbor_score(1, 2) * mean / one),
+            ("3@N01", neighbor_score(2, 3) * mean / one),
+            ("5@N01", plan::prior_influence() * mean / one),
+            ("9@N01", mean),
         ];
         assert_eq!(
             known.influence.len(),

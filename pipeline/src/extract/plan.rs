@@ -1,11 +1,15 @@
 //! Who is pulled tonight, in which order, and at what cost: the planner behind
 //! the call budget (`extract.max_calls`, `--budget`) and `faverecs extract --plan`.
 //!
-//! A user is *due* unless they were pulled within their refresh interval
-//! (fresh) or are backing off after a not-found/deleted answer. The interval
-//! adapts ([`next_interval`]): it starts at `extract.refresh_after_hours`, grows
-//! by half after a pull that found nothing new and halves after one that found
-//! 10 or more, within `extract.min_refresh_hours` and `extract.max_refresh_hours`. A due user's pull
+//! A user is *due* unless they were pulled within their refresh interval, less
+//! an hour for the drift of a nightly run's start (fresh), or are backing off
+//! after a not-found/deleted answer. The interval adapts ([`next_interval`]): it
+//! starts at `extract.refresh_after_hours`, grows by half after a pull that
+//! found nothing new and halves after one that found 10 or more, within
+//! `extract.min_refresh_hours` and `extract.max_refresh_hours`; a tracked user
+//! is due at least every `extract.tracked_max_refresh_hours` (by default the
+//! same bound), which an operator may lower since a tracked user's own
+//! favourites shape their lists the most and their pull costs one call. A due user's pull
 //! is full (their whole list, which catches deletions) when they were never pulled
 //! or their last full pull is older than `extract.full_refresh_after_days`, else
 //! incremental: the first page of their list (the newest favourites) and
@@ -28,12 +32,17 @@
 //! since their last pull) ÷ their refresh interval (which adapts to how often
 //! they change, so it stands for their rate of change) ÷ calls the pull costs.
 //!
-//! A neighbour's *influence* is their Flexplore neighbour score summed over
-//! the tracked users whose neighbour they are, computed by the planner from the
-//! favourites held exactly as `score` computes it (favourites in common with
-//! the tracked user, and the neighbour's total): the scores the last run used,
-//! updated by what was folded since, and counting contacts and neighbours past
-//! `score.photographer_recs_per_user`, which `photographer_recs` leaves out. A
+//! A neighbour's *influence* is their Flexplore neighbour score as a share of
+//! each tracked user's sum of neighbour scores, summed over the tracked users
+//! whose neighbour they are and scaled by the mean sum (so it stays on the
+//! scale of one score): every tracked user's lists count the same, as they do
+//! in the freshness measure, and a neighbour of a user with few neighbours
+//! counts for more than one of a user with many. The scores are computed by the
+//! planner from the favourites held exactly as `score` computes them
+//! (favourites in common with the tracked user, and the neighbour's total): the
+//! scores the last run used, updated by what was folded since, and counting
+//! contacts and neighbours past `score.photographer_recs_per_user`, which
+//! `photographer_recs` leaves out. A
 //! neighbour with no favourites held counts [`prior_influence`] (the score of
 //! one favourite in common and none held) per tracked favourite of their
 //! photos; every neighbour counts at least half the score of one favourite in
@@ -111,13 +120,19 @@ pub enum Decision {
     },
 }
 
-/// Whether and how `st` is pulled at `now`.
-pub fn decide(st: &UserState, settings: &Settings, now: DateTime<Utc>) -> Decision {
+/// A user is due once their refresh interval less this many hours has passed:
+/// a nightly run starts at about the same time each night, a little earlier
+/// or later, and one pulled every 24 hours must not be skipped on a night its
+/// run started a few seconds earlier than the last.
+const DUE_SLACK_HOURS: f64 = 1.0;
+
+/// Whether and how `st`, a user of `phase`, is pulled at `now`.
+pub fn decide(st: &UserState, phase: Phase, settings: &Settings, now: DateTime<Utc>) -> Decision {
     let now = micros(now);
     if st.next_attempt_at.is_some_and(|t| t > now) {
         return Decision::Backoff;
     }
-    let refresh = (interval_hours(st, settings) * 3.6e9) as i64;
+    let refresh = ((interval_for(st, phase, settings) - DUE_SLACK_HOURS).max(0.0) * 3.6e9) as i64;
     // A fold that found the list changed beyond its first page cleared
     // last_full_pull_at: that user is due for a full pull, however fresh.
     let full_requested = st.last_full_pull_at.is_none() && st.last_pulled_at.is_some();
@@ -151,6 +166,16 @@ pub fn decide(st: &UserState, settings: &Settings, now: DateTime<Utc>) -> Decisi
 pub fn interval_hours(st: &UserState, settings: &Settings) -> f64 {
     st.refresh_hours
         .unwrap_or(settings.extract.refresh_after_hours as f64)
+}
+
+/// The interval that makes `st` due: their own ([`interval_hours`]), at most
+/// `extract.tracked_max_refresh_hours` for a tracked user.
+pub fn interval_for(st: &UserState, phase: Phase, settings: &Settings) -> f64 {
+    let own = interval_hours(st, settings);
+    match phase {
+        Phase::Tracked => own.min(settings.extract.tracked_max_refresh_hours as f64),
+        Phase::Neighbor => own,
+    }
 }
 
 /// The next refresh interval after a pull that found `new` favourites newer
@@ -251,7 +276,7 @@ fn planned(
                 .get(user)
                 .is_some_and(|&since| since > pulled)
         });
-    let mut decision = decide(&st, settings, now);
+    let mut decision = decide(&st, phase, settings, now);
     if cold && decision != Decision::Backoff {
         decision = Decision::Pull {
             full: true,
@@ -509,6 +534,49 @@ mod tests {
         let pages = s.flickr.max_calls_per_user as u64;
         assert_eq!(cost(Phase::Neighbor, true, 1_000_000, &s), pages);
         assert_eq!(cost(Phase::Tracked, true, 1_000_000, &s), pages + 1);
+    }
+
+    #[test]
+    fn a_tracked_user_is_due_daily_and_a_run_that_starts_a_little_early_still_pulls() {
+        let mut s = settings();
+        assert_eq!(
+            s.extract.tracked_max_refresh_hours,
+            s.extract.max_refresh_hours
+        );
+        s.extract.tracked_max_refresh_hours = 24;
+        let now: DateTime<Utc> = "2026-11-30T02:00:00Z".parse().expect("time");
+        let pulled = |ago: Duration, hours: f64| UserState {
+            last_pulled_at: Some(micros(now - ago)),
+            last_full_pull_at: Some(micros(now - ago)),
+            newest_date_faved: Some(1),
+            outcome: Some(Outcome::Ok),
+            next_attempt_at: None,
+            refresh_hours: Some(hours),
+            ..UserState::default()
+        };
+        let incremental = Decision::Pull {
+            full: false,
+            min_fave_date: Some(0),
+        };
+        // Unchanged for a week (the longest interval): a tracked user is due
+        // a day after their pull, a neighbour is not.
+        let quiet = pulled(Duration::hours(24), 168.0);
+        assert_eq!(decide(&quiet, Phase::Tracked, &s, now), incremental);
+        assert_eq!(decide(&quiet, Phase::Neighbor, &s, now), Decision::Fresh);
+        // A week after: due, and (a week since the whole list) pulled whole.
+        assert_eq!(
+            decide(&quiet, Phase::Neighbor, &s, now + Duration::hours(144)),
+            Decision::Pull {
+                full: true,
+                min_fave_date: None
+            }
+        );
+        // Last night's run started 40 s later than tonight's: still due.
+        let daily = pulled(Duration::hours(24) - Duration::seconds(40), 24.0);
+        assert_eq!(decide(&daily, Phase::Neighbor, &s, now), incremental);
+        // Pulled this evening: fresh.
+        let evening = pulled(Duration::hours(20), 24.0);
+        assert_eq!(decide(&evening, Phase::Tracked, &s, now), Decision::Fresh);
     }
 
     #[test]
