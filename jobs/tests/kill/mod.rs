@@ -434,24 +434,56 @@ fn gc_killed_at_any_rename_or_unlink_keeps_the_published_run_and_a_rerun_finishe
     faverecs(t, &["import", "tracked", "tracked.csv"]);
     let published = run_id(&faverecs(t, &["score"]));
     faverecs(t, &["publish", "--run", &published]);
-    // Killed at its 2nd, 3rd, … rename until two runs are abandoned: the
-    // first renames may come before the run's folder exists (taking and
-    // naming the run lock), and how many do depends on the store's locking.
-    let abandoned = |d: &Path| faverecs(d, &["runs"]).matches("abandoned").count();
-    let mut k = 2;
-    while abandoned(t) < 2 {
-        assert!(
-            k <= 12,
-            "no two kills of score up to rename #12 abandoned a run"
-        );
+    // Two runs abandoned by killed scores: with the tracked users' table a
+    // FIFO, each score takes the lock, writes its manifest and blocks opening
+    // the table, and is killed then. (A kill at a fixed syscall count is not
+    // a fixed point: strace counts per thread.)
+    let tracked = t.join("data/raw/tracked_users/data.parquet");
+    let saved = t.join("tracked_users.parquet");
+    std::fs::rename(&tracked, &saved).unwrap();
+    let made = Command::new("mkfifo")
+        .arg(&tracked)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success(), "mkfifo failed");
+    let manifests = |d: &Path| {
+        files(&d.join("data/runs"))
+            .iter()
+            .filter(|f| f.ends_with("/manifest.json"))
+            .count()
+    };
+    for _ in 0..2 {
         std::thread::sleep(std::time::Duration::from_millis(1100));
-        assert!(
-            run_killed(t, &["score"], SYSCALLS[0], k),
-            "score reached rename #{k}"
-        );
+        let before = manifests(t);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_faverecs"))
+            .arg("score")
+            .current_dir(t)
+            .env("FAVERECS__STORAGE__URL", t.join("data"))
+            .env("FAVERECS__LOCK__LEASE_SECS", LEASE_SECS)
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("faverecs starts");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while manifests(t) == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "score wrote no manifest in 60 s"
+            );
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "score ended before it was killed"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
         wait_for_lease(t);
-        k += 1;
     }
+    std::fs::remove_file(&tracked).unwrap();
+    std::fs::rename(&saved, &tracked).unwrap();
     let stray = t.join("data/raw/favorites/bucket=0000/data.parquet#9");
     std::fs::write(&stray, b"x").unwrap();
     std::fs::File::options()
