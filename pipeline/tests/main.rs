@@ -18,7 +18,7 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use bytes::Bytes;
 use object_store::path::Path;
-use pipeline::config::{Settings, StorageSettings, StorageUrl};
+use pipeline::config::Settings;
 use pipeline::import::{ImportError, ImportKind, import_file};
 use pipeline::model::{CURRENT, Table};
 use pipeline::raw::merge_raw;
@@ -357,14 +357,7 @@ async fn contract_holds_in_memory() {
 #[tokio::test]
 async fn contract_holds_on_a_local_directory() {
     let dir = tempfile::tempdir().unwrap();
-    let storage = Storage::open(&StorageSettings {
-        url: StorageUrl::Local {
-            path: dir.path().join("nested/root"),
-        },
-        endpoint: None,
-        raw_buckets: 64,
-    })
-    .unwrap();
+    let storage = local(&dir.path().join("nested/root"), 64);
     contract_suite(&storage).await;
     assert!(dir.path().join("nested/root/CURRENT").exists());
 }
@@ -701,14 +694,7 @@ async fn the_next_writer_removes_what_a_killed_writer_left() {
     // debris of a writer killed mid-put (temporary files) and while holding
     // the lock.
     let dir = tempfile::tempdir().unwrap();
-    let storage = Storage::open(&StorageSettings {
-        url: StorageUrl::Local {
-            path: dir.path().to_path_buf(),
-        },
-        endpoint: None,
-        raw_buckets: 1,
-    })
-    .unwrap();
+    let storage = local(dir.path(), 1);
     merge_raw(
         &storage,
         Table::Contacts,
@@ -779,14 +765,7 @@ async fn a_footer_read_while_another_writer_replaces_the_file_reads_one_file() {
     // replacing one object with either (as a bucket is rewritten in place
     // while another writer counts its rows).
     let dir = tempfile::tempdir().unwrap();
-    let storage = Storage::open(&StorageSettings {
-        url: StorageUrl::Local {
-            path: dir.path().to_path_buf(),
-        },
-        endpoint: None,
-        raw_buckets: 1,
-    })
-    .unwrap();
+    let storage = local(dir.path(), 1);
     let encoded = |rows: usize| {
         let storage = storage.clone();
         async move {

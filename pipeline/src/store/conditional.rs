@@ -131,21 +131,20 @@ impl Storage {
             return Ok(());
         };
         let file = root.join(path.as_ref());
-        let lock = root.join(lock_of(path).as_ref());
-        let has_temps = |f: &std::path::Path| {
-            let (Some(dir), Some(name)) = (f.parent(), f.file_name().and_then(|n| n.to_str()))
-            else {
-                return false;
-            };
-            std::fs::read_dir(dir).is_ok_and(|entries| {
-                entries.flatten().any(|e| {
-                    e.file_name()
-                        .to_str()
-                        .is_some_and(|other| is_temp_of(other, name))
+        let (Some(dir), Some(name)) = (file.parent(), file.file_name().and_then(|n| n.to_str()))
+        else {
+            return Ok(());
+        };
+        // The lock, its temporary files and the object's, all in one folder.
+        let lock = format!("{name}{LOCK_SUFFIX}");
+        let debris = std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                e.file_name().to_str().is_some_and(|other| {
+                    other == lock || is_temp_of(other, name) || is_temp_of(other, &lock)
                 })
             })
-        };
-        if !lock.exists() && !has_temps(&file) && !has_temps(&lock) {
+        });
+        if !debris {
             return Ok(());
         }
         if self.take_lock(path).await? {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use pipeline::config::{Settings, StorageSettings, StorageUrl};
+use pipeline::config::Settings;
 use pipeline::extract::client::{ApiKey, FlickrClient};
 use pipeline::extract::sim::SimOptions;
 use pipeline::extract::{ExtractOptions, Phase, run_extract};
@@ -18,18 +18,7 @@ use pipeline::shard::shard_of;
 use pipeline::store::{Storage, Version};
 
 use crate::extract::{KEY, community, settings_for, start_sim};
-use crate::helpers::{favorites_rows, layout_of, raw_objects, raw_rows};
-
-fn local(dir: &std::path::Path, raw_buckets: u32) -> Storage {
-    Storage::open(&StorageSettings {
-        url: StorageUrl::Local {
-            path: dir.to_path_buf(),
-        },
-        endpoint: None,
-        raw_buckets,
-    })
-    .unwrap()
-}
+use crate::helpers::{favorites_rows, layout_of, local, raw_objects, raw_rows};
 
 /// Every stored object of a raw table: folder → (bytes, last modified).
 async fn snapshot(

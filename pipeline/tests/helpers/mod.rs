@@ -220,3 +220,16 @@ pub async fn raw_rows(storage: &Storage, table: Table) -> usize {
 pub async fn layout_of(storage: &Storage, table: Table) -> pipeline::store::Layout {
     storage.raw_layout(table).await.unwrap().unwrap().0
 }
+
+/// Storage on the local directory `dir`, with `raw_buckets` buckets for a
+/// bucketed raw table's first write.
+pub fn local(dir: &std::path::Path, raw_buckets: u32) -> pipeline::store::Storage {
+    pipeline::store::Storage::open(&pipeline::config::StorageSettings {
+        url: pipeline::config::StorageUrl::Local {
+            path: dir.to_path_buf(),
+        },
+        endpoint: None,
+        raw_buckets,
+    })
+    .unwrap()
+}
