@@ -4,7 +4,8 @@ files and row order differ. (`compare_runs.py` compares in order, file by file.)
 
     compare_rows.py DATA RUN_A RUN_B
 
-For every table folder of RUN_A (`shards/` aside), the rows of A and B must be
+For every table folder of RUN_A (`shards/` and the serving layout's `serving/`
+aside), the rows of A and B must be
 equal as multisets (EXCEPT ALL both ways, and equal counts), leaving out the
 columns that hold a run's own time or id (`first_recommended_at`,
 `first_run_id`). Prints one line per table, then EQUAL or DIFFERENT; exits 1
@@ -26,7 +27,7 @@ def main() -> int:
     tables = sorted(
         t
         for t in os.listdir(f"{root}/runs/{a}")
-        if os.path.isdir(f"{root}/runs/{a}/{t}") and t != "shards"
+        if os.path.isdir(f"{root}/runs/{a}/{t}") and t not in ("shards", "serving")
     )
     if not tables:
         print(f"run {a} has no tables")

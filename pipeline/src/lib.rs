@@ -18,6 +18,8 @@
 //!   popular, explore, similar photos, tag photos), the offline evaluation
 //!   (`score::evaluate`), and writing the run's tables.
 //! - [`lock`] — the run lock: one run at a time on a storage, with a lease.
+//! - [`serving`] — the serving layout: a run's lists as `serve` answers them,
+//!   one memory-mapped file.
 //! - [`runs`] — manifests, the `CURRENT` pointer, publish and rollback.
 //! - [`shard`] — which shard a user or photo belongs to (a stable hash).
 //! - [`gc`] — retention: old, failed and abandoned runs and stray temp files.
@@ -41,6 +43,7 @@ pub mod nightly;
 pub mod raw;
 pub mod runs;
 pub mod score;
+pub mod serving;
 pub mod shard;
 pub mod sql;
 pub mod store;

@@ -45,6 +45,15 @@ impl std::fmt::Display for RunStatus {
     }
 }
 
+/// The run's serving layout (`crate::serving`), as its manifest records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ServingFile {
+    /// Where it is, relative to the run folder.
+    pub file: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+}
+
 /// How long one stage took.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StageTiming {
@@ -90,6 +99,10 @@ pub struct Manifest {
     /// photo owners), also logged as warnings.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The serving layout `score` (or `--finish`) stored in the run; runs
+    /// written before it existed have none, and `serve` builds its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<ServingFile>,
 }
 
 /// The steps of a sharded score (`faverecs score --step`), in the order they run.
@@ -700,6 +713,25 @@ pub async fn verify(storage: &Storage, manifest: &Manifest) -> Result<(), RunErr
                 format!("{name}/"),
                 format!("its files hold {rows} rows, the manifest says {expected}"),
             ));
+        }
+    }
+    if let Some(s) = &manifest.serving {
+        let path = Path::from(format!("{RUNS_DIR}/{}/{}", manifest.run_id, s.file));
+        match storage.size(&path).await {
+            Ok(n) if n == s.bytes => {}
+            Ok(n) => {
+                return Err(broken(
+                    s.file.clone(),
+                    format!("it holds {n} bytes, the manifest says {}", s.bytes),
+                ));
+            }
+            Err(StoreError::NotFound { .. }) => {
+                return Err(RunError::MissingFile {
+                    run_id: manifest.run_id.clone(),
+                    file: s.file.clone(),
+                });
+            }
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())

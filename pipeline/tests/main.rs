@@ -12,6 +12,7 @@ mod helpers;
 #[path = "support/moto.rs"]
 mod moto;
 mod retention;
+mod serving;
 
 use std::sync::Arc;
 
@@ -346,6 +347,7 @@ async fn contract_suite(storage: &Storage) {
     // The runs check needs a fresh favorites table.
     remove_raw(storage, Table::Favorites).await;
     check_runs_and_publish(storage).await;
+    serving::check_stored_layout(storage).await;
 }
 
 #[tokio::test]

@@ -13,12 +13,11 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::error::bad_query;
 pub use crate::error::{ApiError, ErrorAnswers, truncate};
-use crate::page::{Page, PageQuery, UserList, default_window, user_page_json, window};
-use crate::snapshot::{
-    PhotoInfo, PhotoItem, PhotographerItem, SimilarItem, Snapshot, TagItem, UserLists,
-};
+use crate::page::{Page, PageQuery, UserList, default_window, list_page, window};
+use crate::snapshot::{PhotoInfo, PhotoItem, PhotographerItem, SimilarItem, Snapshot, TagItem};
 use crate::state::AppState;
 use crate::state::LoadProblem;
+use pipeline::serving::List;
 
 /// Checks the id shape, then finds the user's lists in the loaded run.
 pub fn user_lists(state: &AppState, user_id: &str) -> Result<(Arc<Snapshot>, String), ApiError> {
@@ -29,7 +28,7 @@ pub fn user_lists(state: &AppState, user_id: &str) -> Result<(Arc<Snapshot>, Str
         )));
     }
     let snapshot = state.serving()?;
-    if !snapshot.users.contains_key(user_id) {
+    if !snapshot.has_user(user_id) {
         return Err(ApiError::NotFound(format!(
             "no recommendations for user {user_id} in run {}",
             snapshot.manifest.run_id
@@ -47,29 +46,28 @@ fn json_bytes(body: axum::body::Bytes) -> Response {
 }
 
 /// Validates the request, then answers one page of one of the user's lists: the
-/// pre-serialised default page when no parameter is given, a fresh one otherwise.
-/// `known` names every algorithm this kind of list can have (another name is a
-/// 400; a known one the run did not compute, a 404), `algorithms` those the run
-/// has (the first is the default) and `pick` returns the list of the one at an index, with the cached
-/// default page.
-fn user_list<T: Serialize>(
+/// stored default page when no parameter is given, the window's items joined
+/// otherwise. `known` names every algorithm this kind of list can have (another
+/// name is a 400; a known one the run did not compute, a 404), `algorithms`
+/// those the run has (the first is the default) and `pick` returns the list of
+/// the one at an index.
+fn user_list(
     state: &AppState,
     user_id: &str,
     query: Result<Query<PageQuery>, QueryRejection>,
     known: &[&str],
     algorithms: fn(&Snapshot) -> Vec<String>,
-    pick: fn(&UserLists, usize) -> (&[T], &axum::body::Bytes),
+    pick: fn(&Snapshot, &str, usize) -> Result<Option<List>, ApiError>,
 ) -> Result<Response, ApiError> {
     let w = window(query)?;
     let (snapshot, user_id) = user_lists(state, user_id)?;
-    let lists = snapshot
-        .users
-        .get(&user_id)
-        .ok_or_else(|| ApiError::NotFound(format!("no recommendations for user {user_id}")))?;
-    // The common request: no parameters, answered from the cached page without
-    // building the list of algorithm names.
-    if w == default_window() {
-        return Ok(json_bytes(pick(lists, 0).1.clone()));
+    // The common request: no parameters, answered with the stored page's bytes
+    // (a slice of the map) without building the list of algorithm names.
+    if w == default_window()
+        && let Some(list) = pick(&snapshot, &user_id, 0)?
+        && !list.default_page().is_empty()
+    {
+        return Ok(json_bytes(list.default_page()));
     }
     let names = algorithms(&snapshot);
     let index = match w.algorithm.as_deref() {
@@ -90,11 +88,16 @@ fn user_list<T: Serialize>(
             }
         })?,
     };
-    let all = pick(lists, index).0;
-    let name = names.get(index).map_or("flexplore", String::as_str);
-    let body = user_page_json(&snapshot.manifest.run_id, &user_id, name, &w, all)
-        .map_err(|e| ApiError::Internal(format!("serialising a page: {e}")))?;
-    Ok(json_bytes(body.into()))
+    let list = pick(&snapshot, &user_id, index)?;
+    let about = UserList {
+        user_id: user_id.clone(),
+        algorithm: names
+            .get(index)
+            .map_or("flexplore", String::as_str)
+            .to_string(),
+    };
+    let body = list_page(&about, &snapshot.manifest.run_id, &w, list.as_ref())?;
+    Ok(json_bytes(body))
 }
 
 /// `GET /api/users/{user_id}/photos`: one algorithm's photo recs
@@ -115,12 +118,7 @@ pub async fn user_photos(
         query,
         &known,
         |s| s.algorithms.clone(),
-        |l, i| {
-            (
-                l.photos.get(i).map_or(&[][..], Vec::as_slice),
-                &l.default_photos,
-            )
-        },
+        |s, user, i| s.photo_list(user, i),
     )
 }
 
@@ -151,7 +149,7 @@ pub async fn user_photographers(
         query,
         &[FLEXPLORE],
         |_| vec![FLEXPLORE.to_string()],
-        |l, _| (l.photographers.as_slice(), &l.default_photographers),
+        |s, user, _| s.photographer_list(user),
     )
 }
 
@@ -253,7 +251,7 @@ pub fn resolve_lookup(
         ));
     }
     let snapshot = state.serving()?;
-    let found = snapshot.lookup(&q).map(str::to_string);
+    let found = snapshot.lookup(&q);
     match found {
         Some(id) => Ok((snapshot, id)),
         None => Err(ApiError::NotFound(format!(
@@ -284,7 +282,7 @@ pub async fn lookup(
 ) -> Result<Json<LookupAnswer>, ApiError> {
     let (snapshot, id) = resolve_lookup(&state, query)?;
     Ok(Json(LookupAnswer {
-        username: snapshot.tracked.get(&id).cloned().flatten(),
+        username: snapshot.username(&id).flatten(),
         url: format!("/users/{id}"),
         user_id: id,
     }))
@@ -414,14 +412,15 @@ pub async fn tag_photos(
     let w = window(query)?;
     let tag = check_tag(&tag)?;
     let snapshot = state.serving()?;
-    let Some(all) = snapshot.tags.get(&tag) else {
+    let Some(list) = snapshot.tag_list(&tag)? else {
         return Err(ApiError::NotFound(format!(
             "run {} has no photos tagged {tag:?}",
             snapshot.manifest.run_id
         )));
     };
     let about = TagList { tag: &tag };
-    Ok(Json(Page::new(about, &snapshot.manifest.run_id, &w, all)).into_response())
+    let body = list_page(&about, &snapshot.manifest.run_id, &w, Some(&list))?;
+    Ok(json_bytes(body))
 }
 
 /// `GET /api/photos/{photo_id}/similar`
@@ -436,15 +435,17 @@ pub async fn similar(
     let w = window(query)?;
     check_photo_id(&photo_id)?;
     let snapshot = state.serving()?;
-    let Some(all) = snapshot.similar.get(&photo_id) else {
+    let Some(list) = snapshot.similar_list(&photo_id)? else {
         return Err(ApiError::NotFound(format!(
             "run {} has no similar photos for photo {photo_id}",
             snapshot.manifest.run_id
         )));
     };
+    let info = snapshot.photo_info(&photo_id);
     let about = SimilarList {
         photo_id: &photo_id,
-        photo: snapshot.photos.get(&photo_id),
+        photo: info.as_ref(),
     };
-    Ok(Json(Page::new(about, &snapshot.manifest.run_id, &w, all)).into_response())
+    let body = list_page(&about, &snapshot.manifest.run_id, &w, Some(&list))?;
+    Ok(json_bytes(body))
 }

@@ -2,10 +2,10 @@
 //!
 //! # Layout
 //!
-//! - [`snapshot`] — the published run as the service holds it: lists keyed by
-//!   user, photo cards, similar photos, tags.
-//! - [`load`] — reads a run's tables (by column name, side by side) into a
-//!   snapshot.
+//! - [`snapshot`] — the published run as the service holds it: its manifest,
+//!   metrics and memory-mapped serving layout (`pipeline::serving`), read in
+//!   place per request.
+//! - [`load`] — checks a run and opens its layout into a snapshot.
 //! - [`state`] — storage, the snapshot being served (swapped in whole when a
 //!   new run is published) and the request metrics.
 //! - [`error`] — the [`error::ApiError`] every handler returns.

@@ -6,12 +6,15 @@ use axum::extract::rejection::QueryRejection;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use pipeline::serving::{List, page_json};
+
 use crate::error::{ApiError, bad_query};
 
 /// Largest page a client may ask for.
 pub const MAX_LIMIT: usize = 100;
 /// Default page size.
-pub const DEFAULT_LIMIT: usize = 20;
+pub use pipeline::serving::DEFAULT_LIMIT;
+pub use pipeline::serving::UserList;
 /// Largest offset a client may ask for (lists are never longer).
 pub const MAX_OFFSET: usize = 10_000;
 
@@ -94,43 +97,20 @@ pub struct Page<'a, A: Serialize, T: Serialize> {
     pub items: &'a [T],
 }
 
-/// What a user's list is of.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct UserList<'a> {
-    /// The user.
-    pub user_id: &'a str,
-    /// The algorithm that made the list.
-    pub algorithm: &'a str,
-}
-
-impl<'a, A: Serialize, T: Serialize> Page<'a, A, T> {
-    /// The window `w` of `all`.
-    pub fn new(about: A, run_id: &'a str, w: &Window, all: &'a [T]) -> Self {
-        Page {
-            about,
-            run_id,
-            total: all.len(),
-            offset: w.offset,
-            limit: w.limit,
-            items: w.slice(all),
-        }
-    }
-
-    /// The JSON body.
-    pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
-        serde_json::to_vec(self)
-    }
-}
-
-/// The JSON body of one page of a user's list.
-pub fn user_page_json<T: Serialize>(
+/// One page of `list` (none: an empty list) in the shape of [`Page`], from
+/// the items' stored JSON: the window's items are joined, nothing is decoded.
+pub fn list_page<A: Serialize>(
+    about: &A,
     run_id: &str,
-    user_id: &str,
-    algorithm: &str,
     w: &Window,
-    all: &[T],
-) -> Result<Vec<u8>, serde_json::Error> {
-    Page::new(UserList { user_id, algorithm }, run_id, w, all).to_json()
+    list: Option<&List>,
+) -> Result<axum::body::Bytes, ApiError> {
+    let total = list.map_or(0, List::len);
+    let items = (w.offset.min(total)..(w.offset.saturating_add(w.limit)).min(total))
+        .filter_map(|i| list.map(|l| l.item(i)));
+    page_json(about, run_id, total, w.offset, w.limit, items)
+        .map(Into::into)
+        .map_err(|e| ApiError::Internal(format!("serialising a page: {e}")))
 }
 
 /// The window most requests ask for: no parameters.

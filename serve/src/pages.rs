@@ -11,7 +11,9 @@ use serde::Deserialize;
 
 use crate::api::{ApiError, user_lists};
 use crate::error::bad_query;
-use crate::snapshot::{PhotoItem, Snapshot, UserLists};
+use crate::snapshot::{
+    PhotoInfo, PhotoItem, PhotographerItem, SimilarItem, Snapshot, TagItem, decode,
+};
 use crate::state::AppState;
 
 /// Photos per page of the grid.
@@ -84,8 +86,7 @@ pub async fn script() -> Response {
 /// `GET /`: the users with recommendations in the loaded run.
 pub async fn home(State(state): State<AppState>) -> Result<Html<String>, PageError> {
     let snapshot = state.serving()?;
-    let mut users: Vec<&String> = snapshot.users.keys().collect();
-    users.sort();
+    let users = snapshot.user_ids();
     let body = html! {
         h1 { "Photo recommendations" }
         form.search action="/lookup" method="get" {
@@ -198,7 +199,7 @@ fn tabs(user_id: &str, active: &str) -> Markup {
     }
 }
 
-fn photographers_table(list: &[crate::snapshot::PhotographerItem]) -> Markup {
+fn photographers_table(list: &[PhotographerItem]) -> Markup {
     html! {
         table.people {
             thead { tr { th { "#" } th { "Photographer" } th { "Favourites in common" } th { "Their favourites" } } }
@@ -220,9 +221,8 @@ fn photographers_table(list: &[crate::snapshot::PhotographerItem]) -> Markup {
 fn explanation(snapshot: &Snapshot, algorithm: &str, p: &PhotoItem) -> Markup {
     let title = |id: &str| {
         snapshot
-            .photos
-            .get(id)
-            .and_then(|i| i.title.clone())
+            .photo_info(id)
+            .and_then(|i| i.title)
             .unwrap_or_else(|| format!("photo {id}"))
     };
     html! {
@@ -303,8 +303,6 @@ pub async fn user_page(
 ) -> Result<Html<String>, PageError> {
     let Query(q) = query.map_err(bad_query)?;
     let (snapshot, user_id) = user_lists(&state, &user_id)?;
-    let empty = UserLists::default();
-    let lists = snapshot.users.get(&user_id).unwrap_or(&empty);
     let index = snapshot
         .algorithm_index(q.algorithm.as_deref())
         .ok_or_else(|| {
@@ -320,8 +318,9 @@ pub async fn user_page(
     } else {
         format!("&algorithm={algorithm}")
     };
-    let photos = lists.photos.get(index).map_or(&[][..], Vec::as_slice);
-    let pages = photos.len().div_ceil(PER_PAGE).max(1);
+    let photos = snapshot.photo_list(&user_id, index)?;
+    let total = photos.as_ref().map_or(0, |l| l.len());
+    let pages = total.div_ceil(PER_PAGE).max(1);
     let page = match q.page.as_deref() {
         None => 1,
         Some(p) => p
@@ -332,8 +331,7 @@ pub async fn user_page(
                 ApiError::BadRequest(format!("page must be a whole number from 1 to {pages}"))
             })?,
     };
-    let shown =
-        &photos[((page - 1) * PER_PAGE).min(photos.len())..(page * PER_PAGE).min(photos.len())];
+    let shown: Vec<PhotoItem> = decode(photos.as_ref(), (page - 1) * PER_PAGE..page * PER_PAGE)?;
     let photographers_tab = match q.tab.as_deref() {
         None | Some("photos") => false,
         Some("photographers") => true,
@@ -342,17 +340,21 @@ pub async fn user_page(
         }
     };
     let name = snapshot
-        .tracked
-        .get(&user_id)
-        .cloned()
+        .username(&user_id)
         .flatten()
         .unwrap_or_else(|| user_id.clone());
+    let photographers: Vec<PhotographerItem> = if photographers_tab {
+        let list = snapshot.photographer_list(&user_id)?;
+        decode(list.as_ref(), 0..usize::MAX)?
+    } else {
+        Vec::new()
+    };
     let body = html! {
         h1 { "Recommended for " (name) }
         (tabs(&user_id, if photographers_tab { "Photographers" } else { "Photos" }))
         @if photographers_tab {
-            p.meta { (lists.photographers.len()) " photographers whose favourites overlap yours, from run " code { (snapshot.manifest.run_id) } }
-            (photographers_table(&lists.photographers))
+            p.meta { (photographers.len()) " photographers whose favourites overlap yours, from run " code { (snapshot.manifest.run_id) } }
+            (photographers_table(&photographers))
         } @else {
             @if snapshot.algorithms.len() > 1 {
                 nav.algorithms aria-label="Algorithm" {
@@ -365,8 +367,8 @@ pub async fn user_page(
                     }
                 }
             }
-            p.meta { (photos.len()) " photos by " (algorithm) " from run " code { (snapshot.manifest.run_id) } }
-            ul.grid { @for p in shown { (photo_card(&snapshot, &algorithm, p)) } }
+            p.meta { (total) " photos by " (algorithm) " from run " code { (snapshot.manifest.run_id) } }
+            ul.grid { @for p in &shown { (photo_card(&snapshot, &algorithm, p)) } }
             nav.pager {
                 @if page > 1 { a rel="prev" href={ "/users/" (user_id) "?page=" (page - 1) (alg_param) } { "← Previous" } }
                 span { "Page " (page) " of " (pages) }
@@ -387,8 +389,12 @@ pub async fn photo_page(
 ) -> Result<Html<String>, PageError> {
     crate::api::check_photo_id(&photo_id)?;
     let snapshot = state.serving()?;
-    let info = snapshot.photos.get(&photo_id);
-    let similar = snapshot.similar.get(&photo_id);
+    let info: Option<PhotoInfo> = snapshot.photo_info(&photo_id);
+    let info = info.as_ref();
+    let similar = match snapshot.similar_list(&photo_id)? {
+        Some(list) => Some(decode::<SimilarItem>(Some(&list), 0..usize::MAX)?),
+        None => None,
+    };
     if info.is_none() && similar.is_none() {
         return Err(ApiError::NotFound(format!(
             "run {} knows nothing about photo {photo_id}",
@@ -414,14 +420,14 @@ pub async fn photo_page(
                     p.tags {
                         "Tags: "
                         @for t in &i.tags {
-                            @if snapshot.tags.contains_key(t) && crate::api::check_tag(t).is_ok() { a href={ "/tags/" (t) } { (t) } " " } @else { (t) " " }
+                            @if crate::api::check_tag(t).is_ok() && snapshot.has_tag(t) { a href={ "/tags/" (t) } { (t) } " " } @else { (t) " " }
                         }
                     }
                 }
             }
         }
         h2 { "Similar photos" }
-        @match similar {
+        @match &similar {
             Some(list) => {
                 ul.grid {
                     @for s in list {
@@ -472,17 +478,18 @@ pub async fn tag_page(
 ) -> Result<Html<String>, PageError> {
     let tag = crate::api::check_tag(&tag)?;
     let snapshot = state.serving()?;
-    let Some(list) = snapshot.tags.get(&tag) else {
+    let Some(list) = snapshot.tag_list(&tag)? else {
         return Err(ApiError::NotFound(format!(
             "run {} has no photos tagged {tag:?}",
             snapshot.manifest.run_id
         ))
         .into());
     };
+    let list: Vec<TagItem> = decode(Some(&list), 0..usize::MAX)?;
     let body = html! {
         h1 { "Most favourited photos tagged “" (tag) "”" }
         ul.grid {
-            @for t in list {
+            @for t in &list {
                 (wander_card(
                     &t.photo_id,
                     t.title.as_deref(),
@@ -502,8 +509,12 @@ pub async fn compare_page(
     Path(user_id): Path<String>,
 ) -> Result<Html<String>, PageError> {
     let (snapshot, user_id) = user_lists(&state, &user_id)?;
-    let empty = UserLists::default();
-    let lists = snapshot.users.get(&user_id).unwrap_or(&empty);
+    let mut columns: Vec<Vec<PhotoItem>> = Vec::new();
+    for i in 0..snapshot.algorithms.len() {
+        columns.push(decode(snapshot.photo_list(&user_id, i)?.as_ref(), 0..20)?);
+    }
+    let photographers: Vec<PhotographerItem> =
+        decode(snapshot.photographer_list(&user_id)?.as_ref(), 0..20)?;
     let body = html! {
         h1 { "Compare algorithms for " (user_id) }
         (tabs(&user_id, "Compare"))
@@ -512,7 +523,7 @@ pub async fn compare_page(
                 section.column {
                     h2 { (algorithm) " · photos" }
                     ol.compact {
-                        @for p in lists.photos.get(i).map_or(&[][..], Vec::as_slice).iter().take(20) {
+                        @for p in &columns[i] {
                             li {
                                 a href={ "/photos/" (p.photo_id) } { (p.title.as_deref().unwrap_or("Untitled")) }
                                 " " span.meta { (format!("{:.2}", p.score)) }
@@ -524,7 +535,7 @@ pub async fn compare_page(
             section.column {
                 h2 { "flexplore · photographers" }
                 ol.compact {
-                    @for p in lists.photographers.iter().take(20) {
+                    @for p in &photographers {
                         li {
                             a href=(p.photostream_url) rel="noopener noreferrer" { (p.photographer_name.as_deref().unwrap_or(&p.photographer_id)) }
                             " " span.meta { (p.common_favorites) " in common" }

@@ -1,259 +1,21 @@
-//! The published run as the service holds it: one run's lists keyed by user,
-//! ready to serialise, so a request is a hash lookup and a slice. [`crate::load`]
-//! builds a [`Snapshot`] completely before [`crate::state`] swaps it in, so a
-//! request sees one run or the other, never a mixture.
-
-use std::collections::HashMap;
-use std::sync::Arc;
+//! The published run as the service holds it: its manifest, its metrics and
+//! its serving layout (`pipeline::serving`), memory-mapped. A request
+//! binary-searches the layout's index and answers the record's bytes, so the
+//! process holds the directory, not the lists: its own memory does not grow
+//! with the run (the OS page cache holds the file). [`crate::load`] opens a
+//! [`Snapshot`] completely before [`crate::state`] swaps it in, so a request sees
+//! one run or the other, never a mixture.
 
 use pipeline::model::metrics::Metric;
-use pipeline::model::{is_nsid, is_photo_id};
 use pipeline::runs::Manifest;
-use serde::Serialize;
-use utoipa::ToSchema;
+use pipeline::serving::{Layout, LayoutError, List, section};
 
-/// What a list item shows of a photo: held once per photo and shared by every
-/// list that contains it, so a run of millions of recs over far fewer photos
-/// costs memory per photo, not per rec.
-#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
-pub struct PhotoCard {
-    /// Flickr photo id.
-    pub photo_id: String,
-    /// Owner NSID, when known.
-    pub owner_id: Option<String>,
-    /// Owner display name, when known.
-    pub owner_name: Option<String>,
-    /// Title, when known.
-    pub title: Option<String>,
-    /// 150 px square thumbnail, when the server and secret are known.
-    pub thumbnail_url: Option<String>,
-    /// The photo's page on Flickr.
-    pub photo_url: String,
-}
+pub use pipeline::serving::{
+    PhotoCard, PhotoInfo, PhotoItem, PhotographerItem, SimilarItem, TagItem, UserList, photo_url,
+    thumbnail_url,
+};
 
-/// A photo rec as the API returns it (serialised through `PhotoItemJson` below:
-/// the shared card's fields appear inline).
-#[derive(Debug, Clone, PartialEq)]
-pub struct PhotoItem {
-    /// 1-based rank.
-    pub rank: i32,
-    /// The photo, shared.
-    pub photo: Arc<PhotoCard>,
-    /// The algorithm's score.
-    pub score: f64,
-    /// How many neighbors back it (photos, for `itemknn`).
-    pub neighbor_count: i32,
-    /// The neighbors who contributed most, best first (`flexplore`, `explore`).
-    pub top_neighbors: Box<[Arc<str>]>,
-    /// The user's favourites it is most similar to, best first (`itemknn`).
-    pub similar_to: Box<[Arc<str>]>,
-    /// When this photo was first recommended to this user.
-    pub first_recommended_at: Option<chrono::DateTime<chrono::Utc>>,
-    /// First recommended in the run being served.
-    pub is_new: bool,
-    /// A popular photo filling the list of a user with too little data, not a
-    /// recommendation of their own.
-    pub fallback: bool,
-}
-
-/// A list of shared strings, serialised as a JSON array of strings.
-struct Strs<'a>(&'a [Arc<str>]);
-
-impl Serialize for Strs<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|x| &**x))
-    }
-}
-
-/// A [`PhotoItem`] as the API writes it, the shared card's fields inline. Its
-/// derived schema is the one the OpenAPI document gives for `PhotoItem`, so the
-/// document and the JSON come from one definition.
-#[derive(Serialize, ToSchema)]
-#[schema(as = PhotoItem)]
-struct PhotoItemJson<'a> {
-    /// 1-based rank.
-    rank: i32,
-    /// Flickr photo id.
-    photo_id: &'a str,
-    /// Owner NSID, when known.
-    owner_id: Option<&'a str>,
-    /// Owner display name, when known.
-    owner_name: Option<&'a str>,
-    /// Title, when known.
-    title: Option<&'a str>,
-    /// The algorithm's score.
-    score: f64,
-    /// How many neighbors back it (photos, for `itemknn`).
-    neighbor_count: i32,
-    /// The neighbors who contributed most, best first (`flexplore`, `explore`).
-    #[schema(value_type = Vec<String>)]
-    top_neighbors: Strs<'a>,
-    /// The user's favourites it is most similar to, best first (`itemknn`).
-    #[schema(value_type = Vec<String>)]
-    similar_to: Strs<'a>,
-    /// 150 px square thumbnail, when the server and secret are known.
-    thumbnail_url: Option<&'a str>,
-    /// The photo's page on Flickr.
-    photo_url: &'a str,
-    /// When this photo was first recommended to this user.
-    first_recommended_at: Option<chrono::DateTime<chrono::Utc>>,
-    /// First recommended in the run being served.
-    is_new: bool,
-    /// A popular photo filling the list of a user with too few favourites for
-    /// recommendations of their own (the page says so).
-    fallback: bool,
-}
-
-impl Serialize for PhotoItem {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let p = &*self.photo;
-        PhotoItemJson {
-            rank: self.rank,
-            photo_id: &p.photo_id,
-            owner_id: p.owner_id.as_deref(),
-            owner_name: p.owner_name.as_deref(),
-            title: p.title.as_deref(),
-            score: self.score,
-            neighbor_count: self.neighbor_count,
-            top_neighbors: Strs(&self.top_neighbors),
-            similar_to: Strs(&self.similar_to),
-            thumbnail_url: p.thumbnail_url.as_deref(),
-            photo_url: &p.photo_url,
-            first_recommended_at: self.first_recommended_at,
-            is_new: self.is_new,
-            fallback: self.fallback,
-        }
-        .serialize(s)
-    }
-}
-
-impl utoipa::PartialSchema for PhotoItem {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        PhotoItemJson::schema()
-    }
-}
-
-impl ToSchema for PhotoItem {
-    fn name() -> std::borrow::Cow<'static, str> {
-        PhotoItemJson::name()
-    }
-}
-
-impl std::ops::Deref for PhotoItem {
-    type Target = PhotoCard;
-    fn deref(&self) -> &PhotoCard {
-        &self.photo
-    }
-}
-
-/// A photographer rec as the API returns it.
-#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
-pub struct PhotographerItem {
-    /// 1-based rank.
-    pub rank: i32,
-    /// The photographer's NSID.
-    pub photographer_id: String,
-    /// Display name, when known.
-    pub photographer_name: Option<String>,
-    /// score(n).
-    pub score: f64,
-    /// Favourites in common with the user.
-    pub common_favorites: i64,
-    /// The photographer's favourites held.
-    pub total_favorites: i64,
-    /// Their photostream on Flickr.
-    pub photostream_url: String,
-}
-
-/// A similar photo as the API returns it.
-#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
-pub struct SimilarItem {
-    /// 1-based rank.
-    pub rank: i32,
-    /// The similar photo (its fields appear inline in the JSON).
-    #[serde(flatten)]
-    pub photo: PhotoCard,
-    /// Similarity score.
-    pub score: f64,
-    /// Users who favourited both.
-    pub common_favorites: i64,
-    /// The measure (`cosine`, `jaccard`, `bm25`).
-    pub algorithm: String,
-}
-
-/// One of a tag's most favourited photos, as the API returns it.
-#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
-pub struct TagItem {
-    /// 1-based rank.
-    pub rank: i32,
-    /// The photo (its fields appear inline in the JSON).
-    #[serde(flatten)]
-    pub photo: PhotoCard,
-    /// Favourites held for it.
-    pub favorites: i64,
-}
-
-impl std::ops::Deref for SimilarItem {
-    type Target = PhotoCard;
-    fn deref(&self) -> &PhotoCard {
-        &self.photo
-    }
-}
-
-impl std::ops::Deref for TagItem {
-    type Target = PhotoCard;
-    fn deref(&self) -> &PhotoCard {
-        &self.photo
-    }
-}
-
-impl PhotoCard {
-    /// The card of a photo listed by id, from what the run knows of it.
-    pub fn listed(photo_id: String, info: Option<&PhotoInfo>) -> Self {
-        PhotoCard {
-            title: info.and_then(|i| i.title.clone()),
-            owner_id: info.map(|i| i.owner_id.clone()),
-            owner_name: info.and_then(|i| i.owner_name.clone()),
-            thumbnail_url: info.and_then(|i| i.thumbnail_url.clone()),
-            photo_url: info.map_or_else(|| photo_url(&photo_id, None), |i| i.photo_url.clone()),
-            photo_id,
-        }
-    }
-}
-
-/// What a run knows about a photo.
-#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
-pub struct PhotoInfo {
-    /// Photo id.
-    pub photo_id: String,
-    /// Owner NSID.
-    pub owner_id: String,
-    /// Owner display name.
-    pub owner_name: Option<String>,
-    /// Title.
-    pub title: Option<String>,
-    /// Thumbnail.
-    pub thumbnail_url: Option<String>,
-    /// The photo's page on Flickr.
-    pub photo_url: String,
-    /// Its tags (lower-cased), as the `photos` table lists them.
-    pub tags: Vec<String>,
-}
-
-/// One user's lists.
-#[derive(Debug, Clone, Default)]
-pub struct UserLists {
-    /// Photo recs in rank order, one list per algorithm, in the order of
-    /// [`Snapshot::algorithms`].
-    pub photos: Vec<Vec<PhotoItem>>,
-    /// Photographer recs in rank order.
-    pub photographers: Vec<PhotographerItem>,
-    /// The JSON of the default photos page (first algorithm), serialised once at
-    /// load: most requests ask for exactly that.
-    pub default_photos: axum::body::Bytes,
-    /// Likewise for photographers.
-    pub default_photographers: axum::body::Bytes,
-}
+use crate::error::ApiError;
 
 /// One loaded run.
 #[derive(Debug)]
@@ -265,42 +27,20 @@ pub struct Snapshot {
     /// `W/"<run_id>"`, built once: the validator of every response that depends
     /// only on the run.
     pub etag: Option<axum::http::HeaderValue>,
-    /// Lists by user NSID.
-    pub users: HashMap<String, UserLists>,
     /// The per-user algorithms in the run, in display order (the run's
     /// `score.algorithms`); what `algorithm=` is checked against.
     pub algorithms: Vec<String>,
     /// The run's offline-evaluation metrics (empty when it was not evaluated).
     pub metrics: Vec<Metric>,
-    /// Similar photos by photo id, rank order.
-    pub similar: HashMap<String, Vec<SimilarItem>>,
-    /// Photos the run knows, by id.
-    pub photos: HashMap<String, PhotoInfo>,
-    /// The most favourited photos per tag, rank order.
-    pub tags: HashMap<String, Vec<TagItem>>,
-    /// Tracked users of the run: NSID → username.
-    pub tracked: HashMap<String, Option<String>>,
-    /// Lower-cased username → NSID, for lookups.
-    pub by_username: HashMap<String, String>,
+    /// The run's lists.
+    pub layout: Layout,
 }
 
-/// Thumbnail URL parts come from data, so they are checked before they are
-/// placed in a URL: a server is digits, a secret is hex.
-pub fn thumbnail_url(photo_id: &str, server: Option<&str>, secret: Option<&str>) -> Option<String> {
-    let server = server
-        .filter(|s| !s.is_empty() && s.len() <= 10 && s.bytes().all(|b| b.is_ascii_digit()))?;
-    let secret = secret
-        .filter(|s| !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_hexdigit()))?;
-    is_photo_id(photo_id)
-        .then(|| format!("https://live.staticflickr.com/{server}/{photo_id}_{secret}_q.jpg"))
-}
-
-/// The photo's Flickr page.
-pub fn photo_url(photo_id: &str, owner_id: Option<&str>) -> String {
-    match owner_id.filter(|o| is_nsid(o)) {
-        Some(owner) => format!("https://www.flickr.com/photos/{owner}/{photo_id}"),
-        None => format!("https://www.flickr.com/photo.gne?id={photo_id}"),
-    }
+/// A record of the layout that does not decode: the file was checked when it
+/// was opened, so this is damage since, answered as a 503 that says so.
+fn damaged(e: LayoutError) -> ApiError {
+    tracing::error!(error = %e, "a record of the served run's layout cannot be read");
+    ApiError::Unavailable("part of the served run cannot be read right now".into())
 }
 
 impl Snapshot {
@@ -316,7 +56,7 @@ impl Snapshot {
     /// Finds a tracked user from what a person pastes: a Flickr photostream or
     /// profile URL, an NSID, or a username / path alias. Nothing is fetched: only
     /// the users held in the run can be found.
-    pub fn lookup(&self, query: &str) -> Option<&str> {
+    pub fn lookup(&self, query: &str) -> Option<String> {
         let q = query.trim();
         let key = match q.split_once("flickr.com/") {
             Some((_, rest)) => {
@@ -329,15 +69,82 @@ impl Snapshot {
             None => q,
         };
         let key = key.split(['?', '#']).next().unwrap_or("");
-        if let Some((id, _)) = self.tracked.get_key_value(key) {
-            return Some(id.as_str());
+        if self.username(key).is_some() || self.has_user(key) {
+            return Some(key.to_string());
         }
-        if let Some((id, _)) = self.users.get_key_value(key) {
-            return Some(id.as_str());
-        }
-        self.by_username
-            .get(&key.to_lowercase())
-            .map(String::as_str)
+        let id = self
+            .layout
+            .get(section::USERNAMES, key.to_lowercase().as_bytes())?;
+        String::from_utf8(id.to_vec()).ok()
+    }
+
+    /// Whether `user` has lists in the run.
+    pub fn has_user(&self, user: &str) -> bool {
+        self.layout.get(section::USERS, user.as_bytes()).is_some()
+    }
+
+    /// Every user with lists, in NSID order.
+    pub fn user_ids(&self) -> impl Iterator<Item = &str> {
+        keys(&self.layout, section::USERS)
+    }
+
+    /// Every photo with similar photos, in id order.
+    pub fn similar_photo_ids(&self) -> impl Iterator<Item = &str> {
+        keys(&self.layout, section::SIMILAR)
+    }
+
+    /// Every tag with a list, in order.
+    pub fn tag_names(&self) -> impl Iterator<Item = &str> {
+        keys(&self.layout, section::TAGS)
+    }
+
+    /// A tracked user's username: `None` when not tracked, `Some(None)` when
+    /// tracked without one.
+    pub fn username(&self, user: &str) -> Option<Option<String>> {
+        let raw = self.layout.get(section::TRACKED, user.as_bytes())?;
+        Some(serde_json::from_slice(&raw).unwrap_or(None))
+    }
+
+    /// The user's photo recs of the algorithm at `index`.
+    pub fn photo_list(&self, user: &str, index: usize) -> Result<Option<List>, ApiError> {
+        let Some(algorithm) = self.algorithms.get(index) else {
+            return Ok(None);
+        };
+        self.layout
+            .list(&section::photos(algorithm), user.as_bytes())
+            .map_err(damaged)
+    }
+
+    /// The user's photographer recs.
+    pub fn photographer_list(&self, user: &str) -> Result<Option<List>, ApiError> {
+        self.layout
+            .list(section::PHOTOGRAPHERS, user.as_bytes())
+            .map_err(damaged)
+    }
+
+    /// A photo's similar photos.
+    pub fn similar_list(&self, photo_id: &str) -> Result<Option<List>, ApiError> {
+        self.layout
+            .list(section::SIMILAR, photo_id.as_bytes())
+            .map_err(damaged)
+    }
+
+    /// A tag's most favourited photos.
+    pub fn tag_list(&self, tag: &str) -> Result<Option<List>, ApiError> {
+        self.layout
+            .list(section::TAGS, tag.as_bytes())
+            .map_err(damaged)
+    }
+
+    /// Whether the run has a list for `tag`.
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.layout.get(section::TAGS, tag.as_bytes()).is_some()
+    }
+
+    /// What the run knows of a photo.
+    pub fn photo_info(&self, photo_id: &str) -> Option<PhotoInfo> {
+        let raw = self.layout.get(section::PHOTO_INFO, photo_id.as_bytes())?;
+        serde_json::from_slice(&raw).ok()
     }
 
     /// Seconds since the run was published.
@@ -346,4 +153,19 @@ impl Snapshot {
             .num_seconds()
             .max(0)
     }
+}
+
+/// A section's keys as text (keys that are not UTF-8 are skipped).
+fn keys<'a>(layout: &'a Layout, name: &str) -> impl Iterator<Item = &'a str> + 'a {
+    let section = layout.section(name);
+    (0..section.len()).filter_map(move |i| std::str::from_utf8(section.key(i)?).ok())
+}
+
+/// Items `range` of `list` decoded, for the HTML pages (none when there is no
+/// list).
+pub fn decode<T: serde::de::DeserializeOwned>(
+    list: Option<&List>,
+    range: std::ops::Range<usize>,
+) -> Result<Vec<T>, ApiError> {
+    list.map_or(Ok(Vec::new()), |l| l.decode(range).map_err(damaged))
 }

@@ -27,6 +27,9 @@ pub enum ScoreError {
     /// Polars or Arrow failed.
     #[error("preparing tables: {0}")]
     Frame(#[from] FrameError),
+    /// The run's serving layout could not be built or stored.
+    #[error(transparent)]
+    Serving(#[from] crate::serving::LayoutError),
     /// A background task died (a bug: it panicked).
     #[error("{what} failed: {reason}")]
     Task {

@@ -13,7 +13,10 @@
 //!    recommended photos and of `tracked_users`), built straight into Arrow from the
 //!    kernel's integer results (they are already in final row order, so a Polars
 //!    frame in between would only add a copy) and encoded part by part on the Rayon
-//!    pool ([`parts`]), then uploaded ([`upload`]), then the manifest.
+//!    pool ([`parts`]), then uploaded ([`upload`]);
+//! 7. `serving_layout` — the run's lists as `serve` answers them, built from the
+//!    tables just written and stored in the run (`crate::serving`); then the
+//!    manifest.
 //!
 //! Files: [`error`] (why a run failed), [`params`] (settings → kernel
 //! parameters), [`load`], [`prepare`], [`compute`] (the pool and the CPU stages),
@@ -88,6 +91,7 @@ pub async fn run_score(
         error: None,
         shards: Vec::new(),
         notes: Vec::new(),
+        serving: None,
     };
     write_manifest(storage, &manifest).await?;
     tracing::info!(run_id = %manifest.run_id, storage = storage.url(), "score run started");
@@ -190,6 +194,9 @@ async fn score_into(
         "write",
         (encode_seconds + clock.elapsed()).as_secs_f64(),
     );
+    let clock = Instant::now();
+    manifest.serving = Some(crate::serving::store_layout(storage, manifest).await?);
+    record(manifest, "serving_layout", clock.elapsed().as_secs_f64());
     Ok(())
 }
 

@@ -486,7 +486,7 @@ pub async fn finish(
     let mut notes: Vec<String> = records.iter().flat_map(|r| r.notes.clone()).collect();
     notes.sort();
     notes.dedup();
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         run_id: run_id.to_string(),
         status: RunStatus::Succeeded,
         faverecs_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -501,7 +501,9 @@ pub async fn finish(
         error: None,
         notes,
         shards: records,
+        serving: None,
     };
+    manifest.serving = Some(crate::serving::store_layout(storage, &manifest).await?);
     write_manifest(storage, &manifest).await?;
     tracing::info!(run_id, "sharded run finished");
     Ok(manifest)

@@ -185,6 +185,79 @@ impl Storage {
         got.bytes().await.map_err(|e| StoreError::object(path, e))
     }
 
+    /// Writes a large object from `bytes` in parts (a multipart upload on S3;
+    /// a temporary file renamed into place on a local directory), so it is
+    /// whole or absent: the object never shows a part of the bytes.
+    pub async fn put_large(&self, path: &Path, bytes: Bytes) -> Result<(), StoreError> {
+        use tokio::io::AsyncWriteExt;
+        const PART: usize = 16 << 20;
+        let mut out = object_store::buffered::BufWriter::with_capacity(
+            self.store.clone(),
+            path.clone(),
+            PART,
+        );
+        let fail = |e: object_store::Error| StoreError::object(path, e);
+        for at in (0..bytes.len()).step_by(PART) {
+            out.put(bytes.slice(at..(at + PART).min(bytes.len())))
+                .await
+                .map_err(fail)?;
+        }
+        if let Err(e) = out.shutdown().await {
+            let _ = out.abort().await;
+            return Err(StoreError::object(
+                path,
+                object_store::Error::Generic {
+                    store: "put_large",
+                    source: Box::new(e),
+                },
+            ));
+        }
+        Ok(())
+    }
+
+    /// Writes an object's bytes into `file`, as they stream in.
+    pub async fn download_into(
+        &self,
+        path: &Path,
+        file: std::fs::File,
+    ) -> Result<std::fs::File, StoreError> {
+        use tokio::io::AsyncWriteExt;
+        let got = self
+            .store
+            .get(path)
+            .await
+            .map_err(|e| StoreError::object(path, e))?;
+        let mut stream = got.into_stream();
+        let mut out = tokio::fs::File::from_std(file);
+        let io = |e: std::io::Error| {
+            StoreError::object(
+                path,
+                object_store::Error::Generic {
+                    store: "download",
+                    source: Box::new(e),
+                },
+            )
+        };
+        while let Some(chunk) = stream
+            .try_next()
+            .await
+            .map_err(|e| StoreError::object(path, e))?
+        {
+            out.write_all(&chunk).await.map_err(io)?;
+        }
+        out.flush().await.map_err(io)?;
+        Ok(out.into_std().await)
+    }
+
+    /// The file behind `path` on a local directory (`None` on other stores).
+    pub fn local_file(&self, path: &Path) -> Option<std::path::PathBuf> {
+        let root = self.local_root.as_ref()?;
+        Some(
+            path.parts()
+                .fold(root.clone(), |p, part| p.join(part.as_ref())),
+        )
+    }
+
     /// Writes a whole object in one atomic put.
     pub async fn put_bytes(&self, path: &Path, bytes: Bytes) -> Result<(), StoreError> {
         self.store

@@ -25,10 +25,10 @@ fn toml_list<'a>(values: impl IntoIterator<Item = &'a str>) -> String {
 }
 
 /// The first `n` of `values`, sorted, so the run is the same every time.
-fn some<'a>(values: impl IntoIterator<Item = &'a String>, n: usize) -> BTreeSet<&'a str> {
+fn some<S: AsRef<str>>(values: impl IntoIterator<Item = S>, n: usize) -> BTreeSet<String> {
     values
         .into_iter()
-        .map(String::as_str)
+        .map(|s| s.as_ref().to_string())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .take(n)
@@ -63,10 +63,15 @@ async fn schemathesis_finds_no_failure_against_the_served_openapi_document() {
 
     // Real ids, which schemathesis mixes with generated ones, so that the fuzzing
     // reaches the lists and not only the 404s.
-    let users = some(snapshot.users.keys(), 40);
-    let photos = some(snapshot.similar.keys(), 40);
-    let tags = some(snapshot.tags.keys(), 40);
-    let names = some(snapshot.tracked.values().flatten(), 10);
+    let users = some(snapshot.user_ids(), 40);
+    let photos = some(snapshot.similar_photo_ids(), 40);
+    let tags = some(snapshot.tag_names(), 40);
+    let names = some(
+        snapshot
+            .user_ids()
+            .filter_map(|u| snapshot.username(u).flatten()),
+        10,
+    );
     assert!(!users.is_empty() && !photos.is_empty() && !tags.is_empty());
     let config = format!(
         r#"
@@ -93,10 +98,10 @@ values = {algorithms}
 [warnings]
 fail-on = true
 "#,
-        users = toml_list(users.iter().copied()),
-        lookups = toml_list(users.iter().copied().chain(names.iter().copied())),
-        photos = toml_list(photos.iter().copied()),
-        tags = toml_list(tags.iter().copied()),
+        users = toml_list(users.iter().map(String::as_str)),
+        lookups = toml_list(users.iter().chain(names.iter()).map(String::as_str)),
+        photos = toml_list(photos.iter().map(String::as_str)),
+        tags = toml_list(tags.iter().map(String::as_str)),
         algorithms = toml_list(snapshot.algorithms.iter().map(String::as_str)),
     );
     let dir = tempfile::tempdir().unwrap();

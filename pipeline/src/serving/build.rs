@@ -1,0 +1,481 @@
+//! Building a run's serving layout from its tables (the contract's columns,
+//! read by name), so it is a function of the published tables alone: the
+//! same tables give the same bytes, whoever builds them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+
+use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
+
+use crate::model::Table;
+use crate::model::arrow::{str_at, time_at};
+use crate::model::columns::{
+    ColumnError, FirstRecommendedColumns, PhotoRecsColumns, PhotographerRecsColumns, PhotosColumns,
+    SimilarPhotosColumns, TagPhotosColumns, TrackedUsersColumns,
+};
+use crate::model::run_table_dir;
+use crate::runs::Manifest;
+use crate::store::Storage;
+
+use super::format::{DEFAULT_LIMIT, LayoutError, LayoutWriter, list_record, page_json};
+use super::items::{
+    PhotoCard, PhotoInfo, PhotoItem, PhotographerItem, SimilarItem, TagItem, UserList, photo_url,
+    thumbnail_url,
+};
+use super::section;
+
+/// The tables a layout is built from.
+pub struct RunTables {
+    photos: Vec<RecordBatch>,
+    photo_recs: Vec<RecordBatch>,
+    photographer_recs: Vec<RecordBatch>,
+    tracked_users: Vec<RecordBatch>,
+    similar_photos: Vec<RecordBatch>,
+    tag_photos: Vec<RecordBatch>,
+    first_recommended: Vec<RecordBatch>,
+}
+
+fn failed(e: impl std::fmt::Display) -> LayoutError {
+    LayoutError::Build(e.to_string())
+}
+
+impl From<ColumnError> for LayoutError {
+    fn from(e: ColumnError) -> Self {
+        failed(e)
+    }
+}
+
+impl From<serde_json::Error> for LayoutError {
+    fn from(e: serde_json::Error) -> Self {
+        failed(e)
+    }
+}
+
+/// Reads the run's tables (side by side).
+pub async fn read_tables(storage: &Storage, run_id: &str) -> Result<RunTables, LayoutError> {
+    let read = |table: Table| async move {
+        storage
+            .read_table_dir(&run_table_dir(run_id, table), table)
+            .await
+    };
+    let (photos, photo_recs, photographer_recs, tracked_users, similar_photos, tag_photos) =
+        tokio::try_join!(
+            read(Table::Photos),
+            read(Table::PhotoRecs),
+            read(Table::PhotographerRecs),
+            read(Table::TrackedUsers),
+            read(Table::SimilarPhotos),
+            read(Table::TagPhotos),
+        )
+        .map_err(failed)?;
+    let first_recommended = read(Table::FirstRecommended).await.map_err(failed)?;
+    Ok(RunTables {
+        photos,
+        photo_recs,
+        photographer_recs,
+        tracked_users,
+        similar_photos,
+        tag_photos,
+        first_recommended,
+    })
+}
+
+/// A row: (batch, row).
+type At = (usize, usize);
+
+/// Display order: the run's configured algorithms, then any other found in the
+/// rows (a hand-made run), by name.
+pub fn algorithm_order(
+    manifest: &Manifest,
+    photo_recs: &[RecordBatch],
+) -> Result<Vec<String>, ColumnError> {
+    let mut algorithms: Vec<String> = manifest
+        .config
+        .score
+        .algorithms
+        .iter()
+        .map(|a| a.name().to_string())
+        .collect();
+    let mut found: Vec<String> = Vec::new();
+    for b in photo_recs {
+        let a = PhotoRecsColumns::new(b)?.algorithm;
+        for r in 0..b.num_rows() {
+            if let Some(name) = str_at(a, r)
+                && !algorithms.iter().any(|x| x == name)
+                && !found.iter().any(|x| x == name)
+            {
+                found.push(name.to_string());
+            }
+        }
+    }
+    found.sort();
+    algorithms.extend(found);
+    Ok(algorithms)
+}
+
+/// What the `photos` table says of the photos, by id (the last row of an id).
+struct Photos<'a> {
+    batches: &'a [RecordBatch],
+    cols: Vec<PhotosColumns<'a>>,
+    by_id: HashMap<&'a str, At>,
+    owner_names: HashMap<&'a str, &'a str>,
+}
+
+impl<'a> Photos<'a> {
+    fn new(batches: &'a [RecordBatch]) -> Result<Self, ColumnError> {
+        let cols = batches
+            .iter()
+            .map(PhotosColumns::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut by_id = HashMap::new();
+        let mut owner_names = HashMap::new();
+        for (bi, c) in cols.iter().enumerate() {
+            for r in 0..batches[bi].num_rows() {
+                let (Some(id), Some(owner)) = (str_at(c.photo_id, r), str_at(c.owner_id, r)) else {
+                    continue;
+                };
+                if let Some(n) = str_at(c.owner_name, r) {
+                    owner_names.entry(owner).or_insert(n);
+                }
+                by_id.insert(id, (bi, r));
+            }
+        }
+        Ok(Photos {
+            batches,
+            cols,
+            by_id,
+            owner_names,
+        })
+    }
+
+    fn field(
+        &self,
+        at: At,
+        f: impl Fn(&PhotosColumns<'a>) -> &'a arrow_array::StringArray,
+    ) -> Option<&'a str> {
+        str_at(f(&self.cols[at.0]), at.1)
+    }
+
+    fn info(&self, id: &str) -> Option<PhotoInfo> {
+        let &at = self.by_id.get(id)?;
+        let _ = self.batches;
+        let owner = self.field(at, |c| c.owner_id)?.to_string();
+        Some(PhotoInfo {
+            photo_id: id.to_string(),
+            owner_name: self.field(at, |c| c.owner_name).map(str::to_string),
+            title: self.field(at, |c| c.title).map(str::to_string),
+            thumbnail_url: thumbnail_url(
+                id,
+                self.field(at, |c| c.server),
+                self.field(at, |c| c.secret),
+            ),
+            photo_url: photo_url(id, Some(&owner)),
+            tags: self
+                .field(at, |c| c.tags)
+                .map(|t| t.split_whitespace().map(str::to_lowercase).collect())
+                .unwrap_or_default(),
+            owner_id: owner,
+        })
+    }
+}
+
+/// Writes the list of each key of `rows` (sorted by key, then rank, stably)
+/// into section `name`; `item` serialises one row, `about` names a key's list
+/// for its pre-serialised default page (`None`: no default page).
+fn write_lists<W: Write, K: AsRef<[u8]> + Ord + Copy>(
+    w: &mut LayoutWriter<W>,
+    name: &str,
+    rows: &mut [(K, i32, At)],
+    mut item: impl FnMut(At) -> Result<Vec<u8>, LayoutError>,
+    about: Option<&dyn Fn(K) -> UserList>,
+    run_id: &str,
+) -> Result<(), LayoutError> {
+    rows.sort_by_key(|r| (r.0, r.1));
+    w.begin(name)?;
+    let mut i = 0;
+    while i < rows.len() {
+        let key = rows[i].0;
+        let end = i + rows[i..].iter().take_while(|r| r.0 == key).count();
+        let items = rows[i..end]
+            .iter()
+            .map(|r| item(r.2))
+            .collect::<Result<Vec<_>, _>>()?;
+        let default = match about {
+            Some(about) => page_json(
+                &about(key),
+                run_id,
+                items.len(),
+                0,
+                DEFAULT_LIMIT,
+                items.iter().take(DEFAULT_LIMIT),
+            )?,
+            None => Vec::new(),
+        };
+        w.add(key.as_ref(), &list_record(&default, &items)?)?;
+        i = end;
+    }
+    Ok(())
+}
+
+/// Builds the layout of `manifest`'s run from `t` into `out`.
+pub fn build<W: Write>(manifest: &Manifest, t: &RunTables, out: W) -> Result<W, LayoutError> {
+    let run_id = manifest.run_id.as_str();
+    let algorithms = algorithm_order(manifest, &t.photo_recs)?;
+    let photos = Photos::new(&t.photos)?;
+    let mut w = LayoutWriter::new(out);
+
+    w.begin(section::META)?;
+    w.add(b"algorithms", &serde_json::to_vec(&algorithms)?)?;
+
+    // (user, photo) → (first recommended at, first recommended in this run).
+    let mut first: HashMap<(&str, &str), (i64, bool)> = HashMap::new();
+    for b in &t.first_recommended {
+        let c = FirstRecommendedColumns::new(b)?;
+        for r in 0..b.num_rows() {
+            if let (Some(u), Some(p), Some(run), Some(at)) = (
+                str_at(c.user_id, r),
+                str_at(c.photo_id, r),
+                str_at(c.first_run_id, r),
+                time_at(c.first_recommended_at, r),
+            ) {
+                first.insert((u, p), (at, run == run_id));
+            }
+        }
+    }
+
+    let recs = t
+        .photo_recs
+        .iter()
+        .map(PhotoRecsColumns::new)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut users: std::collections::BTreeSet<&str> = Default::default();
+    let mut by_algorithm: Vec<Vec<(&str, i32, At)>> = vec![Vec::new(); algorithms.len()];
+    for (bi, c) in recs.iter().enumerate() {
+        for r in 0..t.photo_recs[bi].num_rows() {
+            let (Some(user), Some(_), Some(algorithm)) = (
+                str_at(c.user_id, r),
+                str_at(c.photo_id, r),
+                str_at(c.algorithm, r),
+            ) else {
+                continue;
+            };
+            if let Some(slot) = algorithms.iter().position(|a| a == algorithm) {
+                users.insert(user);
+                by_algorithm[slot].push((user, c.rank.value(r), (bi, r)));
+            }
+        }
+    }
+    let names = |list: arrow_array::ArrayRef| -> Vec<String> {
+        list.as_string::<i32>()
+            .iter()
+            .flatten()
+            .map(str::to_string)
+            .collect()
+    };
+    for (slot, rows) in by_algorithm.iter_mut().enumerate() {
+        let algorithm = algorithms[slot].as_str();
+        let photo_item = |(bi, r): At| -> Result<Vec<u8>, LayoutError> {
+            let c = &recs[bi];
+            let (Some(user), Some(photo_id)) = (str_at(c.user_id, r), str_at(c.photo_id, r)) else {
+                return Err(failed("a photo rec lost its key"));
+            };
+            let owner_id = str_at(c.owner_id, r).map(str::to_string);
+            let meta = photos.by_id.get(photo_id).copied();
+            let (at, is_new) = first
+                .get(&(user, photo_id))
+                .map_or((None, false), |(t, n)| {
+                    (chrono::DateTime::from_timestamp_micros(*t), *n)
+                });
+            let item = PhotoItem {
+                rank: c.rank.value(r),
+                photo: PhotoCard {
+                    photo_id: photo_id.to_string(),
+                    thumbnail_url: meta.and_then(|m| {
+                        thumbnail_url(
+                            photo_id,
+                            photos.field(m, |c| c.server),
+                            photos.field(m, |c| c.secret),
+                        )
+                    }),
+                    photo_url: photo_url(photo_id, owner_id.as_deref()),
+                    owner_name: meta
+                        .and_then(|m| photos.field(m, |c| c.owner_name))
+                        .map(str::to_string),
+                    title: meta
+                        .and_then(|m| photos.field(m, |c| c.title))
+                        .map(str::to_string),
+                    owner_id,
+                },
+                score: c.score.value(r),
+                neighbor_count: c.neighbor_count.value(r),
+                top_neighbors: names(c.top_neighbors.value(r)),
+                similar_to: names(c.similar_to.value(r)),
+                first_recommended_at: at,
+                is_new,
+                // Runs written before the column existed have no fallbacks.
+                fallback: c
+                    .fallback
+                    .is_some_and(|f| arrow_array::Array::is_valid(f, r) && f.value(r)),
+            };
+            Ok(serde_json::to_vec(&item)?)
+        };
+        let about = |user: &str| UserList {
+            user_id: user.to_string(),
+            algorithm: algorithm.to_string(),
+        };
+        write_lists(
+            &mut w,
+            &section::photos(algorithm),
+            rows,
+            photo_item,
+            Some(&about),
+            run_id,
+        )?;
+        *rows = Vec::new();
+    }
+
+    let prec = t
+        .photographer_recs
+        .iter()
+        .map(PhotographerRecsColumns::new)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut rows = Vec::new();
+    for (bi, c) in prec.iter().enumerate() {
+        for r in 0..t.photographer_recs[bi].num_rows() {
+            if let (Some(user), Some(_)) = (str_at(c.user_id, r), str_at(c.photographer_id, r)) {
+                users.insert(user);
+                rows.push((user, c.rank.value(r), (bi, r)));
+            }
+        }
+    }
+    let photographer_item = |(bi, r): At| -> Result<Vec<u8>, LayoutError> {
+        let c = &prec[bi];
+        let who = str_at(c.photographer_id, r).unwrap_or_default();
+        Ok(serde_json::to_vec(&PhotographerItem {
+            rank: c.rank.value(r),
+            photographer_name: photos.owner_names.get(who).map(|n| n.to_string()),
+            photostream_url: format!("https://www.flickr.com/photos/{who}/"),
+            photographer_id: who.to_string(),
+            score: c.score.value(r),
+            common_favorites: c.common_favorites.value(r),
+            total_favorites: c.total_favorites.value(r),
+        })?)
+    };
+    let about = |user: &str| UserList {
+        user_id: user.to_string(),
+        algorithm: "flexplore".to_string(),
+    };
+    write_lists(
+        &mut w,
+        section::PHOTOGRAPHERS,
+        &mut rows,
+        photographer_item,
+        Some(&about),
+        run_id,
+    )?;
+    drop(rows);
+
+    w.begin(section::USERS)?;
+    for u in &users {
+        w.add(u.as_bytes(), b"")?;
+    }
+    drop(users);
+
+    let sim = t
+        .similar_photos
+        .iter()
+        .map(SimilarPhotosColumns::new)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut rows = Vec::new();
+    for (bi, c) in sim.iter().enumerate() {
+        for r in 0..t.similar_photos[bi].num_rows() {
+            if let (Some(p), Some(_), Some(_)) = (
+                str_at(c.photo_id, r),
+                str_at(c.similar_photo_id, r),
+                str_at(c.algorithm, r),
+            ) {
+                rows.push((p, c.rank.value(r), (bi, r)));
+            }
+        }
+    }
+    let similar_item = |(bi, r): At| -> Result<Vec<u8>, LayoutError> {
+        let c = &sim[bi];
+        let q = str_at(c.similar_photo_id, r).unwrap_or_default();
+        Ok(serde_json::to_vec(&SimilarItem {
+            rank: c.rank.value(r),
+            score: c.score.value(r),
+            common_favorites: c.common_favorites.value(r),
+            algorithm: str_at(c.algorithm, r).unwrap_or_default().to_string(),
+            photo: PhotoCard::listed(q.to_string(), photos.info(q).as_ref()),
+        })?)
+    };
+    write_lists(
+        &mut w,
+        section::SIMILAR,
+        &mut rows,
+        similar_item,
+        None,
+        run_id,
+    )?;
+    drop(rows);
+
+    let tagc = t
+        .tag_photos
+        .iter()
+        .map(TagPhotosColumns::new)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut rows = Vec::new();
+    for (bi, c) in tagc.iter().enumerate() {
+        for r in 0..t.tag_photos[bi].num_rows() {
+            if let (Some(tag), Some(_)) = (str_at(c.tag, r), str_at(c.photo_id, r)) {
+                rows.push((tag, c.rank.value(r), (bi, r)));
+            }
+        }
+    }
+    let tag_item = |(bi, r): At| -> Result<Vec<u8>, LayoutError> {
+        let c = &tagc[bi];
+        let p = str_at(c.photo_id, r).unwrap_or_default();
+        Ok(serde_json::to_vec(&TagItem {
+            rank: c.rank.value(r),
+            favorites: c.favorites.value(r),
+            photo: PhotoCard::listed(p.to_string(), photos.info(p).as_ref()),
+        })?)
+    };
+    write_lists(&mut w, section::TAGS, &mut rows, tag_item, None, run_id)?;
+    drop(rows);
+
+    w.begin(section::PHOTO_INFO)?;
+    let mut ids: Vec<&str> = photos.by_id.keys().copied().collect();
+    ids.sort_unstable();
+    for id in ids {
+        if let Some(info) = photos.info(id) {
+            w.add(id.as_bytes(), &serde_json::to_vec(&info)?)?;
+        }
+    }
+
+    let mut tracked: BTreeMap<&str, Option<&str>> = BTreeMap::new();
+    let mut by_username: BTreeMap<String, &str> = BTreeMap::new();
+    for b in &t.tracked_users {
+        let c = TrackedUsersColumns::new(b)?;
+        for r in 0..b.num_rows() {
+            let Some(id) = str_at(c.user_id, r) else {
+                continue;
+            };
+            let name = str_at(c.username, r);
+            if let Some(n) = name {
+                by_username.entry(n.to_lowercase()).or_insert(id);
+            }
+            tracked.insert(id, name);
+        }
+    }
+    w.begin(section::TRACKED)?;
+    for (id, name) in &tracked {
+        w.add(id.as_bytes(), &serde_json::to_vec(name)?)?;
+    }
+    w.begin(section::USERNAMES)?;
+    for (name, id) in &by_username {
+        w.add(name.as_bytes(), id.as_bytes())?;
+    }
+    w.finish(run_id)
+}

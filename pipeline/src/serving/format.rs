@@ -1,0 +1,526 @@
+//! The layout file: sections of records, each found by key through a sorted
+//! index, and read in place from a memory map.
+//!
+//! ```text
+//! [records][section keys and index]…[directory (JSON)][dir offset u64][dir length u64]["FRSERVE1"]
+//! ```
+//!
+//! A section's index is `count` entries of 24 bytes, sorted by key (bytes):
+//! key offset (u32, into the section's key blob), key length (u32), record
+//! offset (u64, in the file), record length (u64); all little-endian. Opening a
+//! file checks the trailer, the directory and every entry's bounds (a few
+//! milliseconds per million keys); it does not read the records.
+//!
+//! A *list* record is `n` (u32), the length of its pre-serialised default page
+//! (u32), `n + 1` item offsets (u32, from the start of the items), the default
+//! page, then the items' JSON one after another.
+
+use std::io::{self, Write};
+use std::ops::Range;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// Items on a default page (a list asked for with no `limit` or `offset`).
+pub const DEFAULT_LIMIT: usize = 20;
+
+/// The file's last eight bytes.
+pub const MAGIC: &[u8; 8] = b"FRSERVE1";
+/// The directory's `format`: bumped when the layout changes.
+pub const FORMAT: u32 = 1;
+const ENTRY: usize = 24;
+const TRAILER: usize = 24;
+
+/// Why a layout cannot be opened or read.
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    /// Reading or writing the file failed.
+    #[error("serving layout: {0}")]
+    Io(#[from] io::Error),
+    /// The file is not a layout this version reads, or is damaged.
+    #[error("serving layout is damaged: {0}")]
+    Damaged(String),
+    /// The run's tables could not be turned into a layout.
+    #[error("building the serving layout: {0}")]
+    Build(String),
+}
+
+fn damaged(what: impl Into<String>) -> LayoutError {
+    LayoutError::Damaged(what.into())
+}
+
+/// The directory at the end of the file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Directory {
+    /// [`FORMAT`].
+    pub format: u32,
+    /// The run the layout was built from.
+    pub run_id: String,
+    /// The sections, by name.
+    pub sections: Vec<SectionDir>,
+}
+
+/// Where a section is.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SectionDir {
+    /// Its name.
+    pub name: String,
+    /// Keys.
+    pub count: u64,
+    /// Offset of the index.
+    pub index_off: u64,
+    /// Offset of the key blob.
+    pub keys_off: u64,
+    /// Length of the key blob.
+    pub keys_len: u64,
+}
+
+/// Writes a layout one section at a time; keys within a section must come in
+/// strictly increasing byte order.
+pub struct LayoutWriter<W: Write> {
+    out: W,
+    pos: u64,
+    sections: Vec<SectionDir>,
+    open: Option<OpenSection>,
+}
+
+struct OpenSection {
+    name: String,
+    keys: Vec<u8>,
+    entries: Vec<u8>,
+    last: Option<Range<usize>>,
+    count: u64,
+}
+
+impl<W: Write> LayoutWriter<W> {
+    /// A writer onto `out`.
+    pub fn new(out: W) -> Self {
+        LayoutWriter {
+            out,
+            pos: 0,
+            sections: Vec::new(),
+            open: None,
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.out.write_all(bytes)?;
+        self.pos += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Starts section `name` (ending the one open).
+    pub fn begin(&mut self, name: &str) -> Result<(), LayoutError> {
+        self.end()?;
+        if self.sections.iter().any(|s| s.name == name) {
+            return Err(damaged(format!("section {name} written twice")));
+        }
+        self.open = Some(OpenSection {
+            name: name.to_string(),
+            keys: Vec::new(),
+            entries: Vec::new(),
+            last: None,
+            count: 0,
+        });
+        Ok(())
+    }
+
+    /// Adds `record` under `key` to the open section.
+    pub fn add(&mut self, key: &[u8], record: &[u8]) -> Result<(), LayoutError> {
+        let at = self.pos;
+        let Some(s) = self.open.as_mut() else {
+            return Err(damaged("a record written outside a section"));
+        };
+        if let Some(last) = &s.last
+            && s.keys[last.clone()] >= *key
+        {
+            return Err(damaged(format!(
+                "section {}: keys out of order ({:?} after {:?})",
+                s.name,
+                String::from_utf8_lossy(key),
+                String::from_utf8_lossy(&s.keys[last.clone()])
+            )));
+        }
+        let key_off = u32::try_from(s.keys.len()).map_err(|_| damaged("key blob over 4 GiB"))?;
+        let key_len = u32::try_from(key.len()).map_err(|_| damaged("key over 4 GiB"))?;
+        s.last = Some(s.keys.len()..s.keys.len() + key.len());
+        s.keys.extend_from_slice(key);
+        s.entries.extend_from_slice(&key_off.to_le_bytes());
+        s.entries.extend_from_slice(&key_len.to_le_bytes());
+        s.entries.extend_from_slice(&at.to_le_bytes());
+        s.entries
+            .extend_from_slice(&(record.len() as u64).to_le_bytes());
+        s.count += 1;
+        self.write(record)?;
+        Ok(())
+    }
+
+    fn end(&mut self) -> Result<(), LayoutError> {
+        let Some(s) = self.open.take() else {
+            return Ok(());
+        };
+        let keys_off = self.pos;
+        self.write(&s.keys)?;
+        let index_off = self.pos;
+        self.write(&s.entries)?;
+        self.sections.push(SectionDir {
+            name: s.name,
+            count: s.count,
+            index_off,
+            keys_off,
+            keys_len: s.keys.len() as u64,
+        });
+        Ok(())
+    }
+
+    /// Ends the open section, writes the directory and the trailer, and
+    /// returns the output.
+    pub fn finish(mut self, run_id: &str) -> Result<W, LayoutError> {
+        self.end()?;
+        let dir = Directory {
+            format: FORMAT,
+            run_id: run_id.to_string(),
+            sections: std::mem::take(&mut self.sections),
+        };
+        let json = serde_json::to_vec(&dir).map_err(|e| damaged(e.to_string()))?;
+        let dir_off = self.pos;
+        self.write(&json)?;
+        self.write(&dir_off.to_le_bytes())?;
+        self.write(&(json.len() as u64).to_le_bytes())?;
+        self.write(MAGIC)?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+/// Encodes a list record (see the module docs).
+pub fn list_record(default_page: &[u8], items: &[Vec<u8>]) -> Result<Vec<u8>, LayoutError> {
+    let too_big = || damaged("a list over 4 GiB");
+    let n = u32::try_from(items.len()).map_err(|_| too_big())?;
+    let total: usize = items.iter().map(Vec::len).sum();
+    let mut out = Vec::with_capacity(8 + 4 * (items.len() + 1) + default_page.len() + total);
+    out.extend_from_slice(&n.to_le_bytes());
+    out.extend_from_slice(
+        &u32::try_from(default_page.len())
+            .map_err(|_| too_big())?
+            .to_le_bytes(),
+    );
+    let mut at = 0usize;
+    out.extend_from_slice(&0u32.to_le_bytes());
+    for item in items {
+        at += item.len();
+        out.extend_from_slice(&u32::try_from(at).map_err(|_| too_big())?.to_le_bytes());
+    }
+    out.extend_from_slice(default_page);
+    for item in items {
+        out.extend_from_slice(item);
+    }
+    Ok(out)
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+
+/// An opened layout: the file's bytes (a memory map) and its directory.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    bytes: Bytes,
+    dir: Directory,
+}
+
+/// A section of an opened layout.
+#[derive(Debug, Clone, Copy)]
+pub struct Section<'a> {
+    bytes: &'a [u8],
+    index: &'a [u8],
+    keys: &'a [u8],
+    count: usize,
+}
+
+impl Layout {
+    /// Opens a layout held in `bytes`, checking its structure (not its records).
+    pub fn open(bytes: Bytes) -> Result<Layout, LayoutError> {
+        let b = &bytes[..];
+        if b.len() < TRAILER || &b[b.len() - 8..] != MAGIC {
+            return Err(damaged("no FRSERVE1 trailer (truncated, or not a layout)"));
+        }
+        let t = b.len() - TRAILER;
+        let (dir_off, dir_len) = (u64_at(b, t), u64_at(b, t + 8));
+        let dir_range = dir_off
+            .zip(dir_len)
+            .and_then(|(o, l)| {
+                Some(usize::try_from(o).ok()?..usize::try_from(o.checked_add(l)?).ok()?)
+            })
+            .filter(|r| r.end <= t)
+            .ok_or_else(|| damaged("the directory lies outside the file"))?;
+        let dir: Directory = serde_json::from_slice(&b[dir_range.clone()])
+            .map_err(|e| damaged(format!("the directory is unreadable: {e}")))?;
+        if dir.format != FORMAT {
+            return Err(damaged(format!(
+                "format {} (this version reads {FORMAT})",
+                dir.format
+            )));
+        }
+        let layout = Layout { bytes, dir };
+        for s in &layout.dir.sections {
+            let section = layout.section_at(s, dir_range.start).ok_or_else(|| {
+                damaged(format!("section {}'s index lies outside the file", s.name))
+            })?;
+            section
+                .check(dir_range.start)
+                .map_err(|e| damaged(format!("section {}: {e}", s.name)))?;
+        }
+        Ok(layout)
+    }
+
+    /// The run it was built from.
+    pub fn run_id(&self) -> &str {
+        &self.dir.run_id
+    }
+
+    /// The file's bytes (shared, not copied).
+    pub fn bytes(&self) -> Bytes {
+        self.bytes.clone()
+    }
+
+    /// The file's size.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether the file is empty (never, once opened).
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    fn section_at(&self, s: &SectionDir, end: usize) -> Option<Section<'_>> {
+        let b = &self.bytes[..end];
+        let count = usize::try_from(s.count).ok()?;
+        let index_off = usize::try_from(s.index_off).ok()?;
+        let keys_off = usize::try_from(s.keys_off).ok()?;
+        let keys_len = usize::try_from(s.keys_len).ok()?;
+        Some(Section {
+            bytes: b,
+            index: b.get(index_off..index_off.checked_add(count.checked_mul(ENTRY)?)?)?,
+            keys: b.get(keys_off..keys_off.checked_add(keys_len)?)?,
+            count,
+        })
+    }
+
+    /// Section `name`; an absent section reads as empty.
+    pub fn section(&self, name: &str) -> Section<'_> {
+        self.dir
+            .sections
+            .iter()
+            .find(|s| s.name == name)
+            .and_then(|s| self.section_at(s, self.bytes.len()))
+            .unwrap_or(Section {
+                bytes: &[],
+                index: &[],
+                keys: &[],
+                count: 0,
+            })
+    }
+
+    /// The record under `key` in section `name`, sharing the file's bytes.
+    pub fn get(&self, name: &str, key: &[u8]) -> Option<Bytes> {
+        let r = self.section(name).find(key)?;
+        Some(self.bytes.slice(r))
+    }
+
+    /// The list under `key` in section `name`.
+    pub fn list(&self, name: &str, key: &[u8]) -> Result<Option<List>, LayoutError> {
+        match self.section(name).find(key) {
+            None => Ok(None),
+            Some(r) => List::new(self.bytes.slice(r)).map(Some),
+        }
+    }
+}
+
+impl<'a> Section<'a> {
+    /// Keys in the section.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether it has no keys.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    fn entry(&self, i: usize) -> Option<(Range<usize>, Range<usize>)> {
+        let e = i * ENTRY;
+        let ko = u32_at(self.index, e)? as usize;
+        let kl = u32_at(self.index, e + 4)? as usize;
+        let ro = usize::try_from(u64_at(self.index, e + 8)?).ok()?;
+        let rl = usize::try_from(u64_at(self.index, e + 16)?).ok()?;
+        Some((ko..ko.checked_add(kl)?, ro..ro.checked_add(rl)?))
+    }
+
+    /// The `i`-th key, in order.
+    pub fn key(&self, i: usize) -> Option<&'a [u8]> {
+        let (k, _) = self.entry(i)?;
+        self.keys.get(k)
+    }
+
+    /// Every key, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
+        (0..self.count).filter_map(|i| self.key(i))
+    }
+
+    fn check(&self, end: usize) -> Result<(), String> {
+        let mut last: Option<&[u8]> = None;
+        for i in 0..self.count {
+            let (k, r) = self.entry(i).ok_or("an index entry overflows")?;
+            let key = self.keys.get(k).ok_or("a key lies outside its blob")?;
+            if r.end > end {
+                return Err("a record lies outside the file".into());
+            }
+            if last.is_some_and(|l| l >= key) {
+                return Err("keys out of order".into());
+            }
+            last = Some(key);
+        }
+        Ok(())
+    }
+
+    /// The byte range of the record under `key`.
+    fn find(&self, key: &[u8]) -> Option<Range<usize>> {
+        let (mut lo, mut hi) = (0usize, self.count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.key(mid)?.cmp(key) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => {
+                    let (_, r) = self.entry(mid)?;
+                    return self.bytes.get(r.clone()).map(|_| r);
+                }
+            }
+        }
+        None
+    }
+}
+
+/// One list record, read in place.
+#[derive(Debug, Clone)]
+pub struct List {
+    record: Bytes,
+    n: usize,
+    default: Range<usize>,
+    items_at: usize,
+}
+
+impl List {
+    fn new(record: Bytes) -> Result<List, LayoutError> {
+        let bad = || damaged("a list record is malformed");
+        let n = u32_at(&record, 0).ok_or_else(bad)? as usize;
+        let default_len = u32_at(&record, 4).ok_or_else(bad)? as usize;
+        let offsets_end = n
+            .checked_add(1)
+            .and_then(|k| k.checked_mul(4))
+            .and_then(|k| k.checked_add(8))
+            .ok_or_else(bad)?;
+        let default = offsets_end..offsets_end.checked_add(default_len).ok_or_else(bad)?;
+        let items_at = default.end;
+        let items_len = u32_at(&record, offsets_end - 4).ok_or_else(bad)? as usize;
+        if items_at
+            .checked_add(items_len)
+            .is_none_or(|e| e != record.len())
+        {
+            return Err(bad());
+        }
+        let list = List {
+            record,
+            n,
+            default,
+            items_at,
+        };
+        if (0..n).any(|i| list.span(i).is_none()) {
+            return Err(bad());
+        }
+        Ok(list)
+    }
+
+    fn span(&self, i: usize) -> Option<Range<usize>> {
+        let a = u32_at(&self.record, 8 + 4 * i)? as usize;
+        let b = u32_at(&self.record, 12 + 4 * i)? as usize;
+        (a <= b && self.items_at + b <= self.record.len())
+            .then(|| self.items_at + a..self.items_at + b)
+    }
+
+    /// Items in the list.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Whether it has no items.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// The JSON of item `i`.
+    pub fn item(&self, i: usize) -> &[u8] {
+        self.span(i).map_or(&[][..], |r| &self.record[r])
+    }
+
+    /// The pre-serialised default page (empty when the section has none),
+    /// sharing the file's bytes.
+    pub fn default_page(&self) -> Bytes {
+        self.record.slice(self.default.clone())
+    }
+
+    /// Items `range` (clipped to the list) decoded, for the HTML pages.
+    pub fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        range: Range<usize>,
+    ) -> Result<Vec<T>, LayoutError> {
+        (range.start.min(self.n)..range.end.min(self.n))
+            .map(|i| {
+                serde_json::from_slice(self.item(i))
+                    .map_err(|e| damaged(format!("an item does not decode: {e}")))
+            })
+            .collect()
+    }
+}
+
+/// One page of a list, as every list endpoint answers it: `about`'s fields,
+/// then `run_id`, `total`, `offset`, `limit` and the window's `items` (the
+/// shape of serve's `Page`).
+pub fn page_json<A: Serialize>(
+    about: &A,
+    run_id: &str,
+    total: usize,
+    offset: usize,
+    limit: usize,
+    items: impl Iterator<Item = impl AsRef<[u8]>>,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = serde_json::to_vec(about)?;
+    // An object: reopen it.
+    if out.pop() != Some(b'}') {
+        return Err(serde::ser::Error::custom("a page's about is not an object"));
+    }
+    if out.len() > 1 {
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"run_id\":");
+    serde_json::to_writer(&mut out, run_id)?;
+    write!(
+        out,
+        ",\"total\":{total},\"offset\":{offset},\"limit\":{limit},\"items\":["
+    )
+    .map_err(serde_json::Error::io)?;
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(item.as_ref());
+    }
+    out.extend_from_slice(b"]}");
+    Ok(out)
+}

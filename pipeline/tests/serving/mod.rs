@@ -1,0 +1,159 @@
+//! The serving layout (`pipeline::serving`): the file format, its refusal of
+//! damaged files, and the layout a run stores.
+
+use bytes::Bytes;
+use pipeline::serving::format::{Layout, LayoutError, LayoutWriter, list_record, page_json};
+use serde::Serialize;
+
+fn small() -> Vec<u8> {
+    let mut w = LayoutWriter::new(Vec::new());
+    w.begin("a").unwrap();
+    let items = vec![br#"{"x":1}"#.to_vec(), br#"{"x":2}"#.to_vec()];
+    w.add(b"k1", &list_record(b"{\"page\":1}", &items).unwrap())
+        .unwrap();
+    w.add(b"k2", &list_record(b"", &[]).unwrap()).unwrap();
+    w.begin("b").unwrap();
+    w.add(b"only", b"value").unwrap();
+    w.finish("run-1").unwrap()
+}
+
+#[test]
+fn records_are_found_by_key_and_lists_read_in_place() {
+    let layout = Layout::open(Bytes::from(small())).unwrap();
+    assert_eq!(layout.run_id(), "run-1");
+    assert_eq!(layout.get("b", b"only").unwrap(), &b"value"[..]);
+    assert!(layout.get("b", b"other").is_none());
+    assert!(layout.get("absent", b"only").is_none());
+    let keys: Vec<&[u8]> = layout.section("a").keys().collect();
+    assert_eq!(keys, vec![&b"k1"[..], &b"k2"[..]]);
+    let list = layout.list("a", b"k1").unwrap().unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list.item(1), br#"{"x":2}"#);
+    assert_eq!(list.default_page(), &b"{\"page\":1}"[..]);
+    let decoded: Vec<serde_json::Value> = list.decode(1..usize::MAX).unwrap();
+    assert_eq!(decoded, vec![serde_json::json!({"x": 2})]);
+    let empty = layout.list("a", b"k2").unwrap().unwrap();
+    assert!(empty.is_empty() && empty.default_page().is_empty());
+}
+
+#[test]
+fn keys_out_of_order_are_refused_by_the_writer() {
+    let mut w = LayoutWriter::new(Vec::new());
+    w.begin("a").unwrap();
+    w.add(b"b", b"").unwrap();
+    let err = w.add(b"a", b"").unwrap_err().to_string();
+    assert!(err.contains("out of order"), "{err}");
+    assert!(w.add(b"b", b"").is_err(), "a key twice is out of order too");
+}
+
+#[test]
+fn a_truncated_or_altered_file_is_refused_or_read_without_a_panic() {
+    let good = small();
+    for cut in 0..good.len() {
+        let err = Layout::open(Bytes::from(good[..cut].to_vec())).unwrap_err();
+        assert!(
+            matches!(err, LayoutError::Damaged(_)),
+            "cut at {cut}: {err}"
+        );
+    }
+    // Every single byte changed: opening either refuses the file or gives
+    // a layout whose every read answers (maybe wrongly), never panics.
+    for at in 0..good.len() {
+        for value in [0u8, 0x7f, 0xff] {
+            let mut bad = good.clone();
+            bad[at] = value;
+            if let Ok(layout) = Layout::open(Bytes::from(bad)) {
+                for (s, k) in [("a", &b"k1"[..]), ("a", b"k2"), ("b", b"only")] {
+                    let _ = layout.get(s, k);
+                    if let Ok(Some(list)) = layout.list(s, k) {
+                        for i in 0..list.len() + 1 {
+                            let _ = list.item(i);
+                        }
+                        let _ = list.default_page();
+                        let _ = list.decode::<serde_json::Value>(0..usize::MAX);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_page_is_the_about_fields_then_the_window() {
+    #[derive(Serialize)]
+    struct About {
+        tag: &'static str,
+    }
+    let page = page_json(
+        &About { tag: "sea" },
+        "r\"1",
+        5,
+        2,
+        2,
+        [&b"{\"a\":1}"[..], b"{\"a\":2}"].into_iter(),
+    )
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&page).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"tag": "sea", "run_id": "r\"1", "total": 5, "offset": 2,
+            "limit": 2, "items": [{"a": 1}, {"a": 2}]})
+    );
+    let empty = page_json(
+        &serde_json::json!({}),
+        "r",
+        0,
+        0,
+        20,
+        std::iter::empty::<&[u8]>(),
+    )
+    .unwrap();
+    assert_eq!(
+        empty,
+        br#"{"run_id":"r","total":0,"offset":0,"limit":20,"items":[]}"#
+    );
+}
+
+/// A scored run stores its layout: recorded in the manifest, opened from
+/// storage (mapped in place on a local directory, downloaded from S3), the same
+/// bytes a reader builds from the run's tables; a run whose layout is gone or
+/// cut short is not published.
+pub async fn check_stored_layout(storage: &pipeline::store::Storage) {
+    use pipeline::runs::{RunError, publish};
+    let settings = pipeline::config::Settings::load_with_env(None, Vec::new()).unwrap();
+    let manifest = pipeline::score::run_score(storage, &settings, Default::default())
+        .await
+        .unwrap();
+    let stored = manifest.serving.clone().expect("score stores a layout");
+    assert_eq!(stored.file, pipeline::serving::LAYOUT_FILE);
+    let opened = pipeline::serving::open(storage, &manifest).await.unwrap();
+    assert_eq!(opened.run_id(), manifest.run_id);
+    assert_eq!(opened.len() as u64, stored.bytes);
+    let built = pipeline::serving::build_mapped(storage, &manifest)
+        .await
+        .unwrap();
+    assert!(
+        opened.bytes() == built.bytes(),
+        "the stored layout is the one its tables give"
+    );
+    assert!(!opened.section("photos/flexplore").is_empty());
+
+    let path = object_store::path::Path::from(format!("runs/{}/{}", manifest.run_id, stored.file));
+    let whole = storage.get_bytes(&path).await.unwrap();
+    storage
+        .put_bytes(&path, whole.slice(..whole.len() / 2))
+        .await
+        .unwrap();
+    let err = publish(storage, Some(&manifest.run_id)).await.unwrap_err();
+    assert!(
+        matches!(&err, RunError::Broken { file, .. } if file == &stored.file),
+        "{err}"
+    );
+    assert!(pipeline::serving::open(storage, &manifest).await.is_err());
+    storage.delete(&path).await.unwrap();
+    let err = publish(storage, Some(&manifest.run_id)).await.unwrap_err();
+    assert!(matches!(err, RunError::MissingFile { .. }), "{err}");
+    // Put back, it publishes.
+    storage.put_bytes(&path, whole).await.unwrap();
+    publish(storage, Some(&manifest.run_id)).await.unwrap();
+}
