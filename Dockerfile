@@ -23,11 +23,17 @@ FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --home-dir /work --create-home faverecs
+    && useradd --system --uid 10001 --home-dir /work --create-home faverecs \
+    && install -d -o 10001 -g 10001 -m 0700 /work/tmp
 COPY --from=build /usr/local/bin/faverecs /usr/local/bin/faverecs
 USER 10001
 WORKDIR /work
-ENV RUST_LOG=info
+# The root file system is read-only in ECS and Batch: temporary files (score
+# builds a run's serving layout there, serve downloads one from S3 there) go to
+# /work/tmp, which the task definitions mount as a volume on the task's
+# ephemeral storage; as a VOLUME here, ECS copies its owner (this user) to it.
+ENV RUST_LOG=info TMPDIR=/work/tmp
+VOLUME ["/work/tmp"]
 EXPOSE 8080
 # For serve (`faverecs probe` GETs /readyz; the image has no curl). Batch jobs
 # ignore it; ECS serve tasks use the same path as the ALB's health check.

@@ -115,6 +115,11 @@ resource "aws_batch_job_definition" "stage" {
     fargatePlatformConfiguration = { platformVersion = "LATEST" }
     networkConfiguration         = { assignPublicIp = "DISABLED" }
     readonlyRootFilesystem       = true
+    # score and score --finish build the run's serving layout in /work/tmp
+    # (TMPDIR) before storing it: a volume on the job's ephemeral storage.
+    ephemeralStorage = { sizeInGiB = 40 }
+    volumes          = [{ name = "tmp" }]
+    mountPoints      = [{ sourceVolume = "tmp", containerPath = "/work/tmp", readOnly = false }]
     environment = [
       { name = "FAVERECS__STORAGE__URL", value = local.storage_url },
       { name = "AWS_REGION", value = var.region },

@@ -19,12 +19,23 @@ resource "aws_ecs_task_definition" "serve" {
   execution_role_arn       = aws_iam_role.serve_execution.arn
   task_role_arn            = aws_iam_role.serve.arn
 
+  # serve downloads the run's serving layout from S3 into /work/tmp (TMPDIR;
+  # the root file system is read-only) and maps it: room for two layouts, the
+  # served run's and the next one's while it is swapped in.
+  ephemeral_storage {
+    size_in_gib = 40
+  }
+  volume {
+    name = "tmp"
+  }
+
   container_definitions = jsonencode([{
     name                   = "serve"
     image                  = local.image
     command                = ["serve", "--addr", "0.0.0.0:8080"]
     essential              = true
     readonlyRootFilesystem = true
+    mountPoints            = [{ sourceVolume = "tmp", containerPath = "/work/tmp", readOnly = false }]
     portMappings           = [{ containerPort = 8080, protocol = "tcp" }]
     environment = [
       { name = "FAVERECS__STORAGE__URL", value = local.storage_url },

@@ -10,7 +10,7 @@ import sys
 import unittest
 from pathlib import Path
 
-from tf import BINARY, TERRAFORM, faverecs, local
+from tf import BINARY, ROOT, TERRAFORM, faverecs, local
 
 GLUE_TYPES = {
     "utf8": "string",
@@ -71,6 +71,22 @@ class TerraformTest(unittest.TestCase):
                 want = [(c["name"], GLUE_TYPES[c["type"]]) for c in expected[table]["columns"]]
                 got = [(c["name"], c["type"]) for c in columns]
                 self.assertEqual(got, want, f"{kind} table {table}")
+
+    def test_every_read_only_container_has_a_writable_tmpdir(self):
+        # score builds the serving layout in TMPDIR and serve downloads it
+        # there; with a read-only root file system that must be a volume.
+        docker = (ROOT / "Dockerfile").read_text()
+        self.assertIn("TMPDIR=/work/tmp", docker)
+        self.assertIn('VOLUME ["/work/tmp"]', docker)
+        for name in ("serve.tf", "batch.tf"):
+            text = (TERRAFORM / name).read_text()
+            self.assertIn("readonlyRootFilesystem", text, name)
+            self.assertRegex(
+                text,
+                r'mountPoints\s*=\s*\[\{ sourceVolume = "tmp", containerPath = "/work/tmp", readOnly = false \}\]',
+                name,
+            )
+            self.assertRegex(text, r'(volumes\s*=\s*\[\{ name = "tmp" \}\]|volume \{\s*name = "tmp"\s*\})', name)
 
     def test_the_api_key_is_a_secret_never_an_environment_value_or_an_output(self):
         batch = (TERRAFORM / "batch.tf").read_text()

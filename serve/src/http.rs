@@ -51,7 +51,10 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
 /// loaded) says so: `Faverecs-Fallback: serving <run>; published <run> cannot be
 /// loaded` (the reason is on `/readyz` and `/api/runs/current`).
 fn mark_fallback(state: &AppState, mut resp: Response) -> Response {
-    if let (Some(problem), Some(served)) = (state.problem(), state.snapshot()) {
+    // The served run is looked up only when there is a problem to report.
+    if let Some(problem) = state.problem()
+        && let Some(served) = state.snapshot()
+    {
         let text = format!(
             "serving {}; published {} cannot be loaded",
             served.manifest.run_id, problem.run_id

@@ -180,24 +180,36 @@ impl<'a> Photos<'a> {
     }
 }
 
+/// Keys whose records are built at once (on the Rayon pool), then written in
+/// order: bounds the records held in memory.
+const KEYS_PER_BATCH: usize = 4096;
+
 /// Writes the list of each key of `rows` (sorted by key, then rank, stably)
 /// into section `name`; `item` serialises one row, `about` names a key's list
-/// for its pre-serialised default page (`None`: no default page).
-fn write_lists<W: Write, K: AsRef<[u8]> + Ord + Copy>(
+/// for its pre-serialised default page (`None`: no default page). Records are
+/// built in parallel, a batch of keys at a time, and written in key order, so
+/// the bytes do not depend on the thread count.
+fn write_lists<W: Write, K: AsRef<[u8]> + Ord + Copy + Send + Sync>(
     w: &mut LayoutWriter<W>,
     name: &str,
     rows: &mut [(K, i32, At)],
-    mut item: impl FnMut(At) -> Result<Vec<u8>, LayoutError>,
-    about: Option<&dyn Fn(K) -> UserList>,
+    item: impl Fn(At) -> Result<Vec<u8>, LayoutError> + Sync,
+    about: Option<&(dyn Fn(K) -> UserList + Sync)>,
     run_id: &str,
 ) -> Result<(), LayoutError> {
+    use rayon::prelude::*;
     rows.sort_by_key(|r| (r.0, r.1));
-    w.begin(name)?;
+    let mut groups = Vec::new();
     let mut i = 0;
     while i < rows.len() {
         let key = rows[i].0;
         let end = i + rows[i..].iter().take_while(|r| r.0 == key).count();
-        let items = rows[i..end]
+        groups.push(i..end);
+        i = end;
+    }
+    let record = |range: &std::ops::Range<usize>| -> Result<Vec<u8>, LayoutError> {
+        let key = rows[range.start].0;
+        let items = rows[range.clone()]
             .iter()
             .map(|r| item(r.2))
             .collect::<Result<Vec<_>, _>>()?;
@@ -212,8 +224,17 @@ fn write_lists<W: Write, K: AsRef<[u8]> + Ord + Copy>(
             )?,
             None => Vec::new(),
         };
-        w.add(key.as_ref(), &list_record(&default, &items)?)?;
-        i = end;
+        list_record(&default, &items)
+    };
+    w.begin(name)?;
+    for batch in groups.chunks(KEYS_PER_BATCH) {
+        let records = batch
+            .par_iter()
+            .map(record)
+            .collect::<Result<Vec<_>, _>>()?;
+        for (range, rec) in batch.iter().zip(records) {
+            w.add(rows[range.start].0.as_ref(), &rec)?;
+        }
     }
     Ok(())
 }
@@ -324,12 +345,14 @@ pub fn build<W: Write>(manifest: &Manifest, t: &RunTables, out: W) -> Result<W, 
             user_id: user.to_string(),
             algorithm: algorithm.to_string(),
         };
+        // Only the default (first) algorithm's lists get a stored default
+        // page: a request names another algorithm, and its page is joined.
         write_lists(
             &mut w,
             &section::photos(algorithm),
             rows,
             photo_item,
-            Some(&about),
+            (slot == 0).then_some(&about as &(dyn Fn(&str) -> UserList + Sync)),
             run_id,
         )?;
         *rows = Vec::new();

@@ -137,6 +137,21 @@ pub async fn check_stored_layout(storage: &pipeline::store::Storage) {
         "the stored layout is the one its tables give"
     );
     assert!(!opened.section("photos/flexplore").is_empty());
+    // The builder makes records on the Rayon pool: the bytes do not depend on
+    // its size.
+    let tables = pipeline::serving::build::read_tables(storage, &manifest.run_id)
+        .await
+        .unwrap();
+    let with = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| pipeline::serving::build::build(&manifest, &tables, Vec::new()).unwrap())
+    };
+    let one = with(1);
+    assert!(one == with(3), "one thread and three build the same bytes");
+    assert!(one[..] == opened.bytes()[..]);
 
     let path = object_store::path::Path::from(format!("runs/{}/{}", manifest.run_id, stored.file));
     let whole = storage.get_bytes(&path).await.unwrap();
