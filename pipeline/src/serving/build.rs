@@ -116,7 +116,6 @@ pub fn algorithm_order(
 
 /// What the `photos` table says of the photos, by id (the last row of an id).
 struct Photos<'a> {
-    batches: &'a [RecordBatch],
     cols: Vec<PhotosColumns<'a>>,
     by_id: HashMap<&'a str, At>,
     owner_names: HashMap<&'a str, &'a str>,
@@ -142,7 +141,6 @@ impl<'a> Photos<'a> {
             }
         }
         Ok(Photos {
-            batches,
             cols,
             by_id,
             owner_names,
@@ -159,7 +157,6 @@ impl<'a> Photos<'a> {
 
     fn info(&self, id: &str) -> Option<PhotoInfo> {
         let &at = self.by_id.get(id)?;
-        let _ = self.batches;
         let owner = self.field(at, |c| c.owner_id)?.to_string();
         Some(PhotoInfo {
             photo_id: id.to_string(),
