@@ -100,6 +100,12 @@ fn user_list(
     Ok(json_bytes(body))
 }
 
+/// The route of a user's photo recs (the router's, and the label its requests
+/// are counted under).
+pub const USER_PHOTOS: &str = "/api/users/{user_id}/photos";
+/// The route of a user's photographer recs.
+pub const USER_PHOTOGRAPHERS: &str = "/api/users/{user_id}/photographers";
+
 /// `GET /api/users/{user_id}/photos`: one algorithm's photo recs
 /// (`algorithm=`, default the run's first).
 #[utoipa::path(get, path = "/api/users/{user_id}/photos", tag = "recommendations",

@@ -14,9 +14,11 @@
 //! - [`pages`] — server-rendered HTML; [`chart`], the runs page's metrics chart.
 //! - [`metrics`] — request counters and latency histograms.
 //! - [`http`] — the middleware: cache validators (ETag from the run id),
-//!   request counting, the URI limit, and `/metrics`.
-//! - [`app`] builds the router; [`run`] serves it on a listener until a shutdown
-//!   future resolves, so tests bind port 0 and stop it themselves.
+//!   request counting, the URI limit, the security headers, and `/metrics`.
+//! - [`fast`] — the default pages, answered before routing.
+//! - [`app`] builds the service: [`fast`], then the router; [`run`] serves it
+//!   on a listener until a shutdown future resolves, so tests bind port 0 and
+//!   stop it themselves.
 //!
 //! `serve` reads only the table contract (`pipeline::model`), storage and runs; it
 //! never depends on scoring internals.
@@ -24,6 +26,7 @@
 pub mod api;
 pub mod chart;
 pub mod error;
+pub mod fast;
 pub mod http;
 pub mod load;
 pub mod metrics;
@@ -33,30 +36,63 @@ pub mod pages;
 pub mod snapshot;
 pub mod state;
 
-use std::future::Future;
+use std::convert::Infallible;
+use std::future::{Future, Ready, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::StatusCode;
 use axum::middleware;
+use axum::response::Response;
 use axum::routing::get;
+use axum::{Router, ServiceExt as _};
+use futures::future::Either;
 use tokio::net::TcpListener;
+use tower::Service;
+use tower::util::MapResponseLayer;
 use tower_http::compression::CompressionLayer;
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 
+pub use http::CSP;
 pub use state::AppState;
 
-/// Content-Security-Policy of every response: nothing but our own stylesheet and
-/// script and Flickr's image CDN may load; no inline script or style runs.
-pub const CSP: &str = "default-src 'none'; img-src https://live.staticflickr.com; style-src 'self'; script-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+/// The service: [`fast::answer`] for the default pages, the router for
+/// everything else.
+#[derive(Clone)]
+pub struct App {
+    state: AppState,
+    router: Router,
+}
+
+impl Service<Request> for App {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<Ready<Result<Response, Infallible>>, <Router as Service<Request>>::Future>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // The router is always ready.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        match fast::answer(&self.state, &req) {
+            Some(resp) => Either::Left(ready(Ok(resp))),
+            None => Either::Right(self.router.call(req)),
+        }
+    }
+}
+
+/// Builds the service.
+pub fn app(state: AppState) -> App {
+    App {
+        router: router(state.clone()),
+        state,
+    }
+}
 
 /// Builds the router.
-pub fn app(state: AppState) -> Router {
-    let header_layer = |name: HeaderName, value: &'static str| {
-        SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
-    };
+pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(pages::home))
         .route("/users/{user_id}", get(pages::user_page))
@@ -76,11 +112,8 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(http::metrics))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
-        .route("/api/users/{user_id}/photos", get(api::user_photos))
-        .route(
-            "/api/users/{user_id}/photographers",
-            get(api::user_photographers),
-        )
+        .route(api::USER_PHOTOS, get(api::user_photos))
+        .route(api::USER_PHOTOGRAPHERS, get(api::user_photographers))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), http::track))
@@ -92,10 +125,7 @@ pub fn app(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(10),
         ))
-        .layer(header_layer(header::CONTENT_SECURITY_POLICY, CSP))
-        .layer(header_layer(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .layer(header_layer(header::REFERRER_POLICY, "no-referrer"))
-        .layer(header_layer(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(MapResponseLayer::new(http::secure))
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves, checking for a newly
@@ -130,7 +160,7 @@ pub async fn run(
             }
         })
     };
-    let result = axum::serve(listener, app(state))
+    let result = axum::serve(listener, app(state).into_make_service())
         .with_graceful_shutdown(shutdown)
         .await;
     watcher.abort();

@@ -55,10 +55,11 @@ pub async fn load_snapshot(storage: &Storage, pointer: &Pointer) -> Result<Snaps
     let layout = pipeline::serving::open(storage, &manifest)
         .await
         .map_err(|e| fail(e.to_string()))?;
-    let algorithms = layout
+    let algorithms: Vec<String> = layout
         .get(section::META, b"algorithms")
         .and_then(|raw| serde_json::from_slice(&raw).ok())
         .ok_or_else(|| fail("the serving layout has no algorithm list".into()))?;
+    let photo_sections = algorithms.iter().map(|a| section::photos(a)).collect();
     Ok(Snapshot {
         etag: axum::http::HeaderValue::from_str(&format!("W/\"{run_id}\"")).ok(),
         manifest,
@@ -66,5 +67,6 @@ pub async fn load_snapshot(storage: &Storage, pointer: &Pointer) -> Result<Snaps
         algorithms,
         metrics,
         layout,
+        photo_sections,
     })
 }

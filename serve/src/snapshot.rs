@@ -34,6 +34,9 @@ pub struct Snapshot {
     pub metrics: Vec<Metric>,
     /// The run's lists.
     pub layout: Layout,
+    /// The layout section of each of [`Snapshot::algorithms`]' photo recs,
+    /// named once rather than per request.
+    pub(crate) photo_sections: Vec<String>,
 }
 
 /// A record of the layout that does not decode: the file was checked when it
@@ -107,12 +110,10 @@ impl Snapshot {
 
     /// The user's photo recs of the algorithm at `index`.
     pub fn photo_list(&self, user: &str, index: usize) -> Result<Option<List>, ApiError> {
-        let Some(algorithm) = self.algorithms.get(index) else {
+        let Some(name) = self.photo_sections.get(index) else {
             return Ok(None);
         };
-        self.layout
-            .list(&section::photos(algorithm), user.as_bytes())
-            .map_err(damaged)
+        self.layout.list(name, user.as_bytes()).map_err(damaged)
     }
 
     /// The user's photographer recs.

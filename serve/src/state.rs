@@ -13,19 +13,34 @@ use crate::load::{LoadError, load_snapshot};
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 
-/// Shared state: the storage and the snapshot being served.
+/// Shared state: the storage and the snapshot being served. Cloned for every
+/// request (by the router and each handler), so a clone is one reference count.
 #[derive(Clone, Debug)]
 pub struct AppState {
+    shared: Arc<Shared>,
+    /// What to do when the published run cannot be loaded at start.
+    on_bad_run: OnBadRun,
+}
+
+/// What every clone of an [`AppState`] shares.
+#[derive(Debug)]
+pub struct Shared {
     /// Where runs are read from.
     pub storage: Storage,
     /// The loaded run; `None` until the first load succeeds.
-    current: Arc<RwLock<Option<Arc<Snapshot>>>>,
+    current: RwLock<Option<Arc<Snapshot>>>,
     /// Request counters for `/metrics`.
-    pub metrics: Arc<Metrics>,
-    /// What to do when the published run cannot be loaded at start.
-    on_bad_run: OnBadRun,
+    pub metrics: Metrics,
     /// Why the published run is not the one being served, if it is not.
-    problem: Arc<RwLock<Option<LoadProblem>>>,
+    problem: RwLock<Option<LoadProblem>>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
 }
 
 /// The published run could not be loaded.
@@ -43,11 +58,13 @@ impl AppState {
     /// State with nothing loaded yet.
     pub fn new(storage: Storage) -> Self {
         Self {
-            storage,
-            current: Arc::new(RwLock::new(None)),
-            metrics: Arc::new(Metrics::default()),
+            shared: Arc::new(Shared {
+                storage,
+                current: RwLock::new(None),
+                metrics: Metrics::default(),
+                problem: RwLock::new(None),
+            }),
             on_bad_run: OnBadRun::default(),
-            problem: Arc::new(RwLock::new(None)),
         }
     }
 

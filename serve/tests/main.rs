@@ -742,6 +742,68 @@ async fn the_preserialised_default_page_equals_a_fresh_one() {
     }
 }
 
+fn request(method: Method, uri: &str, headers: &[(&str, &str)]) -> Request<Body> {
+    let mut req = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn the_default_page_is_answered_before_routing_exactly_as_the_router_would() {
+    let state = published_state().await;
+    for list in ["photos", "photographers"] {
+        let uri = format!("/api/users/1@N01/{list}");
+        let fast = serve::fast::answer(&state, &request(Method::GET, &uri, &[]))
+            .unwrap_or_else(|| panic!("{uri} is not answered before routing"));
+        let routed = serve::router(state.clone())
+            .oneshot(request(Method::GET, &uri, &[]))
+            .await
+            .unwrap();
+        assert_eq!(fast.status(), routed.status(), "{uri}");
+        assert_eq!(fast.headers(), routed.headers(), "{uri}");
+        let fast = axum::body::to_bytes(fast.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let routed = axum::body::to_bytes(routed.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        assert!(!fast.is_empty());
+        assert_eq!(fast, routed, "{uri}");
+    }
+    // Everything else is the router's.
+    let etag = state.snapshot().unwrap().etag.clone().unwrap();
+    let etag = etag.to_str().unwrap();
+    for (method, uri, headers) in [
+        (Method::HEAD, "/api/users/1@N01/photos", &[][..]),
+        (Method::POST, "/api/users/1@N01/photos", &[]),
+        (Method::GET, "/api/users/1@N01/photos?limit=20", &[]),
+        (Method::GET, "/api/users/1@N01/photos?", &[]),
+        (
+            Method::GET,
+            "/api/users/1@N01/photos",
+            &[("if-none-match", etag)],
+        ),
+        (
+            Method::GET,
+            "/api/users/1@N01/photos",
+            &[("accept-encoding", "gzip")],
+        ),
+        (Method::GET, "/api/users/1%40N01/photos", &[]),
+        (Method::GET, "/api/users/9@N09/photos", &[]),
+        (Method::GET, "/api/users/bad/photos", &[]),
+        (Method::GET, "/api/users/1@N01/photos/", &[]),
+        (Method::GET, "/api/users/1@N01/similar", &[]),
+        (Method::GET, "/users/1@N01", &[]),
+    ] {
+        assert!(
+            serve::fast::answer(&state, &request(method.clone(), uri, headers)).is_none(),
+            "{method} {uri} {headers:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn tag_photos_api_and_pages() {
     let state = published_state().await;
