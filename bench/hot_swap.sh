@@ -36,8 +36,8 @@ first=$("$bin" publish | awk '{print $3}')
 
 RUST_LOG=info taskset -c 0 "$bin" serve --addr 127.0.0.1:$port > "$work/serve.log" 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null; true' EXIT
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.2; done
+trap 'kill $server 2>/dev/null || true' EXIT
+wait_ready $port $server "$work/serve.log"
 current() { curl -fs "http://127.0.0.1:$port/api/runs/current"; }
 run_id() { current | python3 -c 'import json,sys; print(json.load(sys.stdin)["manifest"]["run_id"])'; }
 

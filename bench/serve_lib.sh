@@ -36,3 +36,23 @@ timed() {
   read -r secs kb < "$work/t"
   printf '  %-40s %8.2f s %8d MiB\n' "$label" "$secs" $((kb / 1024))
 }
+
+# wait_ready PORT PID LOG: waits up to 20 s for /readyz on PORT to answer 200
+# from the server PID; fails, printing LOG, when PID exits first (for example
+# because the port is taken) or never gets ready, so a benchmark never
+# measures some other process on the port.
+wait_ready() {
+  local port=$1 pid=$2 log=$3
+  for _ in $(seq 100); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "the server under test exited before it was ready:" >&2
+      cat "$log" >&2
+      return 1
+    fi
+    curl -fs "http://127.0.0.1:$port/readyz" >/dev/null && return 0
+    sleep 0.2
+  done
+  echo "the server under test was not ready within 20 s:" >&2
+  cat "$log" >&2
+  return 1
+}
