@@ -378,7 +378,7 @@ pub enum RunError {
         file: String,
     },
     /// A file of the run is damaged or does not match the contract.
-    #[error("run {run_id} cannot be published: {file}: {reason}; re-run `faverecs score`")]
+    #[error("run {run_id} is broken: {file}: {reason}; re-run `faverecs score`")]
     Broken {
         /// The run.
         run_id: String,
