@@ -9,7 +9,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import readline from "node:readline";
@@ -84,6 +84,7 @@ async function openBrowser() {
 
 test("a visitor searches, browses the grid, wanders through similar photos and compares", async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), "faverecs-e2e-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   const server = await startServer(["demo", "--addr", "127.0.0.1:0"], dir, {
     FAVERECS__DEMO__USERS: "800",
     FAVERECS__DEMO__TRACKED_USERS: "5",
@@ -155,6 +156,7 @@ test("a visitor searches, browses the grid, wanders through similar photos and c
 
 test("hostile titles and names render as inert text", async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), "faverecs-xss-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   const title = `<script>alert('xss-title')</script>`;
   const owner = `<img src=x onerror=alert('xss-owner')>`;
   writeFileSync(
