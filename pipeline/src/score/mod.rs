@@ -30,6 +30,7 @@ pub mod compute;
 pub mod error;
 pub mod evaluate;
 pub mod flexplore;
+pub mod ids;
 pub mod load;
 pub mod output;
 pub mod params;

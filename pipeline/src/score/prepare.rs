@@ -1,13 +1,17 @@
 //! Preparation: raw tables in, an integer graph out.
 //!
 //! Every NSID and photo id is dictionary-encoded straight from the Arrow columns
-//! the reader produced. One hash lookup per row gives each id a provisional code
-//! in first-seen order (a row equal to the one before reuses its code unhashed,
-//! which makes the sorted `user_id` column nearly free); then the distinct ids,
-//! far fewer than the rows, are sorted and the codes renumbered. So integer order
-//! equals string order: "id ascending" tie breaks compare integers, and favourites
-//! sorted by (user, photo) come out already in CSR order. User ids and photo ids
-//! are independent dictionaries, built on two threads. Duplicate favourites are
+//! the reader produced. Flickr's ids are packed into `u64`s that sort as the
+//! strings do ([`super::ids`]); one hash lookup of that integer per row gives each
+//! id a provisional code in first-seen order (a row equal to the one before
+//! reuses its code unhashed, which makes the sorted `user_id` column nearly
+//! free). Then the distinct ids, far fewer than the rows, are sorted and the
+//! codes renumbered. So integer order equals string order: "id ascending" tie
+//! breaks compare integers, and favourites sorted by (user, photo) come out
+//! already in CSR order, grouped by a counting sort. When any id of a dictionary
+//! is not a Flickr id (imports may hold others), that dictionary hashes the
+//! strings themselves, with the same result. User ids and photo ids are
+//! independent dictionaries, built on two threads. Duplicate favourites are
 //! removed on the integer pairs while building the CSR.
 //!
 //! This used to be Polars work (unique, sort, then a left join per column to look
@@ -26,6 +30,7 @@ use crate::model::columns::{
 };
 
 use super::error::ScoreError;
+use super::ids;
 
 /// Marks a photo whose owner is unknown.
 pub const NO_OWNER: u32 = u32::MAX;
@@ -56,6 +61,60 @@ impl Csr {
             offsets,
             values: pairs.into_iter().map(|(_, v)| v).collect(),
         }
+    }
+
+    /// Builds from `(row, value)` pairs, given as an iterator walked twice; the
+    /// same rows as [`Csr::from_pairs`]. A counting sort by row keeps each row's
+    /// values in the order given, and only a row that is not already strictly
+    /// ascending is sorted and deduplicated. The raw tables are stored sorted by
+    /// (user, photo), so this is linear, with no global sort and no pair vector.
+    pub fn from_sorted_rows<I>(rows: usize, pairs: I) -> Self
+    where
+        I: Iterator<Item = (u32, u32)> + Clone,
+    {
+        let mut offsets = vec![0usize; rows + 1];
+        for (r, _) in pairs.clone() {
+            offsets[r as usize + 1] += 1;
+        }
+        for i in 0..rows {
+            offsets[i + 1] += offsets[i];
+        }
+        let mut next = offsets[..rows].to_vec();
+        let mut values = vec![0u32; offsets[rows]];
+        for (r, v) in pairs {
+            let at = &mut next[r as usize];
+            values[*at] = v;
+            *at += 1;
+        }
+        drop(next);
+        // Sort and deduplicate the rows that need it, moving rows down over
+        // the duplicates removed.
+        let (mut start, mut write) = (0usize, 0usize);
+        for i in 0..rows {
+            let end = offsets[i + 1];
+            offsets[i] = write;
+            let row = &mut values[start..end];
+            let ascending = row.windows(2).all(|w| w[0] < w[1]);
+            if ascending && write == start {
+                write = end;
+            } else {
+                if !ascending {
+                    row.sort_unstable();
+                }
+                let first = write;
+                for k in start..end {
+                    let v = values[k];
+                    if write == first || values[write - 1] != v {
+                        values[write] = v;
+                        write += 1;
+                    }
+                }
+            }
+            start = end;
+        }
+        offsets[rows] = write;
+        values.truncate(write);
+        Self { offsets, values }
     }
 
     /// The values of row `i`.
@@ -165,21 +224,67 @@ fn strings<'a>(
     Ok(batches.iter().map(pick).collect::<Result<_, _>>()?)
 }
 
+/// How a dictionary holds its ids: packed into integers ([`ids`]), or as the
+/// strings themselves when some id does not pack.
+trait Key<'a>: Copy + Eq + std::hash::Hash + Ord + Send + Sync {
+    /// Why an id has no key of this kind.
+    type Miss;
+    /// The key of an id.
+    fn of(id: &'a str) -> Result<Self, Self::Miss>;
+    /// The id of a key.
+    fn id(self) -> String;
+}
+
+/// An id that does not pack.
+struct Unpacked;
+
+impl Key<'_> for u64 {
+    type Miss = Unpacked;
+    #[inline]
+    fn of(id: &str) -> Result<Self, Unpacked> {
+        ids::pack(id).ok_or(Unpacked)
+    }
+    fn id(self) -> String {
+        ids::unpack(self)
+    }
+}
+
+impl<'a> Key<'a> for &'a str {
+    type Miss = std::convert::Infallible;
+    #[inline]
+    fn of(id: &'a str) -> Result<Self, Self::Miss> {
+        Ok(id)
+    }
+    fn id(self) -> String {
+        self.to_string()
+    }
+}
+
 /// Distinct ids in first-seen order, with provisional codes; [`Dictionary::finish`]
 /// sorts them.
-#[derive(Default)]
-struct Dictionary<'a> {
-    codes: PlHashMap<&'a str, u32>,
-    values: Vec<&'a str>,
+struct Dictionary<'a, K> {
+    codes: PlHashMap<K, u32>,
+    values: Vec<K>,
+    ids: std::marker::PhantomData<&'a str>,
+}
+
+impl<K> Default for Dictionary<'_, K> {
+    fn default() -> Self {
+        Self {
+            codes: PlHashMap::default(),
+            values: Vec::new(),
+            ids: std::marker::PhantomData,
+        }
+    }
 }
 
 /// Marks a null or unknown id in a provisional code column.
 const NONE: u32 = u32::MAX;
 
-impl<'a> Dictionary<'a> {
+impl<'a, K: Key<'a>> Dictionary<'a, K> {
     /// Adds every value of the column and returns their provisional codes
-    /// ([`NONE`] for nulls).
-    fn insert(&mut self, column: &[&'a StringArray]) -> Vec<u32> {
+    /// ([`NONE`] for nulls), or why a value has no key.
+    fn insert(&mut self, column: &[&'a StringArray]) -> Result<Vec<u32>, K::Miss> {
         let rows = column.iter().map(|a| a.len()).sum();
         let mut out = Vec::with_capacity(rows);
         let mut last: Option<(&str, u32)> = None;
@@ -190,9 +295,10 @@ impl<'a> Dictionary<'a> {
                     (Some(v), Some((l, code))) if l == v => code,
                     (Some(v), _) => {
                         let next = self.values.len() as u32;
-                        let code = *self.codes.entry(v).or_insert(next);
+                        let key = K::of(v)?;
+                        let code = *self.codes.entry(key).or_insert(next);
                         if code == next {
-                            self.values.push(v);
+                            self.values.push(key);
                         }
                         last = Some((v, code));
                         code
@@ -201,30 +307,35 @@ impl<'a> Dictionary<'a> {
                 out.push(code);
             }
         }
-        out
+        Ok(out)
     }
 
     /// Provisional codes of the column's values without adding any ([`NONE`] for
-    /// nulls and ids not in the dictionary).
+    /// nulls and ids not in the dictionary, which include ids without a key).
     fn lookup(&self, column: &[&'a StringArray]) -> Vec<u32> {
         column
             .iter()
             .flat_map(|a| a.iter())
-            .map(|v| v.and_then(|v| self.codes.get(v).copied()).unwrap_or(NONE))
+            .map(|v| {
+                v.and_then(|v| K::of(v).ok())
+                    .and_then(|k| self.codes.get(&k).copied())
+                    .unwrap_or(NONE)
+            })
             .collect()
     }
 
     /// The ids sorted, and for each provisional code its final code.
     fn finish(self) -> Sorted {
-        let mut order: Vec<(&str, u32)> = self.values.iter().copied().zip(0u32..).collect();
-        // Distinct keys, so the unstable sort is deterministic.
+        let mut order: Vec<(K, u32)> = self.values.iter().copied().zip(0u32..).collect();
+        // Distinct keys, so the unstable sort is deterministic; packed keys sort
+        // as their strings do.
         order.par_sort_unstable();
         let mut remap = vec![NONE; order.len()];
         for (code, &(_, provisional)) in order.iter().enumerate() {
             remap[provisional as usize] = code as u32;
         }
         Sorted {
-            ids: order.into_iter().map(|(v, _)| v.to_string()).collect(),
+            ids: order.into_par_iter().map(|(k, _)| k.id()).collect(),
             remap,
         }
     }
@@ -259,6 +370,26 @@ fn pairs(a: &[Option<u32>], b: &[Option<u32>]) -> Vec<(u32, u32)> {
         .collect()
 }
 
+/// Builds a dictionary with packed keys, or with strings when an id does not
+/// pack (ids from imports need not be Flickr's).
+fn packed_or_strings<'a, T>(
+    what: &str,
+    build: impl Fn(&mut Dictionary<'a, u64>) -> Result<T, Unpacked>,
+    fallback: impl Fn(&mut Dictionary<'a, &'a str>) -> Result<T, std::convert::Infallible>,
+) -> (T, Sorted) {
+    let mut dict = Dictionary::default();
+    if let Ok(codes) = build(&mut dict) {
+        return (codes, dict.finish());
+    }
+    tracing::debug!(
+        what,
+        "an id is not a Flickr id, so this dictionary keeps strings"
+    );
+    let mut dict = Dictionary::default();
+    let Ok(codes) = fallback(&mut dict);
+    (codes, dict.finish())
+}
+
 /// The photo side: the photo dictionary is built from the favourites only (a
 /// photo nobody favourited is not in the graph); `photos` and `dismissals` rows
 /// are looked up in it.
@@ -270,18 +401,26 @@ struct PhotoCodes {
 }
 
 fn photo_codes(inputs: &Inputs) -> Result<PhotoCodes, ScoreError> {
-    let mut dict = Dictionary::default();
-    let favorites = dict.insert(&strings(&inputs.favorites, |b| {
-        Ok(FavoritesColumns::new(b)?.photo_id)
-    })?);
-    let photos = dict.lookup(&strings(&inputs.photos, |b| {
-        Ok(PhotosColumns::new(b)?.photo_id)
-    })?);
-    let dismissals = dict.lookup(&strings(&inputs.dismissals, |b| {
+    let favorites = strings(
+        &inputs.favorites,
+        |b| Ok(FavoritesColumns::new(b)?.photo_id),
+    )?;
+    let photos = strings(&inputs.photos, |b| Ok(PhotosColumns::new(b)?.photo_id))?;
+    let dismissals = strings(&inputs.dismissals, |b| {
         Ok(DismissalsColumns::new(b)?.photo_id)
-    })?);
+    })?;
+    macro_rules! codes {
+        () => {
+            |dict| {
+                let favorites = dict.insert(&favorites)?;
+                Ok([favorites, dict.lookup(&photos), dict.lookup(&dismissals)])
+            }
+        };
+    }
+    let ([favorites, photos, dismissals], dict) =
+        packed_or_strings("photo ids", codes!(), codes!());
     Ok(PhotoCodes {
-        dict: dict.finish(),
+        dict,
         favorites,
         photos,
         dismissals,
@@ -300,43 +439,60 @@ struct UserCodes {
 }
 
 fn user_codes(inputs: &Inputs) -> Result<UserCodes, ScoreError> {
-    let mut dict = Dictionary::default();
-    let favorites = dict.insert(&strings(&inputs.favorites, |b| {
-        Ok(FavoritesColumns::new(b)?.user_id)
-    })?);
-    let favorite_owners = dict.insert(&strings(&inputs.favorites, |b| {
-        Ok(FavoritesColumns::new(b)?.owner_id)
-    })?);
-    let photo_owners = dict.insert(&strings(&inputs.photos, |b| {
-        Ok(PhotosColumns::new(b)?.owner_id)
-    })?);
-    let tracked = dict.insert(&strings(&inputs.tracked_users, |b| {
-        Ok(TrackedUsersColumns::new(b)?.user_id)
-    })?);
-    let contacts = (
-        dict.insert(&strings(&inputs.contacts, |b| {
-            Ok(ContactsColumns::new(b)?.user_id)
-        })?),
-        dict.insert(&strings(&inputs.contacts, |b| {
-            Ok(ContactsColumns::new(b)?.contact_id)
-        })?),
-    );
-    let dismissals = (
-        dict.insert(&strings(&inputs.dismissals, |b| {
+    let columns = [
+        strings(&inputs.favorites, |b| Ok(FavoritesColumns::new(b)?.user_id))?,
+        strings(
+            &inputs.favorites,
+            |b| Ok(FavoritesColumns::new(b)?.owner_id),
+        )?,
+        strings(&inputs.photos, |b| Ok(PhotosColumns::new(b)?.owner_id))?,
+        strings(&inputs.tracked_users, |b| {
+            Ok(TrackedUsersColumns::new(b)?.user_id)
+        })?,
+        strings(&inputs.contacts, |b| Ok(ContactsColumns::new(b)?.user_id))?,
+        strings(
+            &inputs.contacts,
+            |b| Ok(ContactsColumns::new(b)?.contact_id),
+        )?,
+        strings(&inputs.dismissals, |b| {
             Ok(DismissalsColumns::new(b)?.user_id)
-        })?),
-        dict.insert(&strings(&inputs.dismissals, |b| {
+        })?,
+        strings(&inputs.dismissals, |b| {
             Ok(DismissalsColumns::new(b)?.dismissed_user_id)
-        })?),
-    );
+        })?,
+    ];
+    macro_rules! codes {
+        () => {
+            |dict| {
+                let mut out: [Vec<u32>; 8] = Default::default();
+                for (codes, column) in out.iter_mut().zip(&columns) {
+                    *codes = dict.insert(column)?;
+                }
+                Ok(out)
+            }
+        };
+    }
+    let (
+        [
+            favorites,
+            favorite_owners,
+            photo_owners,
+            tracked,
+            contacts,
+            contact_ids,
+            dismissals,
+            dismissed_users,
+        ],
+        dict,
+    ) = packed_or_strings("NSIDs", codes!(), codes!());
     Ok(UserCodes {
-        dict: dict.finish(),
+        dict,
         favorites,
         favorite_owners,
         photo_owners,
         tracked,
-        contacts,
-        dismissals,
+        contacts: (contacts, contact_ids),
+        dismissals: (dismissals, dismissed_users),
     })
 }
 
@@ -360,15 +516,14 @@ pub fn prepare(inputs: &Inputs, all_users: bool) -> Result<(Graph, PrepareStats)
     let n_photos = photo.dict.ids.len();
     lap("dictionaries");
 
-    // Favourites: every raw row's (user, photo) pair; from_pairs sorts (a no-op
-    // walk when the table is stored sorted) and drops duplicates.
-    let favorites_csr = Csr::from_pairs(
+    // Favourites: every raw row's (user, photo) pair, grouped by user and
+    // deduplicated (sorted only where a user's rows are not stored sorted).
+    let favorites_csr = Csr::from_sorted_rows(
         n_users,
         user.favorites
             .iter()
             .zip(&photo.favorites)
-            .filter_map(|(&u, &p)| Some((user.dict.get(u)?, photo.dict.get(p)?)))
-            .collect(),
+            .filter_map(|(&u, &p)| Some((user.dict.get(u)?, photo.dict.get(p)?))),
     );
     let favoriters = favorites_csr.transpose(n_photos);
     lap("csr");
@@ -455,12 +610,62 @@ pub fn prepare(inputs: &Inputs, all_users: bool) -> Result<(Graph, PrepareStats)
 mod tests {
     use super::*;
 
+    /// Final codes and sorted ids of one column, through a dictionary of `K`.
+    fn encoded<'a, K: Key<'a>>(column: &[&'a StringArray]) -> (Vec<Option<u32>>, Vec<String>) {
+        let mut dict = Dictionary::<K>::default();
+        let Ok(codes) = dict.insert(column) else {
+            panic!("the ids do not pack");
+        };
+        let sorted = dict.finish();
+        (sorted.column(&codes), sorted.ids)
+    }
+
+    proptest::proptest! {
+        /// Packed keys give the codes and ids that string keys give, so which
+        /// one a run uses never shows in its tables.
+        #[test]
+        fn packed_and_string_dictionaries_agree(
+            ids in proptest::collection::vec(
+                proptest::option::of("[1-9][0-9]{0,11}(@N0[0-9])?"), 0..200),
+        ) {
+            let array = StringArray::from(ids.clone());
+            let column = [&array];
+            let packed = encoded::<u64>(&column);
+            proptest::prop_assert_eq!(&packed, &encoded::<&str>(&column));
+            let mut distinct: Vec<&String> = ids.iter().flatten().collect();
+            distinct.sort();
+            distinct.dedup();
+            proptest::prop_assert_eq!(packed.1.iter().collect::<Vec<_>>(), distinct);
+        }
+    }
+
+    #[test]
+    fn a_dictionary_with_an_id_that_does_not_pack_keeps_strings() {
+        let users = StringArray::from(vec!["10@N01", "9@N01", "alice"]);
+        let columns = [&users];
+        let ([codes], dict) = packed_or_strings(
+            "NSIDs",
+            |d| Ok([d.insert(&columns)?]),
+            |d| Ok([d.insert(&columns)?]),
+        );
+        assert_eq!(dict.ids, ["10@N01", "9@N01", "alice"]);
+        assert_eq!(dict.column(&codes), [Some(0), Some(1), Some(2)]);
+    }
+
     #[test]
     fn csr_transpose_lists_rows_per_value_sorted() {
         let csr = Csr::from_pairs(3, vec![(2, 0), (0, 1), (0, 0), (1, 1), (0, 1)]);
         assert_eq!(csr.row(0), &[0, 1]);
         assert_eq!(csr.row(1), &[1]);
         assert_eq!(csr.row(2), &[0]);
+        let unsorted = [(2, 0), (0, 1), (0, 0), (1, 1), (0, 1), (1, 1), (2, 0)];
+        assert_eq!(Csr::from_sorted_rows(3, unsorted.into_iter()), csr);
+        let sorted = [(0, 0), (0, 1), (0, 1), (1, 1), (2, 0)];
+        assert_eq!(Csr::from_sorted_rows(3, sorted.into_iter()), csr);
+        assert_eq!(
+            Csr::from_sorted_rows(4, [(3, 7), (1, 2), (3, 5)].into_iter()),
+            Csr::from_pairs(4, vec![(3, 7), (1, 2), (3, 5)])
+        );
         let t = csr.transpose(2);
         assert_eq!(t.row(0), &[0, 2]);
         assert_eq!(t.row(1), &[0, 1]);
