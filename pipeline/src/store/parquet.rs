@@ -240,16 +240,22 @@ impl Storage {
             version: got.meta.version.clone(),
         });
         let bytes = got.bytes().await.map_err(|e| StoreError::object(path, e))?;
-        // Decoding is CPU work: off the async workers, so the buckets of a
-        // table (read [`super::layout::CONCURRENCY`] at a time) decode side by
-        // side.
-        let at = path.clone();
-        let batches = tokio::task::spawn_blocking(move || decode(bytes, table, &at))
-            .await
-            .map_err(|e| StoreError::Layout {
-                path: path.to_string(),
-                problem: format!("could not be decoded: {e}"),
-            })??;
+        let perr = |source| StoreError::Parquet {
+            path: path.to_string(),
+            source,
+        };
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .map_err(perr)?
+            .with_batch_size(64 * 1024)
+            .build()
+            .map_err(perr)?;
+        let target = table.schema();
+        let batches = reader
+            .map(|b| {
+                let b = b.map_err(|e| perr(ParquetError::from(e)))?;
+                project(&b, &target, table, path)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Some((batches, version)))
     }
 
@@ -452,27 +458,6 @@ fn check_schema(found: &arrow_schema::Schema, table: Table, path: &Path) -> Resu
         });
     }
     Ok(())
-}
-
-/// Decodes a whole Parquet object of `table` into batches of its contract
-/// schema.
-fn decode(bytes: bytes::Bytes, table: Table, path: &Path) -> Result<Vec<RecordBatch>, StoreError> {
-    let perr = |source| StoreError::Parquet {
-        path: path.to_string(),
-        source,
-    };
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(perr)?
-        .with_batch_size(64 * 1024)
-        .build()
-        .map_err(perr)?;
-    let target = table.schema();
-    reader
-        .map(|b| {
-            let b = b.map_err(|e| perr(ParquetError::from(e)))?;
-            project(&b, &target, table, path)
-        })
-        .collect()
 }
 
 fn project(
