@@ -47,24 +47,12 @@ pub struct Csr {
 
 impl Csr {
     /// Builds from `(row, value)` pairs in any order; duplicates are removed.
-    pub fn from_pairs(rows: usize, mut pairs: Vec<(u32, u32)>) -> Self {
-        pairs.sort_unstable();
-        pairs.dedup();
-        let mut offsets = vec![0usize; rows + 1];
-        for &(r, _) in &pairs {
-            offsets[r as usize + 1] += 1;
-        }
-        for i in 0..rows {
-            offsets[i + 1] += offsets[i];
-        }
-        Self {
-            offsets,
-            values: pairs.into_iter().map(|(_, v)| v).collect(),
-        }
+    pub fn from_pairs(rows: usize, pairs: Vec<(u32, u32)>) -> Self {
+        Self::from_sorted_rows(rows, pairs.iter().copied())
     }
 
-    /// Builds from `(row, value)` pairs, given as an iterator walked twice; the
-    /// same rows as [`Csr::from_pairs`]. A counting sort by row keeps each row's
+    /// Builds from `(row, value)` pairs in any order, given as an iterator
+    /// walked twice; duplicates are removed. A counting sort by row keeps each row's
     /// values in the order given, and only a row that is not already strictly
     /// ascending is sorted and deduplicated. The raw tables are stored sorted by
     /// (user, photo), so this is linear, with no global sort and no pair vector.
