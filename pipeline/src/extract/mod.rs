@@ -280,16 +280,28 @@ pub async fn plan_run(
         .filter(|n| is_nsid(n) && !tracked_set.contains(n) && in_shard(n))
         .cloned()
         .collect();
+    let budget = options.budget.or(settings.extract.max_calls);
+    let tracked = plan::order_tracked(&mine, &known, settings, options.now);
+    // What the tracked users leave the neighbours, as the run admits them.
+    let left = budget.map(|mut left| {
+        for p in tracked.iter().filter(|p| p.class.due()) {
+            if left >= p.cost {
+                left -= p.cost;
+            }
+        }
+        left
+    });
     Ok(RunPlan {
-        tracked: plan::order_tracked(&mine, &known, settings, options.now),
         neighbors: plan::order_neighbors(
             &neighbors,
             &std::collections::HashSet::new(),
             &known,
             settings,
             options.now,
+            left,
         ),
-        budget: options.budget.or(settings.extract.max_calls),
+        tracked,
+        budget,
     })
 }
 
@@ -428,8 +440,14 @@ async fn extract_into(
         .into_iter()
         .filter(|n| is_nsid(n) && !tracked_set.contains(n) && in_shard(n))
         .collect();
-    let mut neighbor_plan =
-        plan::order_neighbors(&neighbors, &of_new_users, &known, settings, options.now);
+    let mut neighbor_plan = plan::order_neighbors(
+        &neighbors,
+        &of_new_users,
+        &known,
+        settings,
+        options.now,
+        client.budget_left(),
+    );
     if options.only_new {
         neighbor_plan.retain(|p| p.class == plan::Class::NewUsersNeighbor);
     }

@@ -26,11 +26,17 @@
 //! 4. overdue neighbours: never pulled, or due for more than one
 //!    `extract.refresh_after_hours` (an earlier run's budget deferred them), so
 //!    deferred users come first the next night;
-//! 5. the other due neighbours.
+//! 5. the other due neighbours;
+//! 6. under a budget, neighbours due by their own interval but not by the one
+//!    the budget allows them ([`stretched_intervals`]: the calls left after the
+//!    tracked users and the new users' neighbours, divided by the square-root
+//!    rule): pulled with the calls left over, and not deferred.
 //!
-//! Within 4 and 5 neighbours go by expected value: influence × staleness (hours
+//! Within 4 to 6 neighbours go by expected value: influence × staleness (hours
 //! since their last pull) ÷ their refresh interval (which adapts to how often
-//! they change, so it stands for their rate of change) ÷ calls the pull costs.
+//! they change, so it stands for their rate of change) ÷ calls the pull costs;
+//! in 6, times staleness again. Under a budget, "due" and "overdue" are judged
+//! against the stretched interval.
 //!
 //! A neighbour's *influence* is their Flexplore neighbour score as a share of
 //! each tracked user's sum of neighbour scores, summed over the tracked users
@@ -78,6 +84,10 @@ pub enum Class {
     NeighborOverdue,
     /// Another due neighbour.
     NeighborDue,
+    /// Due by their own interval, but the budget stretched it (see
+    /// [`stretched_intervals`]): pulled only with calls left over, in value
+    /// order, and not deferred when the budget runs out.
+    NeighborStretched,
     /// Pulled recently enough: not pulled.
     Fresh,
     /// Not found or deleted recently: not pulled until the back-off ends.
@@ -93,14 +103,22 @@ impl Class {
             Class::NewUsersNeighbor => "neighbours of new tracked users",
             Class::NeighborOverdue => "neighbours overdue (new or deferred)",
             Class::NeighborDue => "neighbours due",
+            Class::NeighborStretched => "neighbours not yet due at this budget (calls left over)",
             Class::Fresh => "fresh (not pulled)",
             Class::Backoff => "backing off (not pulled)",
         }
     }
 
-    /// Whether the class is pulled.
+    /// Whether the class is pulled (within the budget).
     pub fn due(self) -> bool {
         !matches!(self, Class::Fresh | Class::Backoff)
+    }
+
+    /// Whether a user of the class the budget does not reach is deferred (and
+    /// comes first the next night): every pulled class but
+    /// [`Class::NeighborStretched`], whose users were not due at this budget.
+    pub fn defers(self) -> bool {
+        self.due() && self != Class::NeighborStretched
     }
 }
 
@@ -128,11 +146,21 @@ const DUE_SLACK_HOURS: f64 = 1.0;
 
 /// Whether and how `st`, a user of `phase`, is pulled at `now`.
 pub fn decide(st: &UserState, phase: Phase, settings: &Settings, now: DateTime<Utc>) -> Decision {
+    decide_within(st, interval_for(st, phase, settings), settings, now)
+}
+
+/// [`decide`], with `interval` (hours) as the user's refresh interval.
+fn decide_within(
+    st: &UserState,
+    interval: f64,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Decision {
     let now = micros(now);
     if st.next_attempt_at.is_some_and(|t| t > now) {
         return Decision::Backoff;
     }
-    let refresh = ((interval_for(st, phase, settings) - DUE_SLACK_HOURS).max(0.0) * 3.6e9) as i64;
+    let refresh = ((interval - DUE_SLACK_HOURS).max(0.0) * 3.6e9) as i64;
     // A fold that found the list changed beyond its first page cleared
     // last_full_pull_at: that user is due for a full pull, however fresh.
     let full_requested = st.last_full_pull_at.is_none() && st.last_pulled_at.is_some();
@@ -329,56 +357,104 @@ pub fn order_tracked(
 }
 
 /// The neighbours in tonight's order: those of cold-start tracked users by
-/// influence, then the other due ones by expected value, then the ones not
-/// pulled.
+/// influence, then the other due ones by expected value, then, under a budget,
+/// the ones it stretched ([`stretched_intervals`]), then the ones not pulled.
+/// `budget` is the run's calls left after the tracked users.
 pub fn order_neighbors(
     neighbors: &[String],
     of_new_users: &HashSet<String>,
     known: &Known<'_>,
     settings: &Settings,
     now: DateTime<Utc>,
+    budget: Option<u64>,
 ) -> Vec<Planned> {
     let prior_hours = 2.0 * 24.0 * settings.extract.full_refresh_after_days as f64;
+    let cadence = settings.extract.refresh_after_hours as f64;
     let now_us = micros(now);
     let staleness_only = settings.extract.order == crate::config::Order::Staleness;
-    let mut out: Vec<Planned> = neighbors
-        .iter()
+    // In NSID order, so that the budget's division below sums in the same order
+    // whatever order the caller listed them in.
+    let mut users: Vec<&String> = neighbors.iter().collect();
+    users.sort();
+    users.dedup();
+    let mut rows: Vec<(Planned, UserState, f64)> = users
+        .into_iter()
         .map(|u| {
             let (mut p, st) = planned(u, Phase::Neighbor, known, settings, now);
+            if !staleness_only && p.class == Class::NeighborDue && of_new_users.contains(u) {
+                p.class = Class::NewUsersNeighbor;
+            }
             let influence = known
                 .influence
                 .get(u)
                 .copied()
                 .unwrap_or(0.0)
                 .max(floor_influence());
-            let refresh_us = (interval_hours(&st, settings) * 3.6e9) as i64;
-            let overdue = st
-                .last_pulled_at
-                .is_none_or(|t| t.saturating_add(2 * refresh_us) <= now_us);
-            if staleness_only {
-                p.value = st
-                    .last_pulled_at
-                    .map_or(f64::MAX, |t| (now_us - t).max(0) as f64);
-                return p;
-            }
-            if p.class == Class::NeighborDue && of_new_users.contains(u) {
-                p.class = Class::NewUsersNeighbor;
-                p.value = influence;
-            } else {
-                if p.class == Class::NeighborDue && overdue {
-                    p.class = Class::NeighborOverdue;
-                }
-                // Expected change: hours since the last pull over the user's
-                // own refresh interval, which adapts to how often they change.
-                let staleness = st
-                    .last_pulled_at
-                    .map_or(prior_hours, |t| (now_us - t).max(0) as f64 / 3.6e9);
-                let rate = 1.0 / interval_hours(&st, settings).max(1.0);
-                p.value = influence * staleness * rate / p.cost.max(1) as f64;
-            }
-            p
+            (p, st, influence)
         })
         .collect();
+    // The budget is divided among the neighbours the planner schedules: not
+    // new users' neighbours (they come first, whatever it costs) nor ones
+    // backing off.
+    let first: u64 = rows
+        .iter()
+        .filter(|(p, _, _)| p.class == Class::NewUsersNeighbor)
+        .map(|(p, _, _)| p.cost)
+        .sum();
+    let scheduled = |p: &Planned| !matches!(p.class, Class::NewUsersNeighbor | Class::Backoff);
+    let rates: Vec<Rate> = rows
+        .iter()
+        .filter(|(p, _, _)| scheduled(p))
+        .map(|(p, st, influence)| Rate {
+            interval: interval_hours(st, settings),
+            influence: *influence,
+            cost: p.cost,
+        })
+        .collect();
+    let calls = budget
+        .filter(|_| !staleness_only)
+        .map(|b| b.saturating_sub(first));
+    let mut stretched = stretched_intervals(&rates, calls, cadence).into_iter();
+    for (p, st, influence) in &mut rows {
+        let interval = if scheduled(p) {
+            stretched.next().unwrap_or(f64::INFINITY)
+        } else {
+            interval_hours(st, settings)
+        };
+        let staleness = st
+            .last_pulled_at
+            .map_or(prior_hours, |t| (now_us - t).max(0) as f64 / 3.6e9);
+        if staleness_only {
+            p.value = st
+                .last_pulled_at
+                .map_or(f64::MAX, |t| (now_us - t).max(0) as f64);
+            continue;
+        }
+        if p.class == Class::NewUsersNeighbor {
+            p.value = *influence;
+            continue;
+        }
+        // Expected change: hours since the last pull over the user's own
+        // refresh interval, which adapts to how often they change.
+        let rate = 1.0 / interval_hours(st, settings).max(1.0);
+        p.value = *influence * staleness * rate / p.cost.max(1) as f64;
+        if p.class != Class::NeighborDue {
+            continue;
+        }
+        if decide_within(st, interval, settings, now) == Decision::Fresh {
+            // Due by their own interval, not by the one the budget allows:
+            // pulled with calls left over, the furthest into their stretched
+            // interval first (the value times staleness: the index of the
+            // square-root rule the division follows).
+            p.class = Class::NeighborStretched;
+            p.value *= staleness;
+        } else if st.last_pulled_at.is_none() || staleness + DUE_SLACK_HOURS >= interval + cadence {
+            // Due for more than one run's cadence: never pulled, or deferred
+            // by an earlier run's budget.
+            p.class = Class::NeighborOverdue;
+        }
+    }
+    let mut out: Vec<Planned> = rows.into_iter().map(|(p, _, _)| p).collect();
     out.sort_by(|a, b| {
         a.class
             .cmp(&b.class)
@@ -386,6 +462,77 @@ pub fn order_neighbors(
             .then_with(|| a.user.cmp(&b.user))
     });
     out
+}
+
+/// One neighbour, for dividing a budget.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    /// Their own refresh interval (hours).
+    pub interval: f64,
+    /// Their influence.
+    pub influence: f64,
+    /// Calls a pull costs.
+    pub cost: u64,
+}
+
+/// Each neighbour's refresh interval (hours) under a budget of `calls` a run,
+/// with a run every `cadence` hours (`extract.refresh_after_hours`).
+///
+/// Without a budget, or with one that covers every neighbour at their own
+/// interval, the intervals are their own. Otherwise the budget is divided the
+/// way the square-root rule of refresh scheduling divides it (Cho and
+/// Garcia-Molina): neighbour *i* is pulled at a rate, in pulls per run,
+/// proportional to the square root of their influence times their rate of
+/// change (1 ÷ their own interval), never more than once a run or more often
+/// than their own interval, and the rates sum, weighted by each pull's calls,
+/// to the budget. Their interval is `cadence` ÷ that rate. This minimises the
+/// influence-weighted count of favourites missed between pulls, so a budget
+/// goes to the neighbours who move the lists, without leaving the many small
+/// ones unpulled for ever.
+pub fn stretched_intervals(rates: &[Rate], calls: Option<u64>, cadence: f64) -> Vec<f64> {
+    let own: Vec<f64> = rates.iter().map(|r| r.interval).collect();
+    let Some(calls) = calls else {
+        return own;
+    };
+    let cap = |r: &Rate| (cadence / r.interval.max(1e-9)).min(1.0);
+    let weight = |r: &Rate| (r.influence.max(0.0) / r.interval.max(1e-9)).sqrt();
+    let spend = |k: f64| -> f64 {
+        rates
+            .iter()
+            .map(|r| cap(r).min(k * weight(r)) * r.cost as f64)
+            .sum()
+    };
+    let budget = calls as f64;
+    let all: f64 = rates.iter().map(|r| cap(r) * r.cost as f64).sum();
+    if all <= budget {
+        return own;
+    }
+    // The largest k whose spend fits the budget, by bisection: spend grows
+    // with k, from 0 to `all`.
+    let (mut lo, mut hi) = (0.0f64, 1.0f64);
+    while spend(hi) < budget && hi < 1e300 {
+        hi *= 2.0;
+    }
+    for _ in 0..100 {
+        let mid = (lo + hi) / 2.0;
+        if spend(mid) <= budget {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    rates
+        .iter()
+        .zip(own)
+        .map(|(r, own)| {
+            let rate = cap(r).min(lo * weight(r));
+            if rate > 0.0 {
+                (cadence / rate).max(own)
+            } else {
+                f64::INFINITY
+            }
+        })
+        .collect()
 }
 
 /// Weighted percentile (`q` in 0..=1) of `(value, weight)` pairs; `None` when
@@ -516,7 +663,7 @@ mod tests {
             .map(String::from)
             .to_vec();
         let of_new: HashSet<String> = ["x@N01".to_string()].into();
-        let order = order_neighbors(&neighbors, &of_new, &known, &s, now);
+        let order = order_neighbors(&neighbors, &of_new, &known, &s, now, None);
         let users: Vec<&str> = order.iter().map(|p| p.user.as_str()).collect();
         // x: a new user's neighbour; then overdue: a (1 × 48 h: due for two
         // refresh intervals) and n (never pulled: prior 14 days, a 1-call full
@@ -524,6 +671,97 @@ mod tests {
         assert_eq!(users, ["x@N01", "n@N01", "a@N01", "b@N01", "c@N01"]);
         assert_eq!(order[1].class, Class::NeighborOverdue);
         assert_eq!(order[3].class, Class::NeighborDue);
+    }
+
+    #[test]
+    fn a_budget_stretches_intervals_by_the_square_root_of_influence_times_change() {
+        let r = |interval: f64, influence: f64| Rate {
+            interval,
+            influence,
+            cost: 1,
+        };
+        // Four neighbours due every run (24 h); influence 100, 25, 4, 1.
+        let rates = [r(24.0, 100.0), r(24.0, 25.0), r(24.0, 4.0), r(24.0, 1.0)];
+        // No budget, or one that covers them all: their own intervals.
+        assert_eq!(stretched_intervals(&rates, None, 24.0), [24.0; 4]);
+        assert_eq!(stretched_intervals(&rates, Some(4), 24.0), [24.0; 4]);
+        // Two calls a run: rates in proportion to sqrt(influence), 10:5:2:1,
+        // the first capped at one pull a run and the rest sharing what is left.
+        let got = stretched_intervals(&rates, Some(2), 24.0);
+        assert!((got[0] - 24.0).abs() < 1e-6, "{got:?}");
+        let spent: f64 = got.iter().map(|i| 24.0 / i).sum();
+        assert!((spent - 2.0).abs() < 1e-6, "{got:?}");
+        assert!((got[2] / got[1] - 2.5).abs() < 1e-6, "{got:?}");
+        assert!((got[3] / got[2] - 2.0).abs() < 1e-6, "{got:?}");
+        // A quiet neighbour (a week's interval) is never pulled more often
+        // than their interval, however influential; a costly pull counts its
+        // calls. Nothing at all: never due.
+        let quiet = [
+            r(168.0, 10_000.0),
+            Rate {
+                cost: 3,
+                ..r(24.0, 1.0)
+            },
+        ];
+        let got = stretched_intervals(&quiet, Some(1), 24.0);
+        assert!(got[0] >= 168.0, "{got:?}");
+        let spent = 24.0 / got[0] + 3.0 * 24.0 / got[1];
+        assert!((spent - 1.0).abs() < 1e-6, "{got:?}");
+        assert!(
+            stretched_intervals(&rates, Some(0), 24.0)
+                .iter()
+                .all(|i| i.is_infinite())
+        );
+    }
+
+    #[test]
+    fn under_a_budget_influential_neighbours_stay_due_and_the_rest_wait_for_calls_left_over() {
+        let s = settings();
+        let now: DateTime<Utc> = "2026-11-30T02:00:00Z".parse().expect("time");
+        let pulled = UserState {
+            last_pulled_at: at(24, now),
+            last_full_pull_at: at(24, now),
+            newest_date_faved: Some(1),
+            outcome: Some(Outcome::Ok),
+            next_attempt_at: None,
+            ..UserState::default()
+        };
+        let names: Vec<String> = (1..=20).map(|i| format!("{i}@N01")).collect();
+        let state: HashMap<String, UserState> =
+            names.iter().map(|u| (u.clone(), pulled.clone())).collect();
+        // Influence falls with the number: 1@N01 the most.
+        let known = Known {
+            state: Some(&state),
+            influence: names
+                .iter()
+                .enumerate()
+                .map(|(i, u)| (u.clone(), 100.0 * prior_influence() / (1 + i * i) as f64))
+                .collect(),
+            ..Known::default()
+        };
+        let none = HashSet::new();
+        let all = order_neighbors(&names, &none, &known, &s, now, None);
+        assert!(all.iter().all(|p| p.class == Class::NeighborDue));
+        let tight = order_neighbors(&names, &none, &known, &s, now, Some(5));
+        let due: Vec<&str> = tight
+            .iter()
+            .filter(|p| p.class.defers())
+            .map(|p| p.user.as_str())
+            .collect();
+        assert!(!due.is_empty() && due.len() <= 5, "{tight:?}");
+        assert_eq!(due[0], "1@N01");
+        // The rest wait for calls left over, still in value order; the order
+        // does not depend on how the neighbours were listed.
+        let rest: Vec<&Planned> = tight.iter().filter(|p| !p.class.defers()).collect();
+        assert!(rest.iter().all(|p| p.class == Class::NeighborStretched));
+        assert_eq!(rest.len() + due.len(), 20);
+        assert!(rest.windows(2).all(|w| w[0].value >= w[1].value));
+        let mut reversed = names.clone();
+        reversed.reverse();
+        assert_eq!(
+            order_neighbors(&reversed, &none, &known, &s, now, Some(5)),
+            tight
+        );
     }
 
     #[test]

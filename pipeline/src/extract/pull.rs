@@ -182,8 +182,11 @@ pub async fn run_phase(
         .map(|(u, admitted)| async move {
             if admitted {
                 pull_user(ctx, phase, u).await
-            } else {
+            } else if u.class.defers() {
                 Ok((u.user, Step::Deferred))
+            } else {
+                // Not due at this budget (stretched): not deferred.
+                Ok((u.user, Step::Fresh))
             }
         })
         .buffer_unordered(ctx.settings.extract.concurrency);
