@@ -11,6 +11,7 @@ mod extract;
 mod helpers;
 #[path = "support/moto.rs"]
 mod moto;
+mod neighbourhood;
 mod retention;
 mod serving;
 

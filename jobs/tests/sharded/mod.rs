@@ -5,6 +5,11 @@
 //! community, table by table (compared by DuckDB). Until every shard has
 //! succeeded, `--finish` and `publish` refuse the run and name the missing
 //! shard.
+//!
+//! The same flow runs twice: with the default algorithms (itemknn needs two
+//! hops, so every shard reads every favourite), and with Flexplore and explore
+//! alone, where each users shard reads only its own targets' neighbourhood and
+//! says so in its record.
 
 use std::path::Path;
 
@@ -13,21 +18,31 @@ use super::{failed, faverecs, ok};
 
 const RUN: &str = "20261130T020000Z-00aa01";
 
-fn env(dir: &Path) -> Vec<(&'static str, String)> {
-    vec![
+/// Settings of the second case: Flexplore and explore only, no fallbacks
+/// (which would rank every target's neighbourhood).
+const NEIGHBOURHOOD: [(&str, &str); 2] = [
+    ("FAVERECS__SCORE__ALGORITHMS", r#"["flexplore","explore"]"#),
+    ("FAVERECS__SCORE__FALLBACK_BELOW", "0"),
+];
+
+fn env(dir: &Path, extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+    let mut env = vec![
         (
             "FAVERECS__STORAGE__URL",
             dir.join("data").display().to_string(),
         ),
-        // The finish step evaluates too: its `metrics` must match.
+        // The finish step evaluates too: its `metrics` must match. (So the
+        // unsharded run reads every favourite.)
         ("FAVERECS__EVALUATE__ENABLED", "true".to_string()),
-    ]
+    ];
+    env.extend(extra.iter().map(|&(k, v)| (k, v.to_string())));
+    env
 }
 
-fn shard(dir: &Path, step: &str, i: u32, n: u32) -> String {
+fn shard(dir: &Path, extra: &[(&'static str, &str)], step: &str, i: u32, n: u32) -> String {
     ok(&faverecs(
         dir,
-        &env(dir),
+        &env(dir, extra),
         &[
             "score",
             "--run-id",
@@ -56,6 +71,37 @@ fn shard_killed(dir: &Path, step: &str, i: u32, n: u32) {
 
 #[test]
 fn three_shards_in_shuffled_order_with_one_killed_equal_one_process() {
+    sharded_run_equals_one_process(&[]);
+}
+
+#[test]
+fn users_shards_reading_only_their_neighbourhood_equal_one_process_reading_everything() {
+    sharded_run_equals_one_process(&NEIGHBOURHOOD);
+}
+
+/// The favourite rows each users shard read, from its record, if it says it
+/// read only its targets' neighbourhood.
+fn neighbourhood_rows(dir: &Path, i: u32, n: u32) -> Option<u64> {
+    let record = dir.join(format!(
+        "data/runs/{RUN}/shards/users-{i:04}-of-{n:04}.json"
+    ));
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    // A record without notes leaves the field out.
+    let notes = record["notes"].as_array().cloned().unwrap_or_default();
+    notes
+        .iter()
+        .any(|n| {
+            n.as_str()
+                .unwrap()
+                .starts_with("read only the neighbourhood")
+        })
+        .then(|| record["rows_in"]["favorites"].as_u64().unwrap())
+}
+
+fn sharded_run_equals_one_process(extra: &[(&'static str, &str)]) {
+    let env = |dir: &Path| env(dir, extra);
+    let shard = |dir: &Path, step: &str, i: u32, n: u32| shard(dir, extra, step, i, n);
     let python = std::env::var("FAVERECS_TEST_PYTHON").unwrap_or_else(|_| {
         panic!("FAVERECS_TEST_PYTHON is not set: run scripts/test.sh, which installs duckdb into target/test-venv")
     });
@@ -127,6 +173,21 @@ fn three_shards_in_shuffled_order_with_one_killed_equal_one_process() {
     let left = debris(&dir.join(format!("data/runs/{RUN}")));
     assert!(left.is_empty(), "{left:?}");
     ok(&faverecs(dir, &env(dir), &["publish", "--run", RUN]));
+
+    let read: Vec<Option<u64>> = (0..3).map(|i| neighbourhood_rows(dir, i, 3)).collect();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.join(format!("data/runs/{whole}/manifest.json"))).unwrap(),
+    )
+    .unwrap();
+    let total = manifest["rows_in"]["favorites"].as_u64().unwrap();
+    if extra.is_empty() {
+        assert_eq!(read, [None, None, None], "itemknn needs every favourite");
+    } else {
+        for rows in &read {
+            let rows = rows.expect("a users shard read only its neighbourhood");
+            assert!(rows > 0 && rows < total, "read {rows} of {total}");
+        }
+    }
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/compare_rows.py");
     let out = std::process::Command::new(python)

@@ -193,6 +193,23 @@ mod tests {
             Settings::load_with_env(None, env(&[("FAVERECS__SCORE__PHOTO_RECS_PER_USER", "0")]))
                 .expect_err("zero");
         assert!(err.to_string().contains("from 1 to"), "{err}");
+        // 0 tag photos means no tag lists; below 0 is refused, naming the key.
+        let none = env(&[("FAVERECS__SCORE__TAG_PHOTOS_PER_TAG", "0")]);
+        assert_eq!(
+            Settings::load_with_env(None, none)
+                .expect("0 is allowed")
+                .score
+                .tag_photos_per_tag,
+            0
+        );
+        let err =
+            Settings::load_with_env(None, env(&[("FAVERECS__SCORE__TAG_PHOTOS_PER_TAG", "-1")]))
+                .expect_err("negative");
+        assert!(
+            err.to_string().contains("score.tag_photos_per_tag")
+                && err.to_string().contains("from 0 to 10000"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -127,11 +127,16 @@ struct RawDemo {
 }
 
 fn positive(key: &'static str, value: i64, max: i64) -> Result<usize, ConfigError> {
-    if value < 1 || value > max {
+    whole(key, value, 1, max)
+}
+
+/// `value` as a count, if it lies in `min..=max` (both ≥ 0).
+fn whole(key: &'static str, value: i64, min: i64, max: i64) -> Result<usize, ConfigError> {
+    if value < min || value > max {
         return Err(ConfigError::Invalid {
             key,
             value: value.to_string(),
-            problem: format!("is out of range (expected a whole number from 1 to {max})"),
+            problem: format!("is out of range (expected a whole number from {min} to {max})"),
         });
     }
     Ok(value as usize)
@@ -407,21 +412,19 @@ impl RawSettings {
                         problem: "is negative (expected a whole number ≥ 0)".into(),
                     }
                 })?,
-                tag_photos_per_tag: positive(
+                // 0 writes no tag lists (an empty `tag_photos`).
+                tag_photos_per_tag: whole(
                     "score.tag_photos_per_tag",
                     self.score.tag_photos_per_tag,
+                    0,
                     10_000,
                 )?,
-                fallback_below: match self.score.fallback_below {
-                    n if (0..=10_000).contains(&n) => n as usize,
-                    n => {
-                        return Err(ConfigError::Invalid {
-                            key: "score.fallback_below",
-                            value: n.to_string(),
-                            problem: "is out of range (expected 0 to 10000)".into(),
-                        });
-                    }
-                },
+                fallback_below: whole(
+                    "score.fallback_below",
+                    self.score.fallback_below,
+                    0,
+                    10_000,
+                )?,
             },
             evaluate,
             serve: ServeSettings {

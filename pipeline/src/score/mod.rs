@@ -2,8 +2,9 @@
 //!
 //! Stages, each timed in the manifest:
 //!
-//! 1. `load` — read the raw tables (one task per table) and the published run's
-//!    `first_recommended` from storage;
+//! 1. `load` — read the raw tables (one task per table), or only the
+//!    targets' neighbourhood when that is all the run needs ([`load`]), and
+//!    the published run's `first_recommended` from storage;
 //! 2. `prepare` — dictionary-encode the ids into an integer graph ([`prepare`]);
 //! 3. `recommend` — the Rayon kernels of every configured algorithm
 //!    ([`algorithms`]: Flexplore with its `explore` sample, `itemknn`, `popular`);
@@ -116,7 +117,9 @@ async fn score_into(
     manifest: &mut Manifest,
 ) -> Result<(), ScoreError> {
     let clock = Instant::now();
-    let inputs = load::load_inputs(storage).await?;
+    let (inputs, read) =
+        load::load_run_inputs(storage, settings, options.all_users, load::Scored::All).await?;
+    manifest.notes.extend(read);
     let previous = load::previous_first_recommended(storage).await?;
     for (name, batches) in [
         (Table::Favorites, &inputs.favorites),

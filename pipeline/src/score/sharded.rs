@@ -52,7 +52,7 @@ use crate::store::Storage;
 use super::algorithms::{self, AlgorithmParams};
 use super::compute::pool;
 use super::error::ScoreError;
-use super::load::{load_inputs, previous_first_recommended};
+use super::load::{Scored, load_inputs, load_run_inputs, previous_first_recommended};
 use super::output::Names;
 use super::params::{ScoreOptions, similar_params};
 use super::parts::{Part, encode_batches, encode_jobs, similar_jobs, user_jobs};
@@ -120,7 +120,12 @@ pub async fn run_shard(
     };
     let mut stages = Vec::new();
     let clock = Instant::now();
-    let inputs = load_inputs(storage).await?;
+    let (inputs, read) = match step {
+        ShardStep::Users => {
+            load_run_inputs(storage, settings, all_users, Scored::Shard(shard, shards)).await?
+        }
+        ShardStep::Photos => (load_inputs(storage).await?, None),
+    };
     let previous = match step {
         ShardStep::Users => previous_first_recommended(storage).await?,
         ShardStep::Photos => Default::default(),
@@ -133,7 +138,7 @@ pub async fn run_shard(
     let prefix = step_prefix(step, shard, shards);
     let (parts, targets, cpu_stages, notes) = tokio::task::spawn_blocking(move || {
         let mut stages = Vec::new();
-        let mut notes = Vec::new();
+        let mut notes: Vec<String> = read.into_iter().collect();
         let pool = pool(settings_.score.threads)?;
         let clock = Instant::now();
         let (mut graph, _) = pool.install(|| prepare::prepare(&inputs, all_users))?;

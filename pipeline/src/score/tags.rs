@@ -26,6 +26,9 @@ pub fn tag_photos(
     per_tag: usize,
 ) -> Result<BTreeMap<String, Vec<(f64, u32)>>, ScoreError> {
     let mut by_tag: BTreeMap<String, Vec<(f64, u32)>> = BTreeMap::new();
+    if per_tag == 0 {
+        return Ok(by_tag);
+    }
     for b in photos {
         let cols = PhotosColumns::new(b)?;
         let (ids, tags) = (cols.photo_id, cols.tags);

@@ -32,6 +32,7 @@ use crate::shard::shard_of;
 
 use super::conditional::Version;
 use super::error::StoreError;
+use super::select::Select;
 use super::storage::Storage;
 
 /// The most buckets a table may have (`NNNN` has four digits).
@@ -141,29 +142,48 @@ impl Storage {
         Ok(Some((layout, version)))
     }
 
-    /// Reads every bucket of a bucketed raw table, in bucket order; `None`
-    /// when the table has never been written. A table still in one legacy
-    /// file is read whole. A layout replaced while it is read is read again.
+    /// Reads every bucket of a bucketed raw table, in bucket order, or with
+    /// `select` only the rows it chooses (and, when it chooses by `user_id`,
+    /// only the buckets of its users); `None` when the table has never been
+    /// written. A table still in one legacy file is read whole (or filtered).
+    /// A layout replaced while it is read is read again.
     pub(crate) async fn read_raw_buckets(
         &self,
         table: Table,
+        select: Option<&Select>,
     ) -> Result<Option<Vec<RecordBatch>>, StoreError> {
+        let read_object = |path: Path| async move {
+            match select {
+                Some(select) => self.read_object_where(&path, table, select).await,
+                None => Ok(self
+                    .read_object_versioned(&path, table)
+                    .await?
+                    .map(|(rows, _)| rows)),
+            }
+        };
         for _ in 0..READ_ATTEMPTS {
             let Some((layout, _)) = self.raw_layout(table).await? else {
-                return Ok(self
-                    .read_object_versioned(&table.raw_path(), table)
-                    .await?
-                    .map(|(rows, _)| rows));
+                return read_object(table.raw_path()).await;
             };
-            let read: Vec<_> = futures::stream::iter(layout.bucket_paths(table))
-                .map(|p| async move { self.read_object_versioned(&p, table).await })
+            let paths: Vec<Path> = match select {
+                Some(s) if s.column == crate::model::col::USER_ID => {
+                    let mut buckets: Vec<u32> = s.ids.iter().map(|u| layout.bucket_of(u)).collect();
+                    buckets.sort_unstable();
+                    buckets.dedup();
+                    buckets
+                        .into_iter()
+                        .map(|b| layout.bucket_path(table, b))
+                        .collect()
+                }
+                _ => layout.bucket_paths(table),
+            };
+            let read: Vec<_> = futures::stream::iter(paths)
+                .map(read_object)
                 .buffered(CONCURRENCY)
                 .try_collect()
                 .await?;
             if read.iter().all(Option::is_some) {
-                return Ok(Some(
-                    read.into_iter().flatten().flat_map(|(b, _)| b).collect(),
-                ));
+                return Ok(Some(read.into_iter().flatten().flatten().collect()));
             }
             tracing::info!(
                 table = table.name(),

@@ -4,7 +4,7 @@
 //! (Parquet writes, reads projected on the contract, footer checks),
 //! [`conditional`] (conditional writes and their lock-file emulation on a
 //! local directory), [`layout`] (the hash buckets of the large raw tables),
-//! [`error`].
+//! [`select`] (reads of the rows of some users or photos), [`error`].
 //!
 //! Every byte the pipeline reads or writes goes through one `Arc<dyn ObjectStore>`,
 //! built from `storage.url`, so the same code path runs on a local directory and on
@@ -23,6 +23,7 @@ pub mod debris;
 pub mod error;
 pub mod layout;
 pub mod parquet;
+pub mod select;
 pub mod storage;
 
 pub use conditional::Version;
@@ -30,6 +31,7 @@ pub use debris::LOCK_SUFFIX;
 pub use error::StoreError;
 pub use layout::{DEFAULT_BUCKETS, Layout, MAX_BUCKETS};
 pub use parquet::ParquetEncoder;
+pub use select::{IdSet, Select};
 pub use storage::{Storage, json_bytes};
 
 #[cfg(test)]

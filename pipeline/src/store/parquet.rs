@@ -165,7 +165,7 @@ impl Storage {
     /// it has never been written.
     pub async fn read_raw(&self, table: Table) -> Result<Option<Vec<RecordBatch>>, StoreError> {
         if table.bucketed() {
-            return self.read_raw_buckets(table).await;
+            return self.read_raw_buckets(table, None).await;
         }
         Ok(self.read_raw_versioned(table).await?.0)
     }
@@ -438,7 +438,11 @@ fn same_type(found: &arrow_schema::DataType, expected: &arrow_schema::DataType) 
 
 /// Checks that a file's schema holds every column of `table`'s contract, by
 /// name, with the contract's type (extra columns are allowed).
-fn check_schema(found: &arrow_schema::Schema, table: Table, path: &Path) -> Result<(), StoreError> {
+pub(super) fn check_schema(
+    found: &arrow_schema::Schema,
+    table: Table,
+    path: &Path,
+) -> Result<(), StoreError> {
     for field in table.schema().fields() {
         let problem = match found.field_with_name(field.name()) {
             Err(_) if crate::model::is_added_later(field) => continue,
@@ -460,7 +464,7 @@ fn check_schema(found: &arrow_schema::Schema, table: Table, path: &Path) -> Resu
     Ok(())
 }
 
-fn project(
+pub(super) fn project(
     batch: &RecordBatch,
     target: &SchemaRef,
     table: Table,

@@ -1,0 +1,241 @@
+//! Reads of a raw table restricted to the rows whose key column holds one of a
+//! set of ids: the favourites of some users, the photos of some photo ids.
+//!
+//! Used by score when a run needs only its targets' neighbourhood
+//! (`crate::score::load`). Each object is still fetched in one GET, so the rows
+//! belong to one write, but the reader:
+//!
+//! - skips every row group whose column statistics (min/max of the key column)
+//!   hold none of the ids: the bucketed tables are sorted by user in row
+//!   groups of [`super::parquet::RAW_ROW_GROUP_ROWS`] rows;
+//! - decodes the key column first and the other columns only for the rows kept
+//!   (a Parquet row filter);
+//! - reads, of a bucketed table filtered by `user_id`, only the buckets that
+//!   hold one of the users.
+//!
+//! The rows kept are exactly those a whole read would give with the same
+//! filter applied afterwards, in the same order.
+
+use std::sync::Arc;
+
+use arrow_array::{Array, BooleanArray, RecordBatch, cast::AsArray};
+use arrow_schema::ArrowError;
+use bytes::Bytes;
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ArrowPredicateFn, ParquetRecordBatchReaderBuilder, RowFilter};
+use parquet::errors::ParquetError;
+use polars::prelude::PlHashSet;
+
+use crate::model::Table;
+
+use super::error::StoreError;
+use super::parquet::{check_schema, project};
+use super::storage::Storage;
+
+/// A set of ids, with their sorted order for comparing with statistics.
+#[derive(Debug, Default)]
+pub struct IdSet {
+    sorted: Vec<Arc<str>>,
+    set: PlHashSet<Arc<str>>,
+}
+
+impl IdSet {
+    /// The distinct ids of `ids`.
+    pub fn new<S: AsRef<str>>(ids: impl IntoIterator<Item = S>) -> Self {
+        let set: PlHashSet<Arc<str>> = ids.into_iter().map(|s| Arc::from(s.as_ref())).collect();
+        let mut sorted: Vec<Arc<str>> = set.iter().cloned().collect();
+        sorted.sort_unstable();
+        Self { sorted, set }
+    }
+
+    /// How many ids.
+    pub fn len(&self) -> usize {
+        self.sorted.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.sorted.is_empty()
+    }
+
+    /// Whether `id` is one of them.
+    #[inline]
+    pub fn contains(&self, id: &str) -> bool {
+        self.set.contains(id)
+    }
+
+    /// The ids, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.sorted.iter().map(|s| &**s)
+    }
+
+    /// Whether some id lies between `min` and `max` (bytes compared, as
+    /// Parquet orders strings), both included.
+    fn any_between(&self, min: &[u8], max: &[u8]) -> bool {
+        let first = self.sorted.partition_point(|id| id.as_bytes() < min);
+        self.sorted
+            .get(first)
+            .is_some_and(|id| id.as_bytes() <= max)
+    }
+}
+
+/// Which rows a read keeps: those whose `column` (a non-null string column of
+/// the table's contract) holds one of `ids`.
+#[derive(Debug, Clone)]
+pub struct Select {
+    /// The key column.
+    pub column: &'static str,
+    /// The ids kept.
+    pub ids: Arc<IdSet>,
+}
+
+impl Select {
+    /// Rows whose `column` holds one of `ids`.
+    pub fn new(column: &'static str, ids: Arc<IdSet>) -> Self {
+        Self { column, ids }
+    }
+}
+
+impl Storage {
+    /// Reads a raw table's rows chosen by `select` (of every bucket of a
+    /// bucketed table that can hold them), or `None` if the table has never
+    /// been written.
+    pub async fn read_raw_where(
+        &self,
+        table: Table,
+        select: &Select,
+    ) -> Result<Option<Vec<RecordBatch>>, StoreError> {
+        if table.bucketed() {
+            return self.read_raw_buckets(table, Some(select)).await;
+        }
+        self.read_object_where(&table.raw_path(), table, select)
+            .await
+    }
+
+    /// Reads the rows of one Parquet object of `table` chosen by `select`;
+    /// `None` if the object does not exist.
+    pub(crate) async fn read_object_where(
+        &self,
+        path: &Path,
+        table: Table,
+        select: &Select,
+    ) -> Result<Option<Vec<RecordBatch>>, StoreError> {
+        let got = match self.store.get(path).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(StoreError::object(path, e)),
+        };
+        let bytes = got.bytes().await.map_err(|e| StoreError::object(path, e))?;
+        decode_where(bytes, path, table, select).map(Some)
+    }
+}
+
+/// Decodes the rows of one Parquet file chosen by `select`.
+fn decode_where(
+    bytes: Bytes,
+    path: &Path,
+    table: Table,
+    select: &Select,
+) -> Result<Vec<RecordBatch>, StoreError> {
+    let perr = |source| StoreError::Parquet {
+        path: path.to_string(),
+        source,
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(perr)?;
+    check_schema(builder.schema(), table, path)?;
+    let descr = builder.parquet_schema();
+    let Some(leaf) = descr.columns().iter().position(|c| {
+        c.max_rep_level() == 0 && c.path().parts().len() == 1 && c.name() == select.column
+    }) else {
+        return Err(StoreError::Schema {
+            path: path.to_string(),
+            table: table.name(),
+            problem: format!("column {} is missing", select.column),
+        });
+    };
+    let ids = &select.ids;
+    let groups: Vec<usize> = builder
+        .metadata()
+        .row_groups()
+        .iter()
+        .enumerate()
+        .filter(|(_, group)| {
+            let stats = group.column(leaf).statistics();
+            match stats.and_then(|s| Some((s.min_bytes_opt()?, s.max_bytes_opt()?))) {
+                Some((min, max)) => ids.any_between(min, max),
+                // No statistics: the group may hold anything.
+                None => true,
+            }
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let mask = ProjectionMask::leaves(descr, [leaf]);
+    let (column, keep) = (select.column, select.ids.clone());
+    let predicate = ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
+        keep_rows(&batch, column, &keep)
+    });
+    let reader = builder
+        .with_row_groups(groups)
+        .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(perr)?;
+    let target = table.schema();
+    reader
+        .map(|b| {
+            let b = b.map_err(|e| perr(ParquetError::from(e)))?;
+            project(&b, &target, table, path)
+        })
+        .collect()
+}
+
+/// The row filter: whether each row's key is one of `keep`. Rows sorted by the
+/// key (the bucketed tables) repeat it, so a key equal to the row before is
+/// not looked up again. A null key is an error, as in a whole read.
+fn keep_rows(batch: &RecordBatch, column: &str, keep: &IdSet) -> Result<BooleanArray, ArrowError> {
+    let values = batch.column(0).as_string_opt::<i32>().ok_or_else(|| {
+        ArrowError::SchemaError(format!("column {column} is not a string column"))
+    })?;
+    if values.null_count() > 0 {
+        return Err(ArrowError::InvalidArgumentError(format!(
+            "column {column} has {} null values but may not be null",
+            values.null_count()
+        )));
+    }
+    let mut last: Option<(&str, bool)> = None;
+    Ok(values
+        .iter()
+        .map(|v| {
+            let v = v.unwrap_or_default();
+            let kept = match last {
+                Some((l, kept)) if l == v => kept,
+                _ => keep.contains(v),
+            };
+            last = Some((v, kept));
+            Some(kept)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_between_bounds_are_found_by_byte_order() {
+        let ids = IdSet::new(["20@N01", "35@N02", "35@N02", "9@N01"]);
+        assert_eq!(ids.len(), 3);
+        assert_eq!(
+            ids.iter().collect::<Vec<_>>(),
+            ["20@N01", "35@N02", "9@N01"]
+        );
+        assert!(ids.any_between(b"1", b"21"));
+        assert!(ids.any_between(b"35@N02", b"35@N02"));
+        assert!(ids.any_between(b"9", b"9@N01"));
+        assert!(!ids.any_between(b"21", b"35@N01"));
+        assert!(!ids.any_between(b"9@N02", b"z"));
+        assert!(!IdSet::default().any_between(b"", b"z"));
+    }
+}
