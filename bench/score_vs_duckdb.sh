@@ -11,6 +11,10 @@
 #
 # BEFORE=path/to/an/older/faverecs also times that binary in the same runs (its
 # output is not compared), for before/after figures under the same conditions.
+# WHOLE=1 also times this binary with tag lists on (`score.tag_photos_per_tag`
+# 20, the default), which makes it read every favourite; the main side turns
+# them off (the baseline computes none), so with tracked users it reads only
+# their neighbourhood. BEFORE runs with its own default (it refuses 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,6 +43,7 @@ export RUST_LOG=warn
 # Like for like: the baseline computes photo and photographer recs only.
 export FAVERECS__SIMILAR__ENABLED=false
 export FAVERECS__SCORE__ALGORITHMS='["flexplore"]'
+export FAVERECS__SCORE__TAG_PHOTOS_PER_TAG=0
 # The community is deterministic: regenerate it only when its size changed.
 if [ "$(cat "$work/size" 2>/dev/null)" != "$users/$tracked" ]; then
   rm -rf "$work" && mkdir -p "$work"
@@ -49,18 +54,27 @@ rm -rf "$work/data/runs" "$work/data/CURRENT" "$work/duckdb"
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-: > "$work/faverecs.times"; : > "$work/duckdb.times"; : > "$work/before.times"
+: > "$work/faverecs.times"; : > "$work/duckdb.times"; : > "$work/before.times"; : > "$work/whole.times"
+# Appends "wall peak-KiB prepare-seconds" of one faverecs score to $1.times.
+timed_score() {
+  local side=$1; shift
+  /usr/bin/time -f "%e %M" -o "$work/t" "$@" score "${score_args[@]}" > "$work/$side.out"
+  local id
+  id=$(awk '/^run /{print $2}' "$work/$side.out")
+  echo "$(cat "$work/t") $("$venv/bin/python" -c "import json,sys; m=json.load(open(sys.argv[1])); print(next(s['seconds'] for s in m['stages'] if s['stage']=='prepare'))" "$work/data/runs/$id/manifest.json")" >> "$work/$side.times"
+}
 for i in $(seq "$repeats"); do
   if [ -n "${BEFORE:-}" ]; then
-    /usr/bin/time -f "%e %M" -o "$work/t" "$BEFORE" score "${score_args[@]}" > /dev/null
-    cat "$work/t" >> "$work/before.times"
+    timed_score before env -u FAVERECS__SCORE__TAG_PHOTOS_PER_TAG "$BEFORE"
   fi
-  /usr/bin/time -f "%e %M" -o "$work/t" "$bin" score "${score_args[@]}" > "$work/score.out"
-  cat "$work/t" >> "$work/faverecs.times"
+  if [ -n "${WHOLE:-}" ]; then
+    timed_score whole env FAVERECS__SCORE__TAG_PHOTOS_PER_TAG=20 "$bin"
+  fi
+  timed_score faverecs "$bin"
   /usr/bin/time -f "%e %M" -o "$work/t" "$venv/bin/python" bench/flexplore_duckdb.py "$work/data" "$work/duckdb" "$threads" "$mode" > "$work/duckdb.json"
   cat "$work/t" >> "$work/duckdb.times"
 done
-run_id=$(awk '/^run /{print $2}' "$work/score.out")
+run_id=$(awk '/^run /{print $2}' "$work/faverecs.out")
 
 fav_rows=$("$venv/bin/python" -c "import duckdb,sys; print(duckdb.sql(\"select count(*) from read_parquet('$work/data/raw/favorites/*/*.parquet')\").fetchone()[0])")
 f_sec=$(cut -d' ' -f1 "$work/faverecs.times" | median)
@@ -82,7 +96,17 @@ if [ -n "${BEFORE:-}" ]; then
   echo "speed-up (duckdb/before): $(awk -v a="$d_sec" -v b="$b_sec" 'BEGIN {printf "%.1fx", a/b}')"
   echo "speed-up (before/ours):   $(awk -v a="$b_sec" -v b="$f_sec" 'BEGIN {printf "%.2fx", a/b}')"
 fi
-echo "peak RSS faverecs:     $((f_rss / 1024)) MiB"
+if [ -n "${WHOLE:-}" ]; then
+  w_sec=$(cut -d' ' -f1 "$work/whole.times" | median)
+  w_rss=$(cut -d' ' -f2 "$work/whole.times" | sort -n | tail -1)
+  echo "whole read (tag lists on): ${w_sec}s median (all runs: $(cut -d' ' -f1 "$work/whole.times" | tr '\n' ' ')), peak RSS $((w_rss / 1024)) MiB"
+  echo "speed-up (duckdb/whole):   $(awk -v a="$d_sec" -v b="$w_sec" 'BEGIN {printf "%.1fx", a/b}')"
+fi
+for side in before whole faverecs; do
+  [ -s "$work/$side.times" ] || continue
+  echo "prepare $side: $(cut -d' ' -f3 "$work/$side.times" | median)s median (all runs: $(cut -d' ' -f3 "$work/$side.times" | tr '\n' ' '))"
+done
+echo "peak RSS faverecs:     $((f_rss / 1024)) MiB ($(awk -v r="$f_rss" -v n="$fav_rows" 'BEGIN {printf "%.1f", r * 1024 / n}') bytes a favourite)"
 echo "peak RSS duckdb:       $((d_rss / 1024)) MiB"
-echo "stages of the last run: $("$venv/bin/python" -c "import json,sys; m=json.load(open(sys.argv[1])); print(' '.join(f\"{s['stage']}={s['seconds']:.3f}s\" for s in m['stages']), '| targets', m['rows_in']['targets'])" "$work/data/runs/$run_id/manifest.json")"
+echo "stages of the last run: $("$venv/bin/python" -c "import json,sys; m=json.load(open(sys.argv[1])); print(' '.join(f\"{s['stage']}={s['seconds']:.3f}s\" for s in m['stages']), '| targets', m['rows_in']['targets'], '| favourite rows read', m['rows_in']['favorites'])" "$work/data/runs/$run_id/manifest.json")"
 echo "outputs agree:         $agree"

@@ -19,10 +19,17 @@ use super::{failed, faverecs, ok};
 const RUN: &str = "20261130T020000Z-00aa01";
 
 /// Settings of the second case: Flexplore and explore only, no fallbacks
-/// (which would rank every target's neighbourhood).
-const NEIGHBOURHOOD: [(&str, &str); 2] = [
+/// (which would rank every target's neighbourhood), and no similar photos,
+/// tag lists or evaluation, so the photos step has nothing to do and
+/// `--finish` reads only the photos shown. The unsharded run then reads only
+/// the neighbourhood too; that this equals a whole read is
+/// `pipeline/tests/neighbourhood`'s test.
+const NEIGHBOURHOOD: [(&str, &str); 5] = [
     ("FAVERECS__SCORE__ALGORITHMS", r#"["flexplore","explore"]"#),
     ("FAVERECS__SCORE__FALLBACK_BELOW", "0"),
+    ("FAVERECS__SIMILAR__ENABLED", "false"),
+    ("FAVERECS__SCORE__TAG_PHOTOS_PER_TAG", "0"),
+    ("FAVERECS__EVALUATE__ENABLED", "false"),
 ];
 
 fn env(dir: &Path, extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
@@ -215,6 +222,25 @@ fn sharded_run_equals_one_process(extra: &[(&'static str, &str)]) {
             "{table} compared: {stdout}"
         );
     }
-    // Evaluation ran: the metrics table is not empty.
-    assert!(!stdout.contains("metrics: 0 vs"), "{stdout}");
+    if extra.is_empty() {
+        // Evaluation ran: the metrics table is not empty.
+        assert!(!stdout.contains("metrics: 0 vs"), "{stdout}");
+    } else {
+        let line = |table: &str| {
+            stdout
+                .lines()
+                .find(|l| l.starts_with(&format!("{table}: ")))
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert!(
+            !line("photo_recs").starts_with("photo_recs: 0 vs"),
+            "{stdout}"
+        );
+        assert!(!line("photos").starts_with("photos: 0 vs"), "{stdout}");
+        assert!(
+            line("similar_photos").starts_with("similar_photos: 0 vs 0"),
+            "{stdout}"
+        );
+    }
 }

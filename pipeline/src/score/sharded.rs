@@ -32,6 +32,7 @@
 //! yet.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -41,13 +42,13 @@ use crate::model::columns::{
     PhotoRecsColumns, PhotosColumns, SimilarPhotosColumns, TagPhotosColumns,
 };
 use crate::model::metrics::metrics_batch;
-use crate::model::{Table, is_run_id, run_table_dir};
+use crate::model::{Table, col, is_run_id, run_table_dir};
 use crate::runs::{
     Manifest, RunError, RunStatus, ShardRecord, ShardStep, StageTiming, complete_step,
     peak_rss_mib, run_started_at, shard_record_path, write_manifest,
 };
 use crate::shard::shard_of;
-use crate::store::Storage;
+use crate::store::{IdSet, Select, Storage};
 
 use super::algorithms::{self, AlgorithmParams};
 use super::compute::pool;
@@ -110,12 +111,18 @@ pub async fn run_shard(
         shards,
         "score shard started"
     );
-    // The photos step needs every user's recommendations.
+    // The photos step needs every user's recommendations, and has nothing to
+    // read when it writes no rows (similar photos and tag lists off).
+    let photos_idle = !settings.similar.enabled && settings.score.tag_photos_per_tag == 0;
     let recommended = match step {
         ShardStep::Users => None,
         ShardStep::Photos => {
             complete_step(storage, run_id, ShardStep::Users).await?;
-            Some(recommended_photo_ids(storage, run_id).await?)
+            if photos_idle {
+                None
+            } else {
+                Some(recommended_photo_ids(storage, run_id).await?)
+            }
         }
     };
     let mut stages = Vec::new();
@@ -124,6 +131,10 @@ pub async fn run_shard(
         ShardStep::Users => {
             load_run_inputs(storage, settings, all_users, Scored::Shard(shard, shards)).await?
         }
+        ShardStep::Photos if photos_idle => (
+            Inputs::default(),
+            Some("similar photos and tag lists are off: the photos step read nothing and wrote no rows".to_string()),
+        ),
         ShardStep::Photos => (load_inputs(storage).await?, None),
     };
     let previous = match step {
@@ -141,7 +152,11 @@ pub async fn run_shard(
         let mut notes: Vec<String> = read.into_iter().collect();
         let pool = pool(settings_.score.threads)?;
         let clock = Instant::now();
-        let (mut graph, _) = pool.install(|| prepare::prepare(&inputs, all_users))?;
+        let (mut graph, _) = if photos_idle && step == ShardStep::Photos {
+            Default::default()
+        } else {
+            pool.install(|| prepare::prepare(&inputs, all_users))?
+        };
         stages.push(timing("prepare", clock));
         let clock = Instant::now();
         let (parts, targets) = match step {
@@ -394,8 +409,13 @@ pub async fn finish(
     let inputs = if settings.evaluate.enabled {
         load_inputs(storage).await?
     } else {
+        // Only the rows of the photos shown.
+        let shown = Select::new(col::PHOTO_ID, Arc::new(IdSet::new(shown.iter())));
         Inputs {
-            photos: storage.read_raw(Table::Photos).await?.unwrap_or_default(),
+            photos: storage
+                .read_raw_where(Table::Photos, &shown)
+                .await?
+                .unwrap_or_default(),
             tracked_users: storage
                 .read_raw(Table::TrackedUsers)
                 .await?
