@@ -172,6 +172,15 @@ pub async fn load_neighbourhood(
     storage: &Storage,
     keep: impl Fn(&str) -> bool,
 ) -> Result<Option<(Inputs, NeighbourhoodRead)>, ScoreError> {
+    let clock = std::time::Instant::now();
+    let lap = |step: &str| {
+        tracing::debug!(
+            step,
+            ms = clock.elapsed().as_millis() as u64,
+            peak_rss_mib = crate::runs::peak_rss_mib(),
+            "neighbourhood read"
+        )
+    };
     let Some(tracked_users) = storage.read_raw(Table::TrackedUsers).await? else {
         return Ok(None);
     };
@@ -216,6 +225,7 @@ pub async fn load_neighbourhood(
             owners.extend(cols.owner_id.iter().flatten().map(str::to_string));
         }
     }
+    lap("targets' favourites");
     if owners.is_empty() {
         return Ok(None);
     }
@@ -230,6 +240,7 @@ pub async fn load_neighbourhood(
                 .unwrap_or_default(),
         );
     }
+    lap("neighbours' favourites");
     let photo_ids = Arc::new(IdSet::new(distinct(&favorites, |b| {
         Ok(FavoritesColumns::new(b)?.photo_id)
     })?));
@@ -237,6 +248,7 @@ pub async fn load_neighbourhood(
         .read_raw_where(Table::Photos, &Select::new(col::PHOTO_ID, photo_ids))
         .await?
         .unwrap_or_default();
+    lap("photos");
     let contacts = storage
         .read_raw_where(Table::Contacts, &of_targets)
         .await?

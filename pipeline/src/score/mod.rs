@@ -61,7 +61,12 @@ use crate::store::Storage;
 
 /// Logs a stage's time and adds it to the manifest.
 fn record(manifest: &mut Manifest, stage: &str, seconds: f64) {
-    tracing::info!(stage, seconds, "stage done");
+    tracing::info!(
+        stage,
+        seconds,
+        peak_rss_mib = crate::runs::peak_rss_mib(),
+        "stage done"
+    );
     manifest.stages.push(StageTiming {
         stage: stage.to_string(),
         seconds,
