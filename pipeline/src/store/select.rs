@@ -128,16 +128,7 @@ impl Storage {
             Err(e) => return Err(StoreError::object(path, e)),
         };
         let bytes = got.bytes().await.map_err(|e| StoreError::object(path, e))?;
-        // Decoding is CPU work, and what it keeps is small: objects read side
-        // by side decode side by side.
-        let (path_, select) = (path.clone(), select.clone());
-        tokio::task::spawn_blocking(move || decode_where(bytes, &path_, table, &select))
-            .await
-            .map_err(|e| StoreError::Parquet {
-                path: path.to_string(),
-                source: ParquetError::General(format!("the decoding task stopped: {e}")),
-            })?
-            .map(Some)
+        decode_where(bytes, path, table, select).map(Some)
     }
 }
 
