@@ -44,6 +44,8 @@ export RUST_LOG=warn
 export FAVERECS__SIMILAR__ENABLED=false
 export FAVERECS__SCORE__ALGORITHMS='["flexplore"]'
 export FAVERECS__SCORE__TAG_PHOTOS_PER_TAG=0
+# Nor does it fill short lists with popular photos (fallbacks).
+export FAVERECS__SCORE__FALLBACK_BELOW=0
 # The community is deterministic: regenerate it only when its size changed.
 if [ "$(cat "$work/size" 2>/dev/null)" != "$users/$tracked" ]; then
   rm -rf "$work" && mkdir -p "$work"
