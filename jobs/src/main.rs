@@ -33,7 +33,7 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// buffers (decoded Parquet pages, per-bucket reads) freed on other threads.
 /// Measured on the 8M-favourite community: peak RSS of a Flexplore-only score
 /// 1.27 GB → 1.15 GB reading everything, 595 MB → 405 MB reading the
-/// neighbourhood, no slower (docs/performance.md). `serve` keeps the default,
+/// neighbourhood, with times within the noise (docs/performance.md). `serve` keeps the default,
 /// and `MIMALLOC_PURGE_DELAY` in the environment wins.
 #[allow(unsafe_code)]
 fn purge_freed_memory_at_once() {

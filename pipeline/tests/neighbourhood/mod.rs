@@ -26,21 +26,23 @@ fn rows(batches: &[RecordBatch]) -> Vec<String> {
     out
 }
 
+/// A string column of `batch`, by name.
+fn strings<'a>(batch: &'a RecordBatch, name: &str) -> &'a StringArray {
+    batch
+        .column_by_name(name)
+        .unwrap()
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap()
+}
+
 /// `favorites` with the owner of `user`'s rows removed (as an import without
 /// an owner column leaves them); the photos table still names the owners.
 fn without_owner(favorites: &RecordBatch, user: &str) -> RecordBatch {
-    let users = favorites
-        .column_by_name("user_id")
-        .unwrap()
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .unwrap();
-    let owners = favorites
-        .column_by_name("owner_id")
-        .unwrap()
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .unwrap();
+    let (users, owners) = (
+        strings(favorites, "user_id"),
+        strings(favorites, "owner_id"),
+    );
     let cleared: StringArray = (0..favorites.num_rows())
         .map(|i| (users.value(i) != user && !owners.is_null(i)).then(|| owners.value(i)))
         .collect();
@@ -69,15 +71,7 @@ async fn table(storage: &Storage, run_id: &str, table: Table) -> Vec<String> {
 #[tokio::test]
 async fn a_run_needing_only_the_neighbourhood_reads_it_and_writes_what_a_whole_read_writes() {
     let c = community(1500, 12);
-    let tracked = c
-        .tracked_users
-        .column_by_name("user_id")
-        .unwrap()
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .unwrap()
-        .value(0)
-        .to_string();
+    let tracked = strings(&c.tracked_users, "user_id").value(0).to_string();
     let favorites = without_owner(&c.favorites, &tracked);
     let total = favorites.num_rows() as u64;
 
