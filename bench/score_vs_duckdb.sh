@@ -9,6 +9,7 @@
 # Both sides use all cores. Prints the median wall time of each, the ratio, peak RSS,
 # and whether the two outputs agree.
 #
+# FAVERECS_BIN picks a built binary (else a release build).
 # BEFORE=path/to/an/older/faverecs also times that binary in the same runs (its
 # output is not compared), for before/after figures under the same conditions.
 # WHOLE=1 also times this binary with tag lists on (`score.tag_photos_per_tag`
@@ -28,8 +29,8 @@ work=target/bench/score
 threads=$(nproc)
 venv=target/bench/venv
 
-cargo build --release --locked --bin faverecs
-bin=${CARGO_TARGET_DIR:-target}/release/faverecs
+source bench/serve_lib.sh
+faverecs_bin
 
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import duckdb' 2>/dev/null; then
   python3 -m venv "$venv"

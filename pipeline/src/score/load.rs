@@ -5,17 +5,23 @@
 //! made from its targets' neighbourhood ([`neighbourhood_suffices`]). Then it
 //! reads only the favourites of the targets, then those of their neighbours
 //! (the owners of the photos the targets favourited), the photos table's rows
-//! of the photos those favourites name, and the targets' contacts and
-//! dismissals ([`load_neighbourhood`]): on the 8M-favourite community with
-//! 1 000 tracked users, about an eighth of the favourites.
+//! of the photos no favourite read names an owner for (none in data pulled
+//! from Flickr), and the targets' contacts and dismissals
+//! ([`load_neighbourhood`]): on the 8M-favourite community with 1 000 tracked
+//! users, about an eighth of the favourites. The `photos` rows of the photos
+//! the run shows are read once it has made its lists (`score_into`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use arrow_array::Array;
+
 use crate::config::Settings;
 use crate::model::algorithm::Algorithm;
 use crate::model::col;
-use crate::model::columns::{FavoritesColumns, FirstRecommendedColumns, TrackedUsersColumns};
+use crate::model::columns::{
+    FavoritesColumns, FirstRecommendedColumns, PhotosColumns, TrackedUsersColumns,
+};
 use crate::model::{Table, run_table_dir};
 use crate::runs::PointerState;
 use crate::shard::shard_of;
@@ -156,18 +162,52 @@ fn distinct<'a>(
     Ok(out)
 }
 
+/// The photos that no row of `favorites` names an owner for, but for those in
+/// `except`. One pass over the owner columns' null counts when every row names
+/// one.
+fn unowned_photos(
+    favorites: &[arrow_array::RecordBatch],
+    except: &IdSet,
+) -> Result<IdSet, ScoreError> {
+    let mut columns = Vec::with_capacity(favorites.len());
+    for b in favorites {
+        let cols = FavoritesColumns::new(b)?;
+        columns.push((cols.photo_id, cols.owner_id));
+    }
+    let mut unowned: polars::prelude::PlHashSet<&str> = Default::default();
+    for (photos, owners) in &columns {
+        if owners.null_count() > 0 {
+            let rows = photos.iter().zip(owners.iter());
+            unowned.extend(rows.filter_map(|(p, o)| p.filter(|_| o.is_none())));
+        }
+    }
+    if !unowned.is_empty() {
+        for (photos, owners) in &columns {
+            for (p, o) in photos.iter().zip(owners.iter()) {
+                if let (Some(p), Some(_)) = (p, o) {
+                    unowned.remove(p);
+                }
+            }
+        }
+    }
+    Ok(IdSet::new(
+        unowned.into_iter().filter(|p| !except.contains(p)),
+    ))
+}
+
 /// Reads the favourites of the tracked users `keep` accepts, then those of
-/// their neighbours, the `photos` rows of every photo those favourites name
-/// (first, of the targets' photos whose favourites name no owner, to find
-/// their owners), and the targets' contacts and dismissals. `tracked_users`
+/// their neighbours, the `photos` rows of the photos those favourites name no
+/// owner for (first the targets', to find their owners), as owner claims, and
+/// the targets' contacts and dismissals. `tracked_users`
 /// is read whole. `None` when there is nothing to narrow: no tracked users,
 /// no favourites table, or no owner for any target's favourite (then
 /// `popular` is global, which needs every favourite).
 ///
 /// A photo's owner is the smallest NSID the rows read name for it. Flickr's
 /// data names one owner per photo, so that is the owner a whole read finds;
-/// imported rows that disagree about a photo's owner can make the two reads
-/// differ for that photo.
+/// imported rows that disagree about a photo's owner (a favourite against the
+/// photos table, which is read only for photos no favourite read names an
+/// owner for) can make the two reads differ for that photo.
 pub async fn load_neighbourhood(
     storage: &Storage,
     keep: impl Fn(&str) -> bool,
@@ -199,29 +239,22 @@ pub async fn load_neighbourhood(
         return Ok(None);
     };
     // The owners of the targets' photos: named by the favourites, or else by
-    // the photos table.
+    // the photos table, whose rows for those photos are kept as owner claims.
     let mut owners: polars::prelude::PlHashSet<String> = Default::default();
-    let mut unowned: Vec<&str> = Vec::new();
     for b in &favorites {
         let cols = FavoritesColumns::new(b)?;
-        for (photo, owner) in cols.photo_id.iter().zip(cols.owner_id.iter()) {
-            match (photo, owner) {
-                (_, Some(o)) => {
-                    owners.insert(o.to_string());
-                }
-                (Some(p), None) => unowned.push(p),
-                (None, None) => {}
-            }
-        }
+        owners.extend(cols.owner_id.iter().flatten().map(str::to_string));
     }
-    if !unowned.is_empty() {
-        let photos = Select::new(col::PHOTO_ID, Arc::new(IdSet::new(unowned)));
-        for b in storage
-            .read_raw_where(Table::Photos, &photos)
+    let unowned_of_targets = Arc::new(unowned_photos(&favorites, &IdSet::default())?);
+    let mut photos = Vec::new();
+    if !unowned_of_targets.is_empty() {
+        let select = Select::new(col::PHOTO_ID, unowned_of_targets.clone());
+        photos = storage
+            .read_raw_where(Table::Photos, &select)
             .await?
-            .unwrap_or_default()
-        {
-            let cols = crate::model::columns::PhotosColumns::new(&b)?;
+            .unwrap_or_default();
+        for b in &photos {
+            let cols = PhotosColumns::new(b)?;
             owners.extend(cols.owner_id.iter().flatten().map(str::to_string));
         }
     }
@@ -241,13 +274,20 @@ pub async fn load_neighbourhood(
         );
     }
     lap("neighbours' favourites");
-    let photo_ids = Arc::new(IdSet::new(distinct(&favorites, |b| {
-        Ok(FavoritesColumns::new(b)?.photo_id)
-    })?));
-    let photos = storage
-        .read_raw_where(Table::Photos, &Select::new(col::PHOTO_ID, photo_ids))
-        .await?
-        .unwrap_or_default();
+    // Owner claims for the other photos no favourite read names an owner for:
+    // none in data pulled from Flickr, whose favourites always name one. The
+    // rows of the photos a run shows are read once it knows them
+    // (`score_into`).
+    let unowned = unowned_photos(&favorites, &unowned_of_targets)?;
+    if !unowned.is_empty() {
+        let select = Select::new(col::PHOTO_ID, Arc::new(unowned));
+        photos.extend(
+            storage
+                .read_raw_where(Table::Photos, &select)
+                .await?
+                .unwrap_or_default(),
+        );
+    }
     lap("photos");
     let contacts = storage
         .read_raw_where(Table::Contacts, &of_targets)

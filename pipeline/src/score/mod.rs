@@ -57,7 +57,10 @@ pub use flexplore::{Params, UserRecs};
 pub use params::{ScoreOptions, similar_params};
 pub use prepare::{Graph, Inputs, PrepareStats};
 
-use crate::store::Storage;
+use std::sync::Arc;
+
+use crate::model::col;
+use crate::store::{IdSet, Select, Storage};
 
 /// Logs a stage's time and adds it to the manifest.
 fn record(manifest: &mut Manifest, stage: &str, seconds: f64) {
@@ -124,6 +127,7 @@ async fn score_into(
     let clock = Instant::now();
     let (inputs, read) =
         load::load_run_inputs(storage, settings, options.all_users, load::Scored::All).await?;
+    let narrowed = read.is_some();
     manifest.notes.extend(read);
     let previous = load::previous_first_recommended(storage).await?;
     for (name, batches) in [
@@ -143,35 +147,63 @@ async fn score_into(
     let params = AlgorithmParams::from_settings(settings);
     let threads = settings.score.threads;
     let settings_ = settings.clone();
-    let (run_id, started) = (manifest.run_id.clone(), manifest.started_at);
     // CPU-bound: keep it off the async workers.
-    let (stats, timings, parts, encode_seconds) = tokio::task::spawn_blocking(move || {
+    let (mut inputs, mut computed, pool) = tokio::task::spawn_blocking(move || {
         let (computed, pool) =
             compute::compute_all(&inputs, options, &params, &settings_, threads)?;
-        let clock = Instant::now();
-        let parts = pool.install(|| {
-            parts::encode_tables(&inputs, &computed, &settings_, &previous, &run_id, started)
-        })?;
-        let compute::Computed {
-            stats,
-            timings,
-            graph,
-            ..
-        } = computed;
-        if !graph.has_owners() {
-            tracing::warn!("{}", prepare::NO_OWNERS);
-        }
-        let stats = (stats, graph.has_owners());
-        Ok::<_, ScoreError>((stats, timings, parts, clock.elapsed()))
+        Ok::<_, ScoreError>((inputs, computed, pool))
     })
     .await
     .map_err(|e| ScoreError::Task {
         what: "scoring",
         reason: e.to_string(),
     })??;
-    for (stage, seconds) in timings {
+    for (stage, seconds) in std::mem::take(&mut computed.timings) {
         record(manifest, stage, seconds);
     }
+    // The output tables need the graph, `photos` and `tracked_users` only:
+    // free the rest before they are built.
+    for batches in [
+        &mut inputs.favorites,
+        &mut inputs.contacts,
+        &mut inputs.dismissals,
+    ] {
+        *batches = Vec::new();
+    }
+    if narrowed {
+        // A neighbourhood read holds `photos` rows only as owner claims; the
+        // run's `photos` table is the rows of the photos it shows.
+        let clock = Instant::now();
+        let shown = IdSet::new(output::shown_photo_ids(
+            &computed.graph,
+            &computed.recs,
+            computed.similar.as_ref(),
+        ));
+        inputs.photos = storage
+            .read_raw_where(Table::Photos, &Select::new(col::PHOTO_ID, Arc::new(shown)))
+            .await?
+            .unwrap_or_default();
+        record(manifest, "load_shown_photos", clock.elapsed().as_secs_f64());
+    }
+    let settings_ = settings.clone();
+    let (run_id, started) = (manifest.run_id.clone(), manifest.started_at);
+    let (stats, parts, encode_seconds) = tokio::task::spawn_blocking(move || {
+        let clock = Instant::now();
+        let parts = pool.install(|| {
+            parts::encode_tables(&inputs, &computed, &settings_, &previous, &run_id, started)
+        })?;
+        let compute::Computed { stats, graph, .. } = computed;
+        if !graph.has_owners() {
+            tracing::warn!("{}", prepare::NO_OWNERS);
+        }
+        let stats = (stats, graph.has_owners());
+        Ok::<_, ScoreError>((stats, parts, clock.elapsed()))
+    })
+    .await
+    .map_err(|e| ScoreError::Task {
+        what: "encoding the run's tables",
+        reason: e.to_string(),
+    })??;
     let (stats, owners) = stats;
     if !owners {
         manifest.notes.push(prepare::NO_OWNERS.to_string());

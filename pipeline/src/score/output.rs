@@ -178,17 +178,12 @@ pub fn photographer_recs_batch(
     .into_batch()?)
 }
 
-/// The metadata rows of the photos a run shows — recommended by any algorithm,
-/// either side of a similar-photos row, or listed in `tag_photos` — so a run is
-/// self-contained. Photos are marked by integer id; only the `photos` rows are
-/// looked up by string (binary search in the sorted dictionary).
-pub fn recommended_photos(
-    inputs: &Inputs,
+/// Which photos the recs and the similar-photos rows show, by integer id.
+fn shown_photos(
     graph: &Graph,
     recs: &Recommendations,
     similar: Option<&(Vec<u32>, Vec<Vec<similar::SimilarRow>>)>,
-    tag_photos: &RecordBatch,
-) -> Result<Vec<RecordBatch>, ScoreError> {
+) -> Vec<bool> {
     let mut shown = vec![false; graph.photo_ids.len()];
     for (_, lists) in &recs.photos {
         for r in lists.iter().flatten() {
@@ -203,6 +198,36 @@ pub fn recommended_photos(
             }
         }
     }
+    shown
+}
+
+/// The ids of the photos the recs and the similar-photos rows show (what
+/// [`recommended_photos`] keeps, but for `tag_photos`), ascending.
+pub fn shown_photo_ids<'a>(
+    graph: &'a Graph,
+    recs: &Recommendations,
+    similar: Option<&(Vec<u32>, Vec<Vec<similar::SimilarRow>>)>,
+) -> impl Iterator<Item = &'a str> {
+    let shown = shown_photos(graph, recs, similar);
+    graph
+        .photo_ids
+        .iter()
+        .zip(shown)
+        .filter_map(|(id, s)| s.then_some(id.as_str()))
+}
+
+/// The metadata rows of the photos a run shows — recommended by any algorithm,
+/// either side of a similar-photos row, or listed in `tag_photos` — so a run is
+/// self-contained. Photos are marked by integer id; only the `photos` rows are
+/// looked up by string (binary search in the sorted dictionary).
+pub fn recommended_photos(
+    inputs: &Inputs,
+    graph: &Graph,
+    recs: &Recommendations,
+    similar: Option<&(Vec<u32>, Vec<Vec<similar::SimilarRow>>)>,
+    tag_photos: &RecordBatch,
+) -> Result<Vec<RecordBatch>, ScoreError> {
+    let mut shown = shown_photos(graph, recs, similar);
     let index = |id: &str| {
         graph
             .photo_ids

@@ -36,15 +36,15 @@ fn strings<'a>(batch: &'a RecordBatch, name: &str) -> &'a StringArray {
         .unwrap()
 }
 
-/// `favorites` with the owner of `user`'s rows removed (as an import without
+/// `favorites` with the owner of `users`' rows removed (as an import without
 /// an owner column leaves them); the photos table still names the owners.
-fn without_owner(favorites: &RecordBatch, user: &str) -> RecordBatch {
-    let (users, owners) = (
+fn without_owner(favorites: &RecordBatch, users: &[&str]) -> RecordBatch {
+    let (by, owners) = (
         strings(favorites, "user_id"),
         strings(favorites, "owner_id"),
     );
     let cleared: StringArray = (0..favorites.num_rows())
-        .map(|i| (users.value(i) != user && !owners.is_null(i)).then(|| owners.value(i)))
+        .map(|i| (!users.contains(&by.value(i)) && !owners.is_null(i)).then(|| owners.value(i)))
         .collect();
     let index = favorites.schema().index_of("owner_id").unwrap();
     let mut columns = favorites.columns().to_vec();
@@ -72,7 +72,21 @@ async fn table(storage: &Storage, run_id: &str, table: Table) -> Vec<String> {
 async fn a_run_needing_only_the_neighbourhood_reads_it_and_writes_what_a_whole_read_writes() {
     let c = community(1500, 12);
     let tracked = strings(&c.tracked_users, "user_id").value(0).to_string();
-    let favorites = without_owner(&c.favorites, &tracked);
+    // A neighbour of that user (an owner of a photo they favourited, not
+    // tracked, with favourites of their own) whose favourites name no owner either: the photos table names
+    // them, and a neighbourhood read must read those rows too.
+    let tracked_ids = strings(&c.tracked_users, "user_id");
+    let (by, owners) = (
+        strings(&c.favorites, "user_id"),
+        strings(&c.favorites, "owner_id"),
+    );
+    let neighbour = (0..c.favorites.num_rows())
+        .filter(|&i| by.value(i) == tracked && !owners.is_null(i))
+        .map(|i| owners.value(i))
+        .find(|o| !tracked_ids.iter().any(|t| t == Some(*o)) && by.iter().any(|u| u == Some(*o)))
+        .expect("the tracked user has a neighbour")
+        .to_string();
+    let favorites = without_owner(&c.favorites, &[&tracked, &neighbour]);
     let total = favorites.num_rows() as u64;
 
     let mut narrow = Settings::load_with_env(None, Vec::new()).unwrap();
