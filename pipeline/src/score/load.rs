@@ -218,6 +218,7 @@ pub async fn load_neighbourhood(
             step,
             ms = clock.elapsed().as_millis() as u64,
             peak_rss_mib = crate::runs::peak_rss_mib(),
+            rss_mib = crate::runs::rss_mib(),
             "neighbourhood read"
         )
     };

@@ -68,6 +68,7 @@ fn record(manifest: &mut Manifest, stage: &str, seconds: f64) {
         stage,
         seconds,
         peak_rss_mib = crate::runs::peak_rss_mib(),
+        rss_mib = crate::runs::rss_mib(),
         "stage done"
     );
     manifest.stages.push(StageTiming {

@@ -9,7 +9,8 @@
 //!   hold none of the ids: the bucketed tables are sorted by user in row
 //!   groups of [`super::parquet::RAW_ROW_GROUP_ROWS`] rows;
 //! - decodes the key column first and the other columns only for the rows kept
-//!   (a Parquet row filter);
+//!   (a Parquet row filter), skipping the others rather than decoding them,
+//!   and copies the rows kept into buffers of their own size;
 //! - reads, of a bucketed table filtered by `user_id`, only the buckets that
 //!   hold one of the users.
 //!
@@ -24,7 +25,9 @@ use bytes::Bytes;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ArrowPredicateFn, ParquetRecordBatchReaderBuilder, RowFilter};
+use parquet::arrow::arrow_reader::{
+    ArrowPredicateFn, ParquetRecordBatchReaderBuilder, RowFilter, RowSelectionPolicy,
+};
 use parquet::errors::ParquetError;
 use polars::prelude::PlHashSet;
 
@@ -179,6 +182,12 @@ fn decode_where(
     let reader = builder
         .with_row_groups(groups)
         .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
+        // Skip the rows the filter drops rather than decode them and mask them
+        // out. The reader's default picks the mask for sparse selections, and
+        // a mask batch spans as many rows as it takes to find `batch_size`
+        // kept ones: for the 34 000 shown photos of the 8M community that is
+        // every column of all 1.38M `photos` rows decoded at once (+110 MiB).
+        .with_row_selection_policy(RowSelectionPolicy::Selectors)
         .with_batch_size(64 * 1024)
         .build()
         .map_err(perr)?;
@@ -186,9 +195,19 @@ fn decode_where(
     reader
         .map(|b| {
             let b = b.map_err(|e| perr(ParquetError::from(e)))?;
-            project(&b, &target, table, path)
+            let b = project(&b, &target, table, path)?;
+            compact(&b).map_err(|e| perr(ParquetError::from(e)))
         })
         .collect()
+}
+
+/// A copy of `batch` in buffers of its own size. The reader gives every
+/// batch buffers for a whole batch (64 Ki rows) however few rows the filter
+/// keeps, and grows the string bytes by doubling: reading 1 000 targets'
+/// favourites from 64 buckets held about 80 MB for 86 000 rows.
+fn compact(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    let rows = arrow_array::UInt32Array::from_iter_values(0..batch.num_rows() as u32);
+    arrow_select::take::take_record_batch(batch, &rows)
 }
 
 /// The row filter: whether each row's key is one of `keep`. Rows sorted by the
