@@ -228,12 +228,11 @@ pub fn evaluate(
         .map(|(user, photos)| {
             let at = graph
                 .user_ids
-                .binary_search(user)
-                .ok()
+                .position(user)
                 .and_then(|u| graph.targets.binary_search(&(u as u32)).ok());
             let relevant: HashSet<u32> = photos
                 .iter()
-                .filter_map(|p| graph.photo_ids.binary_search(p).ok().map(|i| i as u32))
+                .filter_map(|p| graph.photo_ids.position(p).map(|i| i as u32))
                 .collect();
             (at, relevant, photos.len())
         })

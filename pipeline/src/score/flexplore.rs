@@ -212,8 +212,8 @@ impl IdHashes {
     /// Hashes the graph's ids.
     pub fn new(graph: &Graph) -> Self {
         IdHashes {
-            user: graph.user_ids.iter().map(|i| id_hash(i)).collect(),
-            photo: graph.photo_ids.iter().map(|i| id_hash(i)).collect(),
+            user: graph.user_ids.iter().map(id_hash).collect(),
+            photo: graph.photo_ids.iter().map(id_hash).collect(),
         }
     }
 }

@@ -35,8 +35,8 @@ impl Names {
     /// Copies the graph's dictionaries once.
     pub fn new(graph: &Graph) -> Self {
         Names {
-            users: StringArray::from_iter_values(&graph.user_ids),
-            photos: StringArray::from_iter_values(&graph.photo_ids),
+            users: graph.user_ids.array(),
+            photos: graph.photo_ids.array(),
         }
     }
 }
@@ -213,7 +213,7 @@ pub fn shown_photo_ids<'a>(
         .photo_ids
         .iter()
         .zip(shown)
-        .filter_map(|(id, s)| s.then_some(id.as_str()))
+        .filter_map(|(id, s)| s.then_some(id))
 }
 
 /// The metadata rows of the photos a run shows — recommended by any algorithm,
@@ -228,12 +228,7 @@ pub fn recommended_photos(
     tag_photos: &RecordBatch,
 ) -> Result<Vec<RecordBatch>, ScoreError> {
     let mut shown = shown_photos(graph, recs, similar);
-    let index = |id: &str| {
-        graph
-            .photo_ids
-            .binary_search_by(|x| x.as_str().cmp(id))
-            .ok()
-    };
+    let index = |id: &str| graph.photo_ids.position(id);
     for id in TagPhotosColumns::new(tag_photos)?.photo_id.iter().flatten() {
         if let Some(p) = index(id) {
             shown[p] = true;
@@ -262,9 +257,9 @@ pub fn similar_photos_batch(
     if let Some((sources, rows)) = similar {
         for (&p, list) in sources.iter().zip(rows.iter()) {
             for (i, r) in list.iter().enumerate() {
-                photo.push(graph.photo_ids[p as usize].as_str());
+                photo.push(&graph.photo_ids[p as usize]);
                 rank.push(i as i32 + 1);
-                other.push(graph.photo_ids[r.photo as usize].as_str());
+                other.push(&graph.photo_ids[r.photo as usize]);
                 score.push(r.score);
                 common.push(i64::from(r.common));
             }
@@ -302,7 +297,7 @@ pub fn first_recommended_chunk(
     let mut seen: HashSet<u32> = HashSet::new();
     for i in targets {
         let u = graph.targets[i];
-        let known = previous.by_user.get(graph.user_ids[u as usize].as_str());
+        let known = previous.by_user.get(&graph.user_ids[u as usize]);
         seen.clear();
         for (_, lists) in &recs.photos {
             for r in lists.get(i).into_iter().flatten() {
@@ -311,7 +306,7 @@ pub fn first_recommended_chunk(
                 }
                 users.push(Some(u));
                 photos.push(Some(r.photo));
-                let before = known.and_then(|m| m.get(graph.photo_ids[r.photo as usize].as_str()));
+                let before = known.and_then(|m| m.get(&graph.photo_ids[r.photo as usize]));
                 match before {
                     Some(&(t, run)) => {
                         at.push(t);

@@ -20,7 +20,8 @@
 //! hash pass here (docs/performance.md). Polars still does the table work of
 //! import (dedupe), evaluation splits and `faverecs sql`.
 
-use arrow_array::{Array, RecordBatch, StringArray};
+use arrow_array::builder::StringBuilder;
+use arrow_array::{Array, RecordBatch, StringArray, cast::AsArray};
 use polars::prelude::PlHashMap;
 use rayon::prelude::*;
 
@@ -30,7 +31,8 @@ use crate::model::columns::{
 };
 
 use super::error::ScoreError;
-use super::ids;
+use super::ids::{self, Ids};
+use crate::frame::FrameError;
 
 /// Marks a photo whose owner is unknown.
 pub const NO_OWNER: u32 = u32::MAX;
@@ -138,9 +140,9 @@ impl Csr {
 #[derive(Debug, Clone, Default)]
 pub struct Graph {
     /// User NSIDs, sorted; a user's integer id is its index here.
-    pub user_ids: Vec<String>,
+    pub user_ids: Ids,
     /// Photo ids, sorted; a photo's integer id is its index here.
-    pub photo_ids: Vec<String>,
+    pub photo_ids: Ids,
     /// F(u): user → favourited photos.
     pub favorites: Csr,
     /// Photo → users who favourited it (the transpose of `favorites`).
@@ -219,8 +221,8 @@ trait Key<'a>: Copy + Eq + std::hash::Hash + Ord + Send + Sync {
     type Miss;
     /// The key of an id.
     fn of(id: &'a str) -> Result<Self, Self::Miss>;
-    /// The id of a key.
-    fn id(self) -> String;
+    /// Appends the id of a key.
+    fn append_id(self, ids: &mut StringBuilder);
 }
 
 /// An id that does not pack.
@@ -232,8 +234,8 @@ impl Key<'_> for u64 {
     fn of(id: &str) -> Result<Self, Unpacked> {
         ids::pack(id).ok_or(Unpacked)
     }
-    fn id(self) -> String {
-        ids::unpack(self)
+    fn append_id(self, ids: &mut StringBuilder) {
+        ids.append_value(ids::unpack_into(self, &mut [0; ids::MAX_LEN]));
     }
 }
 
@@ -243,8 +245,8 @@ impl<'a> Key<'a> for &'a str {
     fn of(id: &'a str) -> Result<Self, Self::Miss> {
         Ok(id)
     }
-    fn id(self) -> String {
-        self.to_string()
+    fn append_id(self, ids: &mut StringBuilder) {
+        ids.append_value(self);
     }
 }
 
@@ -312,9 +314,14 @@ impl<'a, K: Key<'a>> Dictionary<'a, K> {
             .collect()
     }
 
-    /// The ids sorted, and for each provisional code its final code.
-    fn finish(self) -> Sorted {
-        let mut order: Vec<(K, u32)> = self.values.iter().copied().zip(0u32..).collect();
+    /// The ids sorted, and for each provisional code its final code. Fails
+    /// only past 2 GiB of ids (the string column's offsets are 32-bit).
+    fn finish(self) -> Result<Sorted, ScoreError> {
+        // The hash map is most of a dictionary's memory: free it before the
+        // sorted copy is made.
+        let Dictionary { codes, values, .. } = self;
+        drop(codes);
+        let mut order: Vec<(K, u32)> = values.into_iter().zip(0u32..).collect();
         // Distinct keys, so the unstable sort is deterministic; packed keys sort
         // as their strings do.
         order.par_sort_unstable();
@@ -322,17 +329,41 @@ impl<'a, K: Key<'a>> Dictionary<'a, K> {
         for (code, &(_, provisional)) in order.iter().enumerate() {
             remap[provisional as usize] = code as u32;
         }
-        Sorted {
-            ids: order.into_par_iter().map(|(k, _)| k.id()).collect(),
-            remap,
-        }
+        // The ids are written in chunks side by side, then copied once into
+        // a column of their exact size.
+        let chunk = order
+            .len()
+            .div_ceil(rayon::current_num_threads().max(1))
+            .max(1 << 16);
+        let chunks: Vec<StringArray> = order
+            .par_chunks(chunk)
+            .map(|keys| {
+                // Flickr's photo ids have 11 digits and NSIDs 12 characters.
+                let mut ids = StringBuilder::with_capacity(keys.len(), keys.len() * 12);
+                for &(key, _) in keys {
+                    key.append_id(&mut ids);
+                }
+                ids.finish()
+            })
+            .collect();
+        drop(order);
+        let ids = match chunks.as_slice() {
+            [] => Ids::default(),
+            [one] => Ids::from(one.clone()),
+            many => {
+                let arrays: Vec<&dyn Array> = many.iter().map(|a| a as &dyn Array).collect();
+                let all = arrow_select::concat::concat(&arrays).map_err(FrameError::from)?;
+                Ids::from(all.as_string::<i32>().clone())
+            }
+        };
+        Ok(Sorted { ids, remap })
     }
 }
 
 /// A finished dictionary.
 struct Sorted {
     /// The ids, ascending.
-    ids: Vec<String>,
+    ids: Ids,
     /// Provisional code → final code.
     remap: Vec<u32>,
 }
@@ -364,10 +395,10 @@ fn packed_or_strings<'a, T>(
     what: &str,
     build: impl Fn(&mut Dictionary<'a, u64>) -> Result<T, Unpacked>,
     fallback: impl Fn(&mut Dictionary<'a, &'a str>) -> Result<T, std::convert::Infallible>,
-) -> (T, Sorted) {
+) -> Result<(T, Sorted), ScoreError> {
     let mut dict = Dictionary::default();
     if let Ok(codes) = build(&mut dict) {
-        return (codes, dict.finish());
+        return Ok((codes, dict.finish()?));
     }
     tracing::debug!(
         what,
@@ -375,7 +406,7 @@ fn packed_or_strings<'a, T>(
     );
     let mut dict = Dictionary::default();
     let Ok(codes) = fallback(&mut dict);
-    (codes, dict.finish())
+    Ok((codes, dict.finish()?))
 }
 
 /// The photo side: the photo dictionary is built from the favourites only (a
@@ -406,7 +437,7 @@ fn photo_codes(inputs: &Inputs) -> Result<PhotoCodes, ScoreError> {
         };
     }
     let ([favorites, photos, dismissals], dict) =
-        packed_or_strings("photo ids", codes!(), codes!());
+        packed_or_strings("photo ids", codes!(), codes!())?;
     Ok(PhotoCodes {
         dict,
         favorites,
@@ -472,7 +503,7 @@ fn user_codes(inputs: &Inputs) -> Result<UserCodes, ScoreError> {
             dismissed_users,
         ],
         dict,
-    ) = packed_or_strings("NSIDs", codes!(), codes!());
+    ) = packed_or_strings("NSIDs", codes!(), codes!())?;
     Ok(UserCodes {
         dict,
         favorites,
@@ -492,6 +523,8 @@ pub fn prepare(inputs: &Inputs, all_users: bool) -> Result<(Graph, PrepareStats)
         tracing::debug!(
             step = what,
             ms = clock.elapsed().as_millis() as u64,
+            peak_rss_mib = crate::runs::peak_rss_mib(),
+            rss_mib = crate::runs::rss_mib(),
             "prepare"
         )
     };
@@ -604,8 +637,9 @@ mod tests {
         let Ok(codes) = dict.insert(column) else {
             panic!("the ids do not pack");
         };
-        let sorted = dict.finish();
-        (sorted.column(&codes), sorted.ids)
+        let sorted = dict.finish().expect("a small dictionary");
+        let ids = sorted.ids.iter().map(str::to_string).collect();
+        (sorted.column(&codes), ids)
     }
 
     proptest::proptest! {
@@ -635,8 +669,12 @@ mod tests {
             "NSIDs",
             |d| Ok([d.insert(&columns)?]),
             |d| Ok([d.insert(&columns)?]),
+        )
+        .expect("a small dictionary");
+        assert_eq!(
+            dict.ids.iter().collect::<Vec<_>>(),
+            ["10@N01", "9@N01", "alice"]
         );
-        assert_eq!(dict.ids, ["10@N01", "9@N01", "alice"]);
         assert_eq!(dict.column(&codes), [Some(0), Some(1), Some(2)]);
     }
 

@@ -149,6 +149,7 @@ pub async fn run_shard(
     let prefix = step_prefix(step, shard, shards);
     let (parts, targets, cpu_stages, notes) = tokio::task::spawn_blocking(move || {
         let mut stages = Vec::new();
+        let mut inputs = inputs;
         let mut notes: Vec<String> = read.into_iter().collect();
         let pool = pool(settings_.score.threads)?;
         let clock = Instant::now();
@@ -164,6 +165,9 @@ pub async fn run_shard(
                 graph
                     .targets
                     .retain(|&u| shard_of(&graph.user_ids[u as usize], shards) == shard);
+                // The lists need the graph only: free the raw rows before
+                // they are made and encoded, as an unsharded run does.
+                drop(std::mem::take(&mut inputs));
                 let params = AlgorithmParams::from_settings(&settings_);
                 if !graph.has_owners() {
                     tracing::warn!("{}", prepare::NO_OWNERS);
@@ -179,13 +183,7 @@ pub async fn run_shard(
                 (parts, graph.targets.len())
             }
             ShardStep::Photos => {
-                let index = |id: &str| {
-                    graph
-                        .photo_ids
-                        .binary_search_by(|x| x.as_str().cmp(id))
-                        .ok()
-                        .map(|p| p as u32)
-                };
+                let index = |id: &str| graph.photo_ids.position(id).map(|p| p as u32);
                 let ids = recommended.unwrap_or_default();
                 let mut sources = similar::sources(&graph, ids.iter().filter_map(|id| index(id)));
                 sources.retain(|&p| shard_of(&graph.photo_ids[p as usize], shards) == shard);

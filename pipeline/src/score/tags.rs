@@ -36,10 +36,7 @@ pub fn tag_photos(
             if tags.is_null(i) || ids.is_null(i) {
                 continue;
             }
-            let Ok(p) = graph
-                .photo_ids
-                .binary_search_by(|x| x.as_str().cmp(ids.value(i)))
-            else {
+            let Some(p) = graph.photo_ids.position(ids.value(i)) else {
                 continue;
             };
             let favorites = graph.favoriters.row(p as u32).len();
@@ -79,7 +76,7 @@ pub fn tag_photos_batch(
         for (i, &(f, p)) in list.iter().enumerate() {
             tag.push(t.as_str());
             rank.push(i as i32 + 1);
-            photo.push(graph.photo_ids[p as usize].as_str());
+            photo.push(&graph.photo_ids[p as usize]);
             favorites.push(f as i64);
         }
     }
@@ -107,8 +104,8 @@ mod tests {
         let favs = vec![(0, 0), (1, 0), (2, 0), (0, 1), (0, 2), (1, 2)];
         let favorites = Csr::from_pairs(3, favs);
         let graph = Graph {
-            user_ids: vec!["1@N01".into(), "2@N01".into(), "3@N01".into()],
-            photo_ids: vec!["100".into(), "101".into(), "102".into(), "103".into()],
+            user_ids: ["1@N01", "2@N01", "3@N01"].into_iter().collect(),
+            photo_ids: ["100", "101", "102", "103"].into_iter().collect(),
             favoriters: favorites.transpose(4),
             favorites,
             owner: vec![0; 4],
