@@ -32,7 +32,7 @@ pub struct Names {
 }
 
 impl Names {
-    /// Copies the graph's dictionaries once.
+    /// The graph's dictionaries (their buffers are shared, not copied).
     pub fn new(graph: &Graph) -> Self {
         Names {
             users: graph.user_ids.array(),

@@ -315,7 +315,8 @@ impl<'a, K: Key<'a>> Dictionary<'a, K> {
     }
 
     /// The ids sorted, and for each provisional code its final code. Fails
-    /// only past 2 GiB of ids (the string column's offsets are 32-bit).
+    /// past 2 GiB of ids (about 180M Flickr ids), which a column's 32-bit
+    /// offsets cannot address.
     fn finish(self) -> Result<Sorted, ScoreError> {
         // The hash map is most of a dictionary's memory: free it before the
         // sorted copy is made.
@@ -330,11 +331,13 @@ impl<'a, K: Key<'a>> Dictionary<'a, K> {
             remap[provisional as usize] = code as u32;
         }
         // The ids are written in chunks side by side, then copied once into
-        // a column of their exact size.
+        // a column of their exact size. A chunk holds at most 2^26 ids of at
+        // most 17 bytes, so its builder never overflows; `concat` reports a
+        // column that would.
         let chunk = order
             .len()
             .div_ceil(rayon::current_num_threads().max(1))
-            .max(1 << 16);
+            .clamp(1 << 16, 1 << 26);
         let chunks: Vec<StringArray> = order
             .par_chunks(chunk)
             .map(|keys| {
