@@ -2,7 +2,9 @@
 //! read by name), so it is a function of the published tables alone: the
 //! same tables give the same bytes, whoever builds them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use polars::prelude::{InitHashMaps, PlHashMap};
 use std::io::Write;
 
 use arrow_array::RecordBatch;
@@ -117,8 +119,8 @@ pub fn algorithm_order(
 /// What the `photos` table says of the photos, by id (the last row of an id).
 struct Photos<'a> {
     cols: Vec<PhotosColumns<'a>>,
-    by_id: HashMap<&'a str, At>,
-    owner_names: HashMap<&'a str, &'a str>,
+    by_id: PlHashMap<&'a str, At>,
+    owner_names: PlHashMap<&'a str, &'a str>,
 }
 
 impl<'a> Photos<'a> {
@@ -127,8 +129,9 @@ impl<'a> Photos<'a> {
             .iter()
             .map(PhotosColumns::new)
             .collect::<Result<Vec<_>, _>>()?;
-        let mut by_id = HashMap::new();
-        let mut owner_names = HashMap::new();
+        let rows = batches.iter().map(|b| b.num_rows()).sum();
+        let mut by_id = PlHashMap::with_capacity(rows);
+        let mut owner_names = PlHashMap::default();
         for (bi, c) in cols.iter().enumerate() {
             for r in 0..batches[bi].num_rows() {
                 let (Some(id), Some(owner)) = (str_at(c.photo_id, r), str_at(c.owner_id, r)) else {
@@ -247,7 +250,8 @@ pub fn build<W: Write>(manifest: &Manifest, t: &RunTables, out: W) -> Result<W, 
     w.add(b"algorithms", &serde_json::to_vec(&algorithms)?)?;
 
     // (user, photo) → (first recommended at, first recommended in this run).
-    let mut first: HashMap<(&str, &str), (i64, bool)> = HashMap::new();
+    let mut first: PlHashMap<(&str, &str), (i64, bool)> =
+        PlHashMap::with_capacity(t.first_recommended.iter().map(|b| b.num_rows()).sum());
     for b in &t.first_recommended {
         let c = FirstRecommendedColumns::new(b)?;
         for r in 0..b.num_rows() {
@@ -269,6 +273,10 @@ pub fn build<W: Write>(manifest: &Manifest, t: &RunTables, out: W) -> Result<W, 
         .collect::<Result<Vec<_>, _>>()?;
     let mut users: std::collections::BTreeSet<&str> = Default::default();
     let mut by_algorithm: Vec<Vec<(&str, i32, At)>> = vec![Vec::new(); algorithms.len()];
+    // Rows come grouped by user and algorithm: the previous row's user and
+    // slot are reused rather than looked up again.
+    let mut last_user = None;
+    let mut last_slot: Option<(&str, Option<usize>)> = None;
     for (bi, c) in recs.iter().enumerate() {
         for r in 0..t.photo_recs[bi].num_rows() {
             let (Some(user), Some(_), Some(algorithm)) = (
@@ -278,8 +286,16 @@ pub fn build<W: Write>(manifest: &Manifest, t: &RunTables, out: W) -> Result<W, 
             ) else {
                 continue;
             };
-            if let Some(slot) = algorithms.iter().position(|a| a == algorithm) {
-                users.insert(user);
+            let slot = match last_slot {
+                Some((name, slot)) if name == algorithm => slot,
+                _ => algorithms.iter().position(|a| a == algorithm),
+            };
+            last_slot = Some((algorithm, slot));
+            if let Some(slot) = slot {
+                if last_user != Some(user) {
+                    users.insert(user);
+                    last_user = Some(user);
+                }
                 by_algorithm[slot].push((user, c.rank.value(r), (bi, r)));
             }
         }
