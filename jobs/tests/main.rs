@@ -43,6 +43,32 @@ fn failed(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// mimalloc commits its arenas as they are used (`main.rs`): the option is set
+/// before mimalloc's first allocation, and `MIMALLOC_ARENA_EAGER_COMMIT` in the
+/// environment wins. mimalloc's verbose start-up lists its options.
+#[test]
+fn the_allocator_commits_its_arenas_as_they_are_used_unless_told_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let option = |extra: Option<(&str, String)>| {
+        let mut env = vec![("MIMALLOC_VERBOSE", "1".to_string())];
+        env.extend(extra);
+        let out = faverecs(dir.path(), &env, &["--version"]);
+        ok(&out);
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .find(|l| l.starts_with("option 'arena_eager_commit'"))
+            .map(|l| l.trim().to_string())
+    };
+    assert_eq!(
+        option(None).as_deref(),
+        Some("option 'arena_eager_commit': 0")
+    );
+    assert_eq!(
+        option(Some(("MIMALLOC_ARENA_EAGER_COMMIT", "2".into()))).as_deref(),
+        Some("option 'arena_eager_commit': 2")
+    );
+}
+
 /// The hand-computed example of the score tests, as CSV: user 1@N01 gets photos
 /// 30, 20, 21 in that order; 2@N01 is a contact so only 3@N01 remains as a
 /// photographer rec.
