@@ -52,7 +52,7 @@ static COMMIT_ARENAS_ON_USE: extern "C" fn() = {
         }
         // SAFETY: `getenv` reads a NUL-terminated name and returns a pointer
         // it owns or null, which is only compared; `mi_option_set` stores an
-        // integer. Neither allocates, and nothing else runs yet.
+        // integer. Neither allocates, and no other thread runs yet.
         unsafe {
             if getenv(c"MIMALLOC_ARENA_EAGER_COMMIT".as_ptr()).is_null() {
                 libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0);

@@ -165,13 +165,15 @@ pub async fn run_shard(
     .await
     .map_err(task_error("preparing a shard"))??;
     stages.push(prepare_stage);
-    // A users shard's lists need the graph only. Its raw rows are freed here,
-    // on the thread that decoded them, before the lists are made: mimalloc
-    // returns a page to the OS once its own thread has collected the frees
-    // made into it, and this thread waits while the pool works, so rows freed
-    // on the pool stayed resident through `recommend` and `encode`. Freed
-    // here, shard 2 of 4 on the 8M community goes from 69 to 50 MiB before
-    // its lists are made; its peak (75 MiB) is now the end of `prepare`.
+    // A users shard's lists need the graph only, so its raw rows are freed
+    // before they are made, here rather than on the pool: mimalloc returns a
+    // page to the OS once the thread that allocated it has collected the
+    // frees made into it. A neighbourhood read decodes in this task (under
+    // `faverecs score`, on the main thread, which waits while the pool
+    // works), so rows freed on the pool stayed resident through `recommend`
+    // and `encode`. Freed here, shard 2 of 4 on the 8M community goes from 69
+    // to 50 MiB before its lists are made; its peak (75 MiB) is now the end
+    // of `prepare`.
     let inputs = match step {
         ShardStep::Users => {
             drop(inputs);
