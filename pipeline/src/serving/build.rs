@@ -3,12 +3,11 @@
 //! same tables give the same bytes, whoever builds them.
 
 use std::collections::BTreeMap;
-
-use polars::prelude::{InitHashMaps, PlHashMap};
 use std::io::Write;
 
 use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
+use polars::prelude::{InitHashMaps, PlHashMap};
 
 use crate::model::Table;
 use crate::model::arrow::{str_at, time_at};
@@ -273,8 +272,8 @@ pub fn build<W: Write>(manifest: &Manifest, t: &RunTables, out: W) -> Result<W, 
         .collect::<Result<Vec<_>, _>>()?;
     let mut users: std::collections::BTreeSet<&str> = Default::default();
     let mut by_algorithm: Vec<Vec<(&str, i32, At)>> = vec![Vec::new(); algorithms.len()];
-    // Rows come grouped by user and algorithm: the previous row's user and
-    // slot are reused rather than looked up again.
+    // Rows usually come grouped by user and algorithm: when a row's match the
+    // previous row's, its user is not inserted and its slot not searched again.
     let mut last_user = None;
     let mut last_slot: Option<(&str, Option<usize>)> = None;
     for (bi, c) in recs.iter().enumerate() {
