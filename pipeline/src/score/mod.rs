@@ -62,8 +62,9 @@ use std::sync::Arc;
 use crate::model::col;
 use crate::store::{IdSet, Select, Storage};
 
-/// Logs a stage's time and adds it to the manifest.
-fn record(manifest: &mut Manifest, stage: &str, seconds: f64) {
+/// Logs a stage's time, with the peak and current RSS, and returns it for a
+/// manifest or a shard record.
+pub(super) fn stage_done(stage: &str, seconds: f64) -> StageTiming {
     tracing::info!(
         stage,
         seconds,
@@ -71,10 +72,15 @@ fn record(manifest: &mut Manifest, stage: &str, seconds: f64) {
         rss_mib = crate::runs::rss_mib(),
         "stage done"
     );
-    manifest.stages.push(StageTiming {
+    StageTiming {
         stage: stage.to_string(),
         seconds,
-    });
+    }
+}
+
+/// Logs a stage's time and adds it to the manifest.
+fn record(manifest: &mut Manifest, stage: &str, seconds: f64) {
+    manifest.stages.push(stage_done(stage, seconds));
 }
 
 /// Scores, writes a new run and returns its manifest. The run is not published.

@@ -73,18 +73,7 @@ fn started_at(run_id: &str) -> Result<DateTime<Utc>, ScoreError> {
 }
 
 fn timing(stage: &str, clock: Instant) -> StageTiming {
-    let seconds = clock.elapsed().as_secs_f64();
-    tracing::info!(
-        stage,
-        seconds,
-        peak_rss_mib = peak_rss_mib(),
-        rss_mib = crate::runs::rss_mib(),
-        "stage done"
-    );
-    StageTiming {
-        stage: stage.to_string(),
-        seconds,
-    }
+    super::stage_done(stage, clock.elapsed().as_secs_f64())
 }
 
 fn task_error(what: &'static str) -> impl Fn(tokio::task::JoinError) -> ScoreError {
