@@ -69,6 +69,33 @@ fn the_allocator_commits_its_arenas_as_they_are_used_unless_told_otherwise() {
     );
 }
 
+/// The binary's relative relocations are packed (jobs/build.rs): its dynamic
+/// section has a DT_RELR table, and what is left as 24-byte RELA entries (4.4 MB
+/// unpacked) is small. `readelf` comes with the C toolchain the build needs.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn the_binary_packs_its_relative_relocations() {
+    let out = Command::new("readelf")
+        .args(["--dynamic", env!("CARGO_BIN_EXE_faverecs")])
+        .output()
+        .expect("readelf runs");
+    ok(&out);
+    let dynamic = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dynamic.lines().any(|l| l.contains("(RELR)")),
+        "no DT_RELR entry:\n{dynamic}"
+    );
+    let rela_bytes: u64 = dynamic
+        .lines()
+        .find(|l| l.contains("(RELASZ)"))
+        .and_then(|l| l.split_whitespace().nth(2)?.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        rela_bytes < 64 * 1024,
+        "{rela_bytes} bytes of RELA relocations:\n{dynamic}"
+    );
+}
+
 /// The hand-computed example of the score tests, as CSV: user 1@N01 gets photos
 /// 30, 20, 21 in that order; 2@N01 is a contact so only 3@N01 remains as a
 /// photographer rec.
