@@ -173,6 +173,11 @@ pub struct ShardRecord {
     /// What the shard left out and why (as the manifest's `notes`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// A users shard's assignment of targets to shards: `nsid`, or
+    /// `neighbourhood <digest>` (`crate::score::assign`). The same in every
+    /// users shard of a run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignment: Option<String>,
 }
 
 /// The process's peak resident memory (`VmHWM` in `/proc/self/status`), in
@@ -277,6 +282,32 @@ pub async fn complete_step(
             step,
             missing,
             shards: n,
+        });
+    }
+    // Shards that assigned targets differently (the raw tables changed
+    // between them) may have scored a target twice, or not at all.
+    let mut assignments: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for r in &records {
+        let name = r.assignment.as_deref().unwrap_or("nsid");
+        assignments
+            .entry(name)
+            .or_default()
+            .push(format!("{}/{n}", r.shard));
+    }
+    if assignments.len() > 1 {
+        let groups: Vec<String> = assignments
+            .iter()
+            .map(|(name, shards)| format!("{} by {name}", shards.join(", ")))
+            .collect();
+        return Err(RunError::Broken {
+            run_id: run_id.to_string(),
+            file: "shards/".into(),
+            reason: format!(
+                "the {} shards assigned targets differently ({}), so a target may have been scored twice or not at all: the raw tables changed between them; rerun every {} shard",
+                step.name(),
+                groups.join("; "),
+                step.name()
+            ),
         });
     }
     Ok(records)
@@ -900,6 +931,61 @@ mod tests {
         assert_ne!(sharded_run_id("2026-11-30T02:00:00.456Z"), Some(made));
         for bad in ["", "yesterday", "../../etc", "20261130T020000Z"] {
             assert_eq!(sharded_run_id(bad), None, "{bad}");
+        }
+    }
+
+    /// A users step whose shards assigned targets differently cannot
+    /// complete: one of its targets may have been scored twice, or not at
+    /// all. Records written before the field existed count as `nsid`.
+    #[tokio::test]
+    async fn shards_that_assigned_targets_differently_do_not_complete_their_step() {
+        let storage = Storage::from_store(
+            std::sync::Arc::new(object_store::memory::InMemory::new()),
+            "mem",
+        );
+        let run = "20261130T020000Z-00aa01";
+        let now = Utc::now();
+        let record = |shard: u32, assignment: Option<&str>| ShardRecord {
+            step: ShardStep::Users,
+            shard,
+            shards: 3,
+            started_at: now,
+            finished_at: now,
+            all_users: false,
+            rows_in: BTreeMap::new(),
+            rows_out: BTreeMap::new(),
+            stages: Vec::new(),
+            tables: BTreeMap::new(),
+            peak_rss_mib: None,
+            notes: Vec::new(),
+            assignment: assignment.map(str::to_string),
+        };
+        let put = |r: ShardRecord| {
+            let storage = storage.clone();
+            async move {
+                let path = shard_record_path(run, r.step, r.shard, r.shards);
+                storage.put_json(&path, &r).await.expect("put");
+            }
+        };
+        put(record(0, None)).await;
+        put(record(1, Some("nsid"))).await;
+        put(record(2, Some("nsid"))).await;
+        let done = complete_step(&storage, run, ShardStep::Users).await;
+        assert_eq!(done.expect("one assignment").len(), 3);
+
+        put(record(0, Some("neighbourhood 00000000000000aa"))).await;
+        put(record(2, Some("neighbourhood 00000000000000bb"))).await;
+        let err = complete_step(&storage, run, ShardStep::Users)
+            .await
+            .expect_err("three assignments")
+            .to_string();
+        for part in [
+            "0/3 by neighbourhood 00000000000000aa",
+            "1/3 by nsid",
+            "2/3 by neighbourhood 00000000000000bb",
+            "rerun every users shard",
+        ] {
+            assert!(err.contains(part), "{part:?} missing from {err}");
         }
     }
 

@@ -9,7 +9,8 @@
 //! The same flow runs twice: with the default algorithms (itemknn needs two
 //! hops, so every shard reads every favourite), and with Flexplore and explore
 //! alone, where each users shard reads only its own targets' neighbourhood and
-//! says so in its record.
+//! says so in its record; there the targets are assigned to shards by
+//! neighbourhood, and every users shard's record names the same plan.
 
 use std::path::Path;
 
@@ -106,6 +107,19 @@ fn neighbourhood_rows(dir: &Path, i: u32, n: u32) -> Option<u64> {
         .then(|| record["rows_in"]["favorites"].as_u64().unwrap())
 }
 
+/// The assignment of targets to shards a users shard's record names.
+fn assignment(dir: &Path, i: u32, n: u32) -> String {
+    let record = dir.join(format!(
+        "data/runs/{RUN}/shards/users-{i:04}-of-{n:04}.json"
+    ));
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    record["assignment"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
 fn sharded_run_equals_one_process(extra: &[(&'static str, &str)]) {
     let env = |dir: &Path| env(dir, extra);
     let shard = |dir: &Path, step: &str, i: u32, n: u32| shard(dir, extra, step, i, n);
@@ -187,13 +201,21 @@ fn sharded_run_equals_one_process(extra: &[(&'static str, &str)]) {
     )
     .unwrap();
     let total = manifest["rows_in"]["favorites"].as_u64().unwrap();
+    let assignments: Vec<String> = (0..3).map(|i| assignment(dir, i, 3)).collect();
     if extra.is_empty() {
         assert_eq!(read, [None, None, None], "itemknn needs every favourite");
+        assert_eq!(assignments, ["nsid", "nsid", "nsid"]);
     } else {
         for rows in &read {
             let rows = rows.expect("a users shard read only its neighbourhood");
             assert!(rows > 0 && rows < total, "read {rows} of {total}");
         }
+        // Planned by neighbourhood (the default), the same plan in each.
+        assert!(
+            assignments[0].starts_with("neighbourhood ")
+                && assignments.iter().all(|a| *a == assignments[0]),
+            "{assignments:?}"
+        );
     }
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/compare_rows.py");

@@ -210,6 +210,25 @@ mod tests {
                 && err.to_string().contains("from 0 to 10000"),
             "{err}"
         );
+        // A choice is one of its names, and a wrong one lists them.
+        let by = |v: &str| {
+            Settings::load_with_env(None, env(&[("FAVERECS__SCORE__SHARD_TARGETS_BY", v)]))
+                .map(|s| s.score.shard_targets_by)
+        };
+        assert_eq!(by("nsid").expect("a choice"), ShardTargetsBy::Nsid);
+        assert_eq!(
+            Settings::load_with_env(None, env(&[]))
+                .expect("defaults")
+                .score
+                .shard_targets_by,
+            ShardTargetsBy::Neighbourhood
+        );
+        let err = by("users").expect_err("not a choice").to_string();
+        assert!(
+            err.contains("score.shard_targets_by")
+                && err.contains("expected neighbourhood or nsid"),
+            "{err}"
+        );
     }
 
     #[test]

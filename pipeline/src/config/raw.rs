@@ -87,6 +87,7 @@ struct RawScore {
     itemknn_neighbors: i64,
     explore_seed: i64,
     tag_photos_per_tag: i64,
+    shard_targets_by: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +125,26 @@ struct RawDemo {
     tracked_users: i64,
     clusters: i64,
     seed: i64,
+}
+
+/// The value of `choices` named `value` (trimmed), or an error listing them.
+fn choice<T: Copy>(
+    key: &'static str,
+    value: &str,
+    choices: &[(&str, T)],
+) -> Result<T, ConfigError> {
+    let value = value.trim();
+    match choices.iter().find(|(name, _)| *name == value) {
+        Some(&(_, chosen)) => Ok(chosen),
+        None => {
+            let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+            Err(ConfigError::Invalid {
+                key,
+                value: value.chars().take(64).collect(),
+                problem: format!("is not a choice (expected {})", names.join(" or ")),
+            })
+        }
+    }
 }
 
 fn positive(key: &'static str, value: i64, max: i64) -> Result<usize, ConfigError> {
@@ -425,6 +446,14 @@ impl RawSettings {
                     0,
                     10_000,
                 )?,
+                shard_targets_by: choice(
+                    "score.shard_targets_by",
+                    &self.score.shard_targets_by,
+                    &[
+                        ("neighbourhood", ShardTargetsBy::Neighbourhood),
+                        ("nsid", ShardTargetsBy::Nsid),
+                    ],
+                )?,
             },
             evaluate,
             serve: ServeSettings {
@@ -434,17 +463,14 @@ impl RawSettings {
                     self.serve.poll_interval_secs,
                     86_400,
                 )? as u64,
-                on_bad_run: match self.serve.on_bad_run.trim() {
-                    "previous" => OnBadRun::Previous,
-                    "unavailable" => OnBadRun::Unavailable,
-                    other => {
-                        return Err(ConfigError::Invalid {
-                            key: "serve.on_bad_run",
-                            value: other.chars().take(64).collect(),
-                            problem: "is not a choice (expected previous or unavailable)".into(),
-                        });
-                    }
-                },
+                on_bad_run: choice(
+                    "serve.on_bad_run",
+                    &self.serve.on_bad_run,
+                    &[
+                        ("previous", OnBadRun::Previous),
+                        ("unavailable", OnBadRun::Unavailable),
+                    ],
+                )?,
             },
             retention: RetentionSettings {
                 keep_runs: positive("retention.keep_runs", self.retention.keep_runs, 10_000)?,

@@ -218,6 +218,35 @@ pub struct ScoreSettings {
     /// with the neighbourhood's popular photos, marked as a fallback (0: never).
     #[serde(default)]
     pub fallback_below: usize,
+    /// How a sharded run's users step assigns targets to its shards.
+    #[serde(default)]
+    pub shard_targets_by: ShardTargetsBy,
+}
+
+/// `score.shard_targets_by`: how a sharded run's users step assigns targets
+/// to shards (`crate::score::assign`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShardTargetsBy {
+    /// Targets that share neighbours go to the same shard, when a users
+    /// shard reads only its targets' neighbourhood; every shard then reads
+    /// every target's favourites to make the same assignment. Otherwise, as
+    /// `nsid`.
+    #[default]
+    Neighbourhood,
+    /// A hash of the target's NSID (`crate::shard::shard_of`), as extract
+    /// shards users: a shard reads only its own targets' favourites.
+    Nsid,
+}
+
+impl ShardTargetsBy {
+    /// The config value.
+    pub fn name(self) -> &'static str {
+        match self {
+            ShardTargetsBy::Neighbourhood => "neighbourhood",
+            ShardTargetsBy::Nsid => "nsid",
+        }
+    }
 }
 
 fn flexplore_only() -> Vec<crate::model::Algorithm> {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use arrow_array::Array;
 
-use crate::config::Settings;
+use crate::config::{Settings, ShardTargetsBy};
 use crate::model::algorithm::Algorithm;
 use crate::model::col;
 use crate::model::columns::{
@@ -27,6 +27,7 @@ use crate::runs::PointerState;
 use crate::shard::shard_of;
 use crate::store::{IdSet, Select, Storage};
 
+use super::assign::{self, Share};
 use super::error::ScoreError;
 use super::prepare::Inputs;
 
@@ -100,6 +101,18 @@ pub fn neighbourhood_suffices(settings: &Settings, all_users: bool, scored: Scor
         }
 }
 
+/// What [`load_run_inputs`] read.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// The rows.
+    pub inputs: Inputs,
+    /// What was read, for the manifest and the log, when not every table.
+    pub note: Option<String>,
+    /// The targets a users shard scores, when it planned them by
+    /// neighbourhood; otherwise it scores by NSID hash.
+    pub planned: Option<Share>,
+}
+
 /// Reads what a run needs: the neighbourhood of its targets when that
 /// suffices ([`neighbourhood_suffices`]) and the tracked users have a
 /// neighbourhood, else every raw table. The note, for the manifest and the
@@ -109,32 +122,63 @@ pub async fn load_run_inputs(
     settings: &Settings,
     all_users: bool,
     scored: Scored,
-) -> Result<(Inputs, Option<String>), ScoreError> {
+) -> Result<Loaded, ScoreError> {
     if neighbourhood_suffices(settings, all_users, scored) {
         // `popular` and the fallbacks rank the neighbourhood of every target,
         // so a shard then reads every target's, not only its own.
         let community = settings.score.algorithms.contains(&Algorithm::Popular)
             || settings.score.fallback_below > 0;
-        let keep = |user: &str| match scored {
-            Scored::Shard(i, n) if !community => shard_of(user, n) == i,
-            _ => true,
+        let pick = match scored {
+            Scored::Shard(..) if community => Pick::Every,
+            Scored::Shard(i, n) => match settings.score.shard_targets_by {
+                ShardTargetsBy::Neighbourhood => Pick::Planned(i, n),
+                ShardTargetsBy::Nsid => Pick::Hashed(i, n),
+            },
+            Scored::All => Pick::Every,
         };
-        if let Some((inputs, read)) = load_neighbourhood(storage, keep).await? {
-            let note = format!(
+        if let Some((inputs, read, planned)) = load_neighbourhood(storage, pick).await? {
+            let mut note = format!(
                 "read only the neighbourhood of the targets (the algorithms and tables configured need nothing else): the favourites of {} targets and {} neighbours ({} rows), the photos they name, and the targets' contacts and dismissals",
                 read.targets, read.neighbours, read.favorites
             );
+            if let Some(Share::Neighbourhood { targets, digest }) = &planned {
+                note.push_str(&format!(
+                    "; targets assigned to shards by neighbourhood (plan {digest}): {} here, after reading the favourites of all {} targets ({} rows) to plan",
+                    targets.len(),
+                    read.planned_from.0,
+                    read.planned_from.1
+                ));
+            }
             tracing::info!(
                 targets = read.targets,
                 neighbours = read.neighbours,
                 favorites = read.favorites,
                 "read only the targets' neighbourhood"
             );
-            return Ok((inputs, Some(note)));
+            return Ok(Loaded {
+                inputs,
+                note: Some(note),
+                planned,
+            });
         }
         tracing::info!("the targets have no neighbourhood; reading every raw table");
     }
-    Ok((load_inputs(storage).await?, None))
+    Ok(Loaded {
+        inputs: load_inputs(storage).await?,
+        ..Loaded::default()
+    })
+}
+
+/// Which targets' neighbourhood [`load_neighbourhood`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    /// Every tracked user's.
+    Every,
+    /// Those of the tracked users whose NSID hashes to shard `i` of `n`.
+    Hashed(u32, u32),
+    /// Those that [`assign::plan`] gives shard `i` of `n`, from the
+    /// favourites of every tracked user.
+    Planned(u32, u32),
 }
 
 /// What [`load_neighbourhood`] read.
@@ -146,6 +190,9 @@ pub struct NeighbourhoodRead {
     pub neighbours: usize,
     /// Favourite rows read.
     pub favorites: usize,
+    /// With [`Pick::Planned`], the targets planned and their favourite rows,
+    /// read to plan; (0, 0) otherwise.
+    pub planned_from: (usize, usize),
 }
 
 /// The distinct values of one string column of `batches`.
@@ -195,13 +242,18 @@ fn unowned_photos(
     ))
 }
 
-/// Reads the favourites of the tracked users `keep` accepts, then those of
+/// Reads the favourites of the tracked users `pick` picks, then those of
 /// their neighbours, the `photos` rows of the photos those favourites name no
 /// owner for (first the targets', to find their owners), as owner claims, and
 /// the targets' contacts and dismissals. `tracked_users`
 /// is read whole. `None` when there is nothing to narrow: no tracked users,
 /// no favourites table, or no owner for any target's favourite (then
 /// `popular` is global, which needs every favourite).
+///
+/// With [`Pick::Planned`] it reads every tracked user's favourites, plans
+/// the targets over the shards from them ([`assign::plan`]), keeps its own
+/// targets' rows, and returns the [`Share`] it scores. A shard the plan
+/// leaves without targets reads no neighbours.
 ///
 /// A photo's owner is the smallest NSID the rows read name for it. Flickr's
 /// data names one owner per photo, so that is the owner a whole read finds;
@@ -210,8 +262,8 @@ fn unowned_photos(
 /// owner for) can make the two reads differ for that photo.
 pub async fn load_neighbourhood(
     storage: &Storage,
-    keep: impl Fn(&str) -> bool,
-) -> Result<Option<(Inputs, NeighbourhoodRead)>, ScoreError> {
+    pick: Pick,
+) -> Result<Option<(Inputs, NeighbourhoodRead, Option<Share>)>, ScoreError> {
     let clock = std::time::Instant::now();
     let lap = |step: &str| {
         tracing::debug!(
@@ -225,20 +277,53 @@ pub async fn load_neighbourhood(
     let Some(tracked_users) = storage.read_raw(Table::TrackedUsers).await? else {
         return Ok(None);
     };
-    let targets = {
+    let mut targets = {
         let tracked = distinct(&tracked_users, |b| Ok(TrackedUsersColumns::new(b)?.user_id))?;
+        let keep = |user: &str| match pick {
+            Pick::Hashed(i, n) => shard_of(user, n) == i,
+            Pick::Every | Pick::Planned(..) => true,
+        };
         Arc::new(IdSet::new(tracked.into_iter().filter(|u| keep(u))))
     };
     if targets.is_empty() {
         return Ok(None);
     }
-    let of_targets = Select::new(col::USER_ID, targets.clone());
+    let mut of_targets = Select::new(col::USER_ID, targets.clone());
     let Some(mut favorites) = storage
         .read_raw_where(Table::Favorites, &of_targets)
         .await?
     else {
         return Ok(None);
     };
+    let mut planned = None;
+    let mut planned_from = (0, 0);
+    if let Pick::Planned(i, n) = pick {
+        let (own, digest) = planned_share(&targets, &favorites, i, n)?;
+        planned_from = (targets.len(), rows(&favorites));
+        let own = Arc::new(own);
+        planned = Some(Share::Neighbourhood {
+            targets: own.clone(),
+            digest,
+        });
+        lap("planned");
+        if own.is_empty() {
+            let read = NeighbourhoodRead {
+                targets: 0,
+                neighbours: 0,
+                favorites: rows(&favorites),
+                planned_from,
+            };
+            let inputs = Inputs {
+                favorites,
+                tracked_users,
+                ..Inputs::default()
+            };
+            return Ok(Some((inputs, read, planned)));
+        }
+        favorites = rows_of(favorites, &own)?;
+        of_targets = Select::new(col::USER_ID, own.clone());
+        targets = own;
+    }
     // The owners of the targets' photos: named by the favourites, or else by
     // the photos table, whose rows for those photos are kept as owner claims.
     let mut owners: polars::prelude::PlHashSet<String> = Default::default();
@@ -301,7 +386,8 @@ pub async fn load_neighbourhood(
     let read = NeighbourhoodRead {
         targets: targets.len(),
         neighbours: neighbours.len(),
-        favorites: favorites.iter().map(|b| b.num_rows()).sum(),
+        favorites: rows(&favorites),
+        planned_from,
     };
     Ok(Some((
         Inputs {
@@ -312,7 +398,58 @@ pub async fn load_neighbourhood(
             dismissals,
         },
         read,
+        planned,
     )))
+}
+
+fn rows(batches: &[arrow_array::RecordBatch]) -> usize {
+    batches.iter().map(|b| b.num_rows()).sum()
+}
+
+/// Plans every target over `n` shards from their favourites
+/// ([`assign::plan`]: a favourite's user and its photo's owner are a target
+/// and a neighbour) and returns shard `i`'s targets and the plan's digest.
+fn planned_share(
+    targets: &IdSet,
+    favorites: &[arrow_array::RecordBatch],
+    i: u32,
+    n: u32,
+) -> Result<(IdSet, String), ScoreError> {
+    let mut ids: Vec<&str> = targets.iter().collect();
+    ids.sort_unstable();
+    let mut columns = Vec::with_capacity(favorites.len());
+    for b in favorites {
+        let cols = FavoritesColumns::new(b)?;
+        columns.push((cols.user_id, cols.owner_id));
+    }
+    let named = columns
+        .iter()
+        .flat_map(|(users, owners)| users.iter().zip(owners.iter()))
+        .filter_map(|(u, o)| Some((u?, o?)));
+    let plan = assign::plan(&ids, named, n);
+    let own = ids.iter().zip(&plan.shard).filter(|&(_, &s)| s == i);
+    Ok((IdSet::new(own.map(|(t, _)| *t)), plan.digest))
+}
+
+/// The rows of `users` in favourites `batches`.
+fn rows_of(
+    batches: Vec<arrow_array::RecordBatch>,
+    users: &IdSet,
+) -> Result<Vec<arrow_array::RecordBatch>, ScoreError> {
+    let mut out = Vec::with_capacity(batches.len());
+    for b in batches {
+        let mask: arrow_array::BooleanArray = FavoritesColumns::new(&b)?
+            .user_id
+            .iter()
+            .map(|u| Some(u.is_some_and(|u| users.contains(u))))
+            .collect();
+        let kept = arrow_select::filter::filter_record_batch(&b, &mask)
+            .map_err(crate::frame::FrameError::from)?;
+        if kept.num_rows() > 0 {
+            out.push(kept);
+        }
+    }
+    Ok(out)
 }
 
 /// The published run's `first_recommended` rows, looked up by user then photo

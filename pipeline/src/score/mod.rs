@@ -27,6 +27,7 @@
 //! only runs them in order and keeps the manifest.
 
 pub mod algorithms;
+pub mod assign;
 pub mod compute;
 pub mod error;
 pub mod evaluate;
@@ -132,8 +133,9 @@ async fn score_into(
     manifest: &mut Manifest,
 ) -> Result<(), ScoreError> {
     let clock = Instant::now();
-    let (inputs, read) =
-        load::load_run_inputs(storage, settings, options.all_users, load::Scored::All).await?;
+    let load::Loaded {
+        inputs, note: read, ..
+    } = load::load_run_inputs(storage, settings, options.all_users, load::Scored::All).await?;
     let narrowed = read.is_some();
     manifest.notes.extend(read);
     let previous = load::previous_first_recommended(storage).await?;

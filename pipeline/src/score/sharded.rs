@@ -52,9 +52,10 @@ use crate::shard::shard_of;
 use crate::store::{IdSet, Select, Storage};
 
 use super::algorithms::{self, AlgorithmParams};
+use super::assign::Share;
 use super::compute::pool;
 use super::error::ScoreError;
-use super::load::{Scored, load_inputs, load_run_inputs, previous_first_recommended};
+use super::load::{Loaded, Scored, load_inputs, load_run_inputs, previous_first_recommended};
 use super::output::Names;
 use super::params::{ScoreOptions, similar_params};
 use super::parts::{Part, encode_batches, encode_jobs, similar_jobs, user_jobs};
@@ -123,16 +124,27 @@ pub async fn run_shard(
     };
     let mut stages = Vec::new();
     let clock = Instant::now();
-    let (inputs, read) = match step {
+    let Loaded {
+        inputs,
+        note: read,
+        planned,
+    } = match step {
         ShardStep::Users => {
             load_run_inputs(storage, settings, all_users, Scored::Shard(shard, shards)).await?
         }
-        ShardStep::Photos if photos_idle => (
-            Inputs::default(),
-            Some("similar photos and tag lists are off: the photos step read nothing and wrote no rows".to_string()),
-        ),
-        ShardStep::Photos => (load_inputs(storage).await?, None),
+        ShardStep::Photos if photos_idle => Loaded {
+            note: Some("similar photos and tag lists are off: the photos step read nothing and wrote no rows".to_string()),
+            ..Loaded::default()
+        },
+        ShardStep::Photos => Loaded {
+            inputs: load_inputs(storage).await?,
+            ..Loaded::default()
+        },
     };
+    // Which targets a users shard scores; every users shard of the run must
+    // name the same assignment (`complete_step`).
+    let share = planned.unwrap_or(Share::Nsid { shard, shards });
+    let assignment = (step == ShardStep::Users).then(|| share.name());
     let previous = match step {
         ShardStep::Users => previous_first_recommended(storage).await?,
         ShardStep::Photos => Default::default(),
@@ -188,7 +200,7 @@ pub async fn run_shard(
             ShardStep::Users => {
                 graph
                     .targets
-                    .retain(|&u| shard_of(&graph.user_ids[u as usize], shards) == shard);
+                    .retain(|&u| share.scores(&graph.user_ids[u as usize]));
                 let params = AlgorithmParams::from_settings(&settings_);
                 if !graph.has_owners() {
                     tracing::warn!("{}", prepare::NO_OWNERS);
@@ -276,6 +288,7 @@ pub async fn run_shard(
         tables: listed,
         peak_rss_mib: peak_rss_mib(),
         notes,
+        assignment,
     };
     storage
         .put_json(&shard_record_path(run_id, step, shard, shards), &record)
