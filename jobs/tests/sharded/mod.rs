@@ -22,15 +22,17 @@ const RUN: &str = "20261130T020000Z-00aa01";
 /// Settings of the second case: Flexplore and explore only, no fallbacks
 /// (which would rank every target's neighbourhood), and no similar photos,
 /// tag lists or evaluation, so the photos step has nothing to do and
-/// `--finish` reads only the photos shown. The unsharded run then reads only
+/// `--finish` reads only the photos shown; and targets assigned to users
+/// shards by neighbourhood. The unsharded run then reads only
 /// the neighbourhood too; that this equals a whole read is
 /// `pipeline/tests/neighbourhood`'s test.
-const NEIGHBOURHOOD: [(&str, &str); 5] = [
+const NEIGHBOURHOOD: [(&str, &str); 6] = [
     ("FAVERECS__SCORE__ALGORITHMS", r#"["flexplore","explore"]"#),
     ("FAVERECS__SCORE__FALLBACK_BELOW", "0"),
     ("FAVERECS__SIMILAR__ENABLED", "false"),
     ("FAVERECS__SCORE__TAG_PHOTOS_PER_TAG", "0"),
     ("FAVERECS__EVALUATE__ENABLED", "false"),
+    ("FAVERECS__SCORE__SHARD_TARGETS_BY", "neighbourhood"),
 ];
 
 fn env(dir: &Path, extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
@@ -210,7 +212,7 @@ fn sharded_run_equals_one_process(extra: &[(&'static str, &str)]) {
             let rows = rows.expect("a users shard read only its neighbourhood");
             assert!(rows > 0 && rows < total, "read {rows} of {total}");
         }
-        // Planned by neighbourhood (the default), the same plan in each.
+        // Planned by neighbourhood, the same plan in each.
         assert!(
             assignments[0].starts_with("neighbourhood ")
                 && assignments.iter().all(|a| *a == assignments[0]),

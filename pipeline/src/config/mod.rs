@@ -215,13 +215,16 @@ mod tests {
             Settings::load_with_env(None, env(&[("FAVERECS__SCORE__SHARD_TARGETS_BY", v)]))
                 .map(|s| s.score.shard_targets_by)
         };
-        assert_eq!(by("nsid").expect("a choice"), ShardTargetsBy::Nsid);
+        assert_eq!(
+            by("neighbourhood").expect("a choice"),
+            ShardTargetsBy::Neighbourhood
+        );
         assert_eq!(
             Settings::load_with_env(None, env(&[]))
                 .expect("defaults")
                 .score
                 .shard_targets_by,
-            ShardTargetsBy::Neighbourhood
+            ShardTargetsBy::Nsid
         );
         let err = by("users").expect_err("not a choice").to_string();
         assert!(

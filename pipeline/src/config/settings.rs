@@ -232,10 +232,10 @@ pub enum ShardTargetsBy {
     /// shard reads only its targets' neighbourhood; every shard then reads
     /// every target's favourites to make the same assignment. Otherwise, as
     /// `nsid`.
-    #[default]
     Neighbourhood,
     /// A hash of the target's NSID (`crate::shard::shard_of`), as extract
     /// shards users: a shard reads only its own targets' favourites.
+    #[default]
     Nsid,
 }
 

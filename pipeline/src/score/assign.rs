@@ -4,13 +4,15 @@
 //! ([`super::load::neighbourhood_suffices`], with no `popular` and no
 //! fallbacks) reads the favourites of its targets and of their neighbours.
 //! Neighbours are shared: on the 8M-favourite community, with targets
-//! assigned by a hash of their NSID, the largest of 4 shards read 41 % of
-//! what one unsharded run reads (`bench/shard_reads.py`). With
-//! `score.shard_targets_by = "neighbourhood"` (the default) targets that
+//! assigned by a hash of their NSID (`score.shard_targets_by = "nsid"`, the
+//! default), the largest of 4 shards read 41 % of what one unsharded run
+//! reads (`bench/shard_reads.py`). With `"neighbourhood"`, targets that
 //! share neighbours go to the same shard instead ([`plan`]): every shard
 //! reads every target's favourites (8 % of the unsharded read there), makes
 //! the same assignment from them, then reads the neighbours of its own
-//! targets only.
+//! targets only. There the largest shard read 32 %, and peaked 4 MiB lower
+//! (69–70 MiB against 72–73), but each shard took 0.12 s longer
+//! (docs/scaling.md).
 //!
 //! The assignment depends on the data, so two shards that read different
 //! raw tables (a fold between them) could score a target twice or not at
@@ -93,8 +95,10 @@ const SLACK: u64 = 50;
 /// and put back on the shard its reach grows least, among the shards it
 /// would not take past 1/50 over the mean weight (ties: the lighter, then the
 /// lower shard), until a pass moves none. On the 8M community this takes the
-/// largest of 4 shards' read from 41 % of the unsharded run's to 31 %
-/// (`bench/shard_reads.py`).
+/// largest of 4 shards' read from 41 % of the unsharded run's to 32 %
+/// (the shard records' `rows_in`). Moving one target at a time, it can
+/// leave groups of targets with the same neighbours interleaved over the
+/// shards when every shard already holds those neighbours.
 ///
 /// Deterministic: the same targets and pairs, in any order, give the same plan.
 pub fn plan<'a>(
