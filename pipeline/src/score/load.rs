@@ -402,6 +402,7 @@ pub async fn load_neighbourhood(
     )))
 }
 
+/// The rows of `batches`.
 fn rows(batches: &[arrow_array::RecordBatch]) -> usize {
     batches.iter().map(|b| b.num_rows()).sum()
 }

@@ -5,8 +5,10 @@
 //!
 //! 1. `faverecs score --run-id RUN --step users --shard i/N`, for every i:
 //!    the per-user tables (`photo_recs`, `photographer_recs`,
-//!    `first_recommended`) of the targets whose NSID falls in shard i
-//!    ([`crate::shard::shard_of`]). `popular` still ranks the neighbourhood of
+//!    `first_recommended`) of the targets assigned to shard i: those whose
+//!    NSID falls in it ([`crate::shard::shard_of`]), or those a plan by
+//!    neighbourhood gives it ([`super::assign`]; its record names the
+//!    assignment). `popular` still ranks the neighbourhood of
 //!    every target ([`Graph::community`]), so a user's lists are the ones an
 //!    unsharded run gives them;
 //! 2. `faverecs score --run-id RUN --step photos --shard i/M`, for every i,
