@@ -42,9 +42,7 @@ pub fn night_time(k: u32) -> DateTime<Utc> {
 
 /// A person's lasting activity level (see the module docs).
 fn activity(user: &str, seed: u64) -> f64 {
-    let h = user.bytes().fold(seed ^ 0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let h = crate::shard::fnv1a(seed ^ crate::shard::FNV_OFFSET, user.as_bytes());
     let mut rng = ChaCha8Rng::seed_from_u64(h);
     let u: f64 = rng.random::<f64>().max(1e-12);
     (1.0 / u.powf(1.0 / 1.5)).min(20.0)

@@ -4,11 +4,21 @@
 //! across machines, runs and versions, and a user's extract and score shards
 //! are the same for the same N.
 
+/// FNV-1a's 64-bit offset basis: the state a hash starts from.
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a, 64 bits: hashes `bytes` on from state `h` (start from
+/// [`FNV_OFFSET`]). The project's one stable hash: shards, the `explore`
+/// sample, plan digests.
+pub fn fnv1a(h: u64, bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
 /// The shard of `id` among `shards` (FNV-1a, 64 bits, of the id's bytes).
 pub fn shard_of(id: &str, shards: u32) -> u32 {
-    let h = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let h = fnv1a(FNV_OFFSET, id.as_bytes());
     (h % u64::from(shards.max(1))) as u32
 }
 

@@ -23,7 +23,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::shard::shard_of;
+use crate::shard::{FNV_OFFSET, fnv1a, shard_of};
 use crate::store::IdSet;
 
 /// The targets a users shard scores.
@@ -174,16 +174,15 @@ pub fn plan<'a>(
             break;
         }
     }
-    let mut h = Fnv::default();
-    h.write(&shards.to_le_bytes());
+    let mut h = fnv1a(FNV_OFFSET, &shards.to_le_bytes());
     for (t, s) in targets.iter().zip(&shard) {
-        h.write(t.as_bytes());
-        h.write(&[0]);
-        h.write(&s.to_le_bytes());
+        h = fnv1a(h, t.as_bytes());
+        h = fnv1a(h, &[0]);
+        h = fnv1a(h, &s.to_le_bytes());
     }
     Plan {
         shard,
-        digest: format!("{:016x}", h.0),
+        digest: format!("{h:016x}"),
     }
 }
 
@@ -231,23 +230,6 @@ impl Shards {
                     self.load[shard as usize] -= self.weight[u as usize];
                 }
             }
-        }
-    }
-}
-
-/// FNV-1a, 64 bits.
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Fnv {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
         }
     }
 }

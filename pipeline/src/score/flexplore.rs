@@ -220,9 +220,7 @@ impl IdHashes {
 
 /// FNV-1a of an id string: stable across runs, platforms and versions.
 pub fn id_hash(id: &str) -> u64 {
-    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    crate::shard::fnv1a(crate::shard::FNV_OFFSET, id.as_bytes())
 }
 
 /// SplitMix64's finaliser: spreads the bits of `x`.
