@@ -556,6 +556,16 @@ where
                 tracing::warn!(%path, error = %e, "cannot remove a file of an uncommitted generation; gc removes it later");
             }
         }
+        // A generation that lost while it was being written may also fail to
+        // be written: the winner's sweep removes what it finds of it (on a
+        // local directory, its temporary and lock files). That is a lost race
+        // too, so start again; a failure with the layout unchanged is real.
+        if let Err(RawTableError::Store(e)) = &committed
+            && storage.version(&layout_path(table)).await.ok().as_ref() != Some(&layout_version)
+        {
+            tracing::info!(table = table.name(), error = %e, "another writer's generation landed first; merging again");
+            return Ok(None);
+        }
         return committed.map(|_| None);
     }
     sweep(storage, table, &layout).await?;
@@ -575,28 +585,34 @@ where
     }))
 }
 
-/// Removes every Parquet object of `table` but `layout`'s: the generation it
-/// replaced (or the legacy single file), and the files of any generation a
-/// killed writer never committed, with, on a local directory, their temporary
-/// files (`<file>#<n>`: no writer ever writes those names again). A writer
-/// still writing a generation that lost does not mind: its commit would fail
-/// and it removes its own files (or, on a local directory, its put fails, and
-/// it reports an error having changed nothing).
+/// Removes every Parquet object of `table` from a generation older than
+/// `layout`'s: the generation it replaced (or the legacy single file), and the
+/// files of any generation a killed writer never committed, with, on a local
+/// directory, their temporary and lock files (`<file>#<n>`, `<file>.lock`: no
+/// writer ever writes those names again). A writer still writing a generation
+/// that lost does not mind: its commit fails, or its put fails with the layout
+/// changed, and it starts again having changed nothing.
+///
+/// Left alone: a generation named as written later than `layout` (a writer that
+/// read this layout and is rebucketing it, whose commit may land), and the
+/// layout's own lock and temporary files, which belong to the writer holding
+/// that lock ([`Storage::put_if`] takes over a dead holder's and removes them).
 async fn sweep(storage: &Storage, table: Table, layout: &Layout) -> Result<(), StoreError> {
     let dir = format!("raw/{}", table.name());
-    let current = format!("{}.parquet", layout.generation);
+    let replaced = |name: &str| {
+        let generation = name.rsplit('/').next().unwrap_or(name);
+        let generation = generation.split(".parquet").next().unwrap_or(generation);
+        generation != layout.generation && !layout.precedes(generation)
+    };
     for path in storage.list_files(&Path::from(dir.as_str())).await? {
         let name = path.as_ref();
-        if name.ends_with(".parquet") && !name.ends_with(&format!("/{current}")) {
+        if name.ends_with(".parquet") && replaced(name) {
             storage.delete(&path).await?;
         }
     }
     for file in storage.debris(&dir, std::time::Duration::ZERO) {
-        let ours = file
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with(&current));
-        if !ours {
+        let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.contains(".parquet") && replaced(name) {
             storage.remove_debris(&file)?;
         }
     }

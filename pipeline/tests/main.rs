@@ -691,11 +691,8 @@ async fn a_garbage_current_blocks_neither_runs_nor_score_nor_publish() {
     assert_eq!(current(&storage).await.unwrap().unwrap().run_id, first);
 }
 
-#[tokio::test]
-async fn the_next_writer_removes_what_a_killed_writer_left() {
-    // Arrange: a stored table on a local directory (one bucket), then the
-    // debris of a writer killed mid-put (temporary files) and while holding
-    // the lock.
+/// A contacts table of one row, stored in one bucket of a local directory.
+async fn one_contact_in_one_bucket() -> (tempfile::TempDir, Storage, pipeline::store::Layout) {
     let dir = tempfile::tempdir().unwrap();
     let storage = local(dir.path(), 1);
     merge_raw(
@@ -706,6 +703,15 @@ async fn the_next_writer_removes_what_a_killed_writer_left() {
     .await
     .unwrap();
     let layout = layout_of(&storage, Table::Contacts).await;
+    (dir, storage, layout)
+}
+
+#[tokio::test]
+async fn the_next_writer_removes_what_a_killed_writer_left() {
+    // Arrange: a stored table on a local directory (one bucket), then the
+    // debris of a writer killed mid-put (temporary files) and while holding
+    // the lock.
+    let (dir, storage, layout) = one_contact_in_one_bucket().await;
     let file = format!("{}.parquet", layout.generation);
     let bucket_dir = dir.path().join("raw/contacts/bucket=0000");
     for n in [1, 2] {
@@ -760,6 +766,53 @@ async fn the_next_writer_removes_what_a_killed_writer_left() {
         .collect();
     left.sort();
     assert_eq!(left, vec!["_layout.json", "bucket=0000"]);
+}
+
+#[tokio::test]
+async fn a_new_generation_leaves_what_live_writers_are_writing() {
+    // Arrange: a stored table on a local directory (one bucket); then what
+    // writers still at work hold there: another writer's lock of the layout,
+    // not linked yet (its temporary file, naming a live holder elsewhere), and
+    // a generation named as written later, with its temporary file (a writer
+    // rebucketing the table it read after this write's commit).
+    let (dir, storage, first) = one_contact_in_one_bucket().await;
+    let table_dir = dir.path().join("raw/contacts");
+    let lock_temp = table_dir.join("_layout.json.lock#7");
+    std::fs::write(
+        &lock_temp,
+        r#"{"pid":1,"host":"some other machine","at":"2026-01-01T00:00:00Z"}"#,
+    )
+    .unwrap();
+    let later = table_dir.join("bucket=0000/g29991231T235959Z-1-0000beef.parquet");
+    let later_temp = table_dir.join("bucket=0000/g29991231T235959Z-1-0000beef.parquet#1");
+    std::fs::write(&later, b"not yet committed").unwrap();
+    std::fs::write(&later_temp, b"still being written").unwrap();
+
+    // Act: a new generation (the table rebucketed).
+    let rebucketed = pipeline::raw::rebucket(&storage.clone().with_raw_buckets(2), Table::Contacts)
+        .await
+        .unwrap();
+
+    // Assert: the replaced generation is gone, what the live writers hold is
+    // not, and the rows are all there.
+    assert_eq!(
+        rebucketed,
+        pipeline::raw::Rebucketed::Rewritten {
+            from: Some(1),
+            to: 2,
+            rows: 1
+        }
+    );
+    let second = layout_of(&storage, Table::Contacts).await;
+    assert_eq!(second.buckets, 2);
+    assert!(
+        !table_dir
+            .join(format!("bucket=0000/{}.parquet", first.generation))
+            .exists()
+    );
+    for kept in [&lock_temp, &later, &later_temp] {
+        assert!(kept.exists(), "{} was removed", kept.display());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
