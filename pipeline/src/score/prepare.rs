@@ -518,60 +518,93 @@ fn user_codes(inputs: &Inputs) -> Result<UserCodes, ScoreError> {
     })
 }
 
-/// Builds the integer graph. With `all_users`, every user with a favourite is a
-/// target; otherwise the tracked users are. Runs on the current Rayon pool.
+/// The raw tables' ids as codes, with the sorted dictionaries: all that
+/// [`build`] needs of them, holding nothing of the raw rows, so that these can
+/// be freed first.
+pub struct Encoded {
+    photo: PhotoCodes,
+    user: UserCodes,
+}
+
+/// Builds the integer graph ([`encode`] then [`build`]). With `all_users`,
+/// every user with a favourite is a target; otherwise the tracked users are.
+/// Runs on the current Rayon pool.
 pub fn prepare(inputs: &Inputs, all_users: bool) -> Result<(Graph, PrepareStats), ScoreError> {
+    build(encode(inputs)?, all_users)
+}
+
+/// Logs a step of `prepare` with the memory it has taken so far.
+fn lap(what: &str, clock: std::time::Instant) {
+    tracing::debug!(
+        step = what,
+        ms = clock.elapsed().as_millis() as u64,
+        peak_rss_mib = crate::runs::peak_rss_mib(),
+        rss_mib = crate::runs::rss_mib(),
+        "prepare"
+    )
+}
+
+/// The first half of [`prepare`]: encodes every id of the raw tables through
+/// the user and photo dictionaries (built on two threads).
+pub fn encode(inputs: &Inputs) -> Result<Encoded, ScoreError> {
     let clock = std::time::Instant::now();
-    let lap = |what: &str| {
-        tracing::debug!(
-            step = what,
-            ms = clock.elapsed().as_millis() as u64,
-            peak_rss_mib = crate::runs::peak_rss_mib(),
-            rss_mib = crate::runs::rss_mib(),
-            "prepare"
-        )
-    };
     if inputs.favorites.iter().all(|b| b.num_rows() == 0) {
         return Err(ScoreError::NoFavorites);
     }
     let (photo, user) = rayon::join(|| photo_codes(inputs), || user_codes(inputs));
-    let (photo, user) = (photo?, user?);
+    let encoded = Encoded {
+        photo: photo?,
+        user: user?,
+    };
+    lap("dictionaries", clock);
+    Ok(encoded)
+}
+
+/// The second half of [`prepare`]: the graph from the codes.
+pub fn build(encoded: Encoded, all_users: bool) -> Result<(Graph, PrepareStats), ScoreError> {
+    let clock = std::time::Instant::now();
+    let lap = |what: &str| lap(what, clock);
+    let Encoded {
+        mut photo,
+        mut user,
+    } = encoded;
     let n_users = user.dict.ids.len();
     let n_photos = photo.dict.ids.len();
-    lap("dictionaries");
-
-    // Favourites: every raw row's (user, photo) pair, grouped by user and
-    // deduplicated (sorted only where a user's rows are not stored sorted).
-    let favorites_csr = Csr::from_sorted_rows(
-        n_users,
-        user.favorites
-            .iter()
-            .zip(&photo.favorites)
-            .filter_map(|(&u, &p)| Some((user.dict.get(u)?, photo.dict.get(p)?))),
-    );
-    let favoriters = favorites_csr.transpose(n_photos);
-    lap("csr");
 
     // A photo has one owner. Every owner the data states counts (any favourites row,
     // and the photos table); if they disagree the smallest id wins, so the choice
-    // does not depend on row order.
+    // does not depend on row order. Each code column is freed once used.
     let mut owner = vec![NO_OWNER; n_photos];
+    let favorite_owners = std::mem::take(&mut user.favorite_owners);
     let claims = photo
         .favorites
         .iter()
-        .zip(&user.favorite_owners)
+        .zip(&favorite_owners)
         .chain(photo.photos.iter().zip(&user.photo_owners));
     for (&p, &o) in claims {
         if let (Some(p), Some(o)) = (photo.dict.get(p), user.dict.get(o)) {
             owner[p as usize] = owner[p as usize].min(o);
         }
     }
+    drop(favorite_owners);
+    lap("owners");
+
+    // Favourites: every raw row's (user, photo) pair, grouped by user and
+    // deduplicated (sorted only where a user's rows are not stored sorted).
+    let favorites_csr = Csr::from_sorted_rows(
+        n_users,
+        std::mem::take(&mut user.favorites)
+            .iter()
+            .zip(&std::mem::take(&mut photo.favorites))
+            .filter_map(|(&u, &p)| Some((user.dict.get(u)?, photo.dict.get(p)?))),
+    );
+    let favoriters = favorites_csr.transpose(n_photos);
     let without_owner = favorites_csr
         .values
         .iter()
         .filter(|&&p| owner[p as usize] == NO_OWNER)
         .count() as u64;
-    lap("owners");
+    lap("csr");
 
     let contacts_csr = Csr::from_pairs(
         n_users,

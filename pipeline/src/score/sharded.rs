@@ -61,7 +61,7 @@ use super::load::{Loaded, Scored, load_inputs, load_run_inputs, previous_first_r
 use super::output::Names;
 use super::params::{ScoreOptions, similar_params};
 use super::parts::{Part, encode_batches, encode_jobs, similar_jobs, user_jobs};
-use super::prepare::{self, Inputs};
+use super::prepare::{self, Graph, Inputs};
 use super::upload::store_parts;
 use super::{evaluate, similar, tags};
 
@@ -155,40 +155,46 @@ pub async fn run_shard(
     let mut rows_in = input_rows(&inputs);
 
     let threads = settings.score.threads;
-    let (graph, inputs, pool, prepare_stage) = tokio::task::spawn_blocking(move || {
-        let pool = pool(threads)?;
-        let clock = Instant::now();
-        let (graph, _) = if photos_idle && step == ShardStep::Photos {
-            Default::default()
-        } else {
-            pool.install(|| prepare::prepare(&inputs, all_users))?
-        };
-        Ok::<_, ScoreError>((graph, inputs, pool, timing("prepare", clock)))
-    })
-    .await
-    .map_err(task_error("preparing a shard"))??;
-    stages.push(prepare_stage);
-    // A users shard's lists need the graph only, so its raw rows are freed
-    // before they are made, here rather than on the pool: mimalloc returns a
-    // page to the OS once the thread that allocated it has collected the
-    // frees made into it. A neighbourhood read decodes in this task (under
-    // `faverecs score`, on the main thread, which waits while the pool
-    // works), so rows freed on the pool stayed resident through `recommend`
-    // and `encode`. Freed here, shard 2 of 4 on the 8M community goes from 69
-    // to 50 MiB before its lists are made; its peak (75 MiB) is now the end
-    // of `prepare`.
-    let inputs = match step {
+    let pool = pool(threads)?;
+    let clock = Instant::now();
+    let (graph, inputs, pool) = match step {
+        ShardStep::Photos if photos_idle => (Graph::default(), inputs, pool),
+        ShardStep::Photos => tokio::task::spawn_blocking(move || {
+            let (graph, _) = pool.install(|| prepare::prepare(&inputs, all_users))?;
+            Ok::<_, ScoreError>((graph, inputs, pool))
+        })
+        .await
+        .map_err(task_error("preparing a shard"))??,
+        // A users shard's lists need the graph only, so its raw rows are
+        // freed as soon as their ids are encoded, before the graph is built,
+        // and here rather than on the pool: mimalloc returns a page to the OS
+        // once the thread that allocated it has collected the frees made into
+        // it. A neighbourhood read decodes in this task (under `faverecs
+        // score`, on the main thread, which waits while the pool works), so
+        // rows freed on the pool stayed resident through `recommend` and
+        // `encode`.
         ShardStep::Users => {
+            let (encoded, inputs, pool) = tokio::task::spawn_blocking(move || {
+                let encoded = pool.install(|| prepare::encode(&inputs))?;
+                Ok::<_, ScoreError>((encoded, inputs, pool))
+            })
+            .await
+            .map_err(task_error("preparing a shard"))??;
             drop(inputs);
             tracing::debug!(
                 peak_rss_mib = peak_rss_mib(),
                 rss_mib = crate::runs::rss_mib(),
                 "raw rows freed"
             );
-            Inputs::default()
+            tokio::task::spawn_blocking(move || {
+                let (graph, _) = pool.install(|| prepare::build(encoded, all_users))?;
+                Ok::<_, ScoreError>((graph, Inputs::default(), pool))
+            })
+            .await
+            .map_err(task_error("preparing a shard"))??
         }
-        ShardStep::Photos => inputs,
     };
+    stages.push(timing("prepare", clock));
 
     let settings_ = settings.clone();
     let run = run_id.to_string();
