@@ -169,6 +169,11 @@ pub async fn load_run_inputs(
     })
 }
 
+/// The `favorites` columns a neighbourhood read leaves undecoded (they read as
+/// nulls): no table it makes uses them. `date_faved` orders the favourites
+/// that evaluation hides, and an evaluating run reads every raw table.
+const UNSCORED: &[&str] = &[col::DATE_FAVED];
+
 /// Which targets' neighbourhood [`load_neighbourhood`] reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pick {
@@ -290,7 +295,7 @@ pub async fn load_neighbourhood(
     }
     let mut of_targets = Select::new(col::USER_ID, targets.clone());
     let Some(mut favorites) = storage
-        .read_raw_where(Table::Favorites, &of_targets)
+        .read_raw_where(Table::Favorites, &of_targets.clone().skipping(UNSCORED))
         .await?
     else {
         return Ok(None);
@@ -351,7 +356,7 @@ pub async fn load_neighbourhood(
     let neighbours = Arc::new(IdSet::new(owners.iter().filter(|o| !targets.contains(o))));
     drop(owners);
     if !neighbours.is_empty() {
-        let of_neighbours = Select::new(col::USER_ID, neighbours.clone());
+        let of_neighbours = Select::new(col::USER_ID, neighbours.clone()).skipping(UNSCORED);
         favorites.extend(
             storage
                 .read_raw_where(Table::Favorites, &of_neighbours)

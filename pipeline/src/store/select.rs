@@ -92,12 +92,30 @@ pub struct Select {
     pub column: &'static str,
     /// The ids kept.
     pub ids: Arc<IdSet>,
+    /// Nullable columns of the contract that are not decoded: they read as
+    /// nulls (see [`Select::skipping`]).
+    pub skip: &'static [&'static str],
 }
 
 impl Select {
     /// Rows whose `column` holds one of `ids`.
     pub fn new(column: &'static str, ids: Arc<IdSet>) -> Self {
-        Self { column, ids }
+        Self {
+            column,
+            ids,
+            skip: &[],
+        }
+    }
+
+    /// The same rows with `columns` left undecoded, for a reader that does
+    /// not use them: the nullable ones among them read as nulls (slices of one
+    /// shared null column, so they take no memory per row); the others, and
+    /// names the table does not have, are read as usual.
+    pub fn skipping(self, columns: &'static [&'static str]) -> Self {
+        Self {
+            skip: columns,
+            ..self
+        }
     }
 }
 
@@ -174,12 +192,25 @@ fn decode_where(
         })
         .map(|(i, _)| i)
         .collect();
+    let target = table.schema();
+    let skipped: Vec<&arrow_schema::FieldRef> = target
+        .fields()
+        .iter()
+        .filter(|f| f.is_nullable() && select.skip.contains(&f.name().as_str()))
+        .collect();
+    let decoded = descr.columns().iter().enumerate().filter(|(_, c)| {
+        !(c.max_rep_level() == 0
+            && c.path().parts().len() == 1
+            && skipped.iter().any(|f| f.name() == c.name()))
+    });
+    let projection = ProjectionMask::leaves(descr, decoded.map(|(i, _)| i));
     let mask = ProjectionMask::leaves(descr, [leaf]);
     let (column, keep) = (select.column, select.ids.clone());
     let predicate = ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
         keep_rows(&batch, column, &keep)
     });
     let reader = builder
+        .with_projection(projection)
         .with_row_groups(groups)
         .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
         // Skip the rows the filter drops rather than decode them and mask them
@@ -188,17 +219,51 @@ fn decode_where(
         // kept ones: for the 34 000 shown photos of the 8M community that is
         // every column of all 1.38M `photos` rows decoded at once (+110 MiB).
         .with_row_selection_policy(RowSelectionPolicy::Selectors)
-        .with_batch_size(64 * 1024)
+        .with_batch_size(BATCH_ROWS)
         .build()
         .map_err(perr)?;
-    let target = table.schema();
     reader
         .map(|b| {
             let b = b.map_err(|e| perr(ParquetError::from(e)))?;
-            let b = project(&b, &target, table, path)?;
-            compact(&b).map_err(|e| perr(ParquetError::from(e)))
+            let b = compact(&b).map_err(|e| perr(ParquetError::from(e)))?;
+            let b = with_nulls(b, &skipped).map_err(|e| perr(ParquetError::from(e)))?;
+            project(&b, &target, table, path)
         })
         .collect()
+}
+
+/// Rows a filtered read decodes at a time.
+const BATCH_ROWS: usize = 64 * 1024;
+
+/// `batch` with a column of nulls for each of `fields`, each a slice of one
+/// null column of [`BATCH_ROWS`] rows shared by every batch (of any read) that
+/// needs one of its type.
+fn with_nulls(
+    batch: RecordBatch,
+    fields: &[&arrow_schema::FieldRef],
+) -> Result<RecordBatch, ArrowError> {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex};
+    static SHARED: LazyLock<Mutex<HashMap<arrow_schema::DataType, arrow_array::ArrayRef>>> =
+        LazyLock::new(Default::default);
+    if fields.is_empty() {
+        return Ok(batch);
+    }
+    let rows = batch.num_rows();
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    let mut schema: Vec<arrow_schema::FieldRef> = batch.schema().fields().iter().cloned().collect();
+    let mut columns = batch.columns().to_vec();
+    for &field in fields {
+        let nulls = shared.entry(field.data_type().clone()).or_insert_with(|| {
+            arrow_array::new_null_array(field.data_type(), BATCH_ROWS.max(rows))
+        });
+        if nulls.len() < rows {
+            *nulls = arrow_array::new_null_array(field.data_type(), rows);
+        }
+        schema.push(field.clone());
+        columns.push(nulls.slice(0, rows));
+    }
+    RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(schema)), columns)
 }
 
 /// A copy of `batch` in buffers of its own size. The reader gives every
@@ -246,13 +311,11 @@ mod tests {
     use crate::store::parquet::ParquetEncoder;
     use arrow_array::{StringArray, TimestampMicrosecondArray};
 
-    /// A filtered read holds only what it keeps: 3 of 100 000 favourites, in
-    /// a few kilobytes, not in buffers sized for a whole 64 Ki-row batch.
-    #[test]
-    fn a_sparse_read_holds_only_the_rows_it_keeps() {
+    /// A Parquet file of `rows` favourites, one per user `<i>@N01`, faved at
+    /// `i` microseconds.
+    fn favorites_file(rows: usize) -> (Bytes, Path) {
         let table = Table::Favorites;
-        let users: Vec<String> = (0..100_000).map(|i| format!("{i}@N01")).collect();
-        let rows = users.len();
+        let users: Vec<String> = (0..rows).map(|i| format!("{i}@N01")).collect();
         let batch = RecordBatch::try_new(
             table.schema(),
             vec![
@@ -272,6 +335,15 @@ mod tests {
         let mut encoder = ParquetEncoder::new(&path, table).expect("an encoder");
         encoder.write(&batch).expect("written");
         let (bytes, _) = encoder.finish().expect("encoded");
+        (bytes, path)
+    }
+
+    /// A filtered read holds only what it keeps: 3 of 100 000 favourites, in
+    /// a few kilobytes, not in buffers sized for a whole 64 Ki-row batch.
+    #[test]
+    fn a_sparse_read_holds_only_the_rows_it_keeps() {
+        let table = Table::Favorites;
+        let (bytes, path) = favorites_file(100_000);
         let keep = ["5@N01", "50000@N01", "99999@N01"];
         let select = Select::new(col::USER_ID, Arc::new(IdSet::new(keep)));
         let read = decode_where(bytes, &path, table, &select).expect("read");
@@ -282,6 +354,37 @@ mod tests {
         assert_eq!(kept, keep);
         let held: usize = read.iter().map(|b| b.get_array_memory_size()).sum();
         assert!(held < 16 * 1024, "3 rows held in {held} bytes");
+    }
+
+    /// A skipped nullable column reads as nulls that every batch shares;
+    /// the other columns, and the skipped names that are not nullable or not
+    /// the table's, read as without the skip.
+    #[test]
+    fn a_skipped_column_reads_as_shared_nulls() {
+        let table = Table::Favorites;
+        let (bytes, path) = favorites_file(200_000);
+        let keep: Vec<String> = (0..200_000)
+            .step_by(2)
+            .map(|i| format!("{i}@N01"))
+            .collect();
+        let select = Select::new(col::USER_ID, Arc::new(IdSet::new(&keep)));
+        let whole = decode_where(bytes.clone(), &path, table, &select).expect("read");
+        let skipping = select.skipping(&[col::DATE_FAVED, col::USER_ID, "no_such_column"]);
+        let read = decode_where(bytes, &path, table, &skipping).expect("read");
+        assert!(read.len() > 1, "{} batches", read.len());
+        let concat = |batches: &[RecordBatch]| {
+            arrow_select::concat::concat_batches(&table.schema(), batches).expect("one batch")
+        };
+        let (whole, skipped) = (concat(&whole), concat(&read));
+        assert_eq!(skipped.num_rows(), 100_000);
+        assert_eq!(skipped.schema(), whole.schema());
+        for c in [0, 1, 2] {
+            assert_eq!(skipped.column(c), whole.column(c), "column {c}");
+        }
+        assert_eq!(whole.column(3).null_count(), 0);
+        assert_eq!(skipped.column(3).null_count(), 100_000);
+        let values = |b: &RecordBatch| b.column(3).to_data().buffers()[0].data_ptr();
+        assert!(read.iter().all(|b| values(b) == values(&read[0])));
     }
 
     #[test]
