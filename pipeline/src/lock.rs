@@ -159,6 +159,10 @@ pub fn run_is_live(
 pub struct RunLock {
     storage: Storage,
     state: Arc<Mutex<(Holder, Version)>>,
+    /// Held through each renewal: the heartbeat and [`RunLock::set_run`]
+    /// both renew, and two renewals at once would make the later one's
+    /// conditional update fail, as if another process had taken the lock.
+    renewing: Arc<tokio::sync::Mutex<()>>,
     lost: Arc<AtomicBool>,
     heartbeat: tokio::task::JoinHandle<()>,
 }
@@ -247,13 +251,19 @@ impl RunLock {
     fn hold(storage: Storage, holder: Holder, version: Version, lease: Duration) -> RunLock {
         let state = Arc::new(Mutex::new((holder, version)));
         let lost = Arc::new(AtomicBool::new(false));
+        let renewing = Arc::new(tokio::sync::Mutex::new(()));
         let heartbeat = {
             let (storage, state, lost) = (storage.clone(), state.clone(), lost.clone());
+            let renewing = renewing.clone();
             tokio::spawn(async move {
                 let every = (lease / 3).max(Duration::from_millis(200));
                 loop {
                     tokio::time::sleep(every).await;
-                    if let Err(e) = renew(&storage, &state, None).await {
+                    let renewed = {
+                        let _one_at_a_time = renewing.lock().await;
+                        renew(&storage, &state, None).await
+                    };
+                    if let Err(e) = renewed {
                         tracing::error!(error = %e, "the run lock's heartbeat failed");
                         if matches!(e, LockError::Lost { .. }) {
                             lost.store(true, Ordering::SeqCst);
@@ -266,6 +276,7 @@ impl RunLock {
         RunLock {
             storage,
             state,
+            renewing,
             lost,
             heartbeat,
         }
@@ -275,6 +286,7 @@ impl RunLock {
     /// abandoned), renewing the lease.
     pub async fn set_run(&self, run_id: &str) -> Result<(), LockError> {
         self.check()?;
+        let _one_at_a_time = self.renewing.lock().await;
         renew(&self.storage, &self.state, Some(run_id)).await
     }
 

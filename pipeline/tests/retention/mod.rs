@@ -219,6 +219,32 @@ async fn the_run_lock_refuses_a_second_holder_and_is_taken_over_after_its_lease(
     assert!(!dir.path().join("locks/run.json").exists());
 }
 
+/// The holder's own renewals never collide: recording runs while the
+/// heartbeat renews (every 200 ms here) does not make it think the lock was
+/// taken over. Before renewals were serialised, one of them failed its
+/// conditional update on the version the other had just written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_runs_while_the_heartbeat_renews_keeps_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = local(dir.path());
+    let lock = RunLock::acquire(&storage, "nightly", Duration::from_millis(600))
+        .await
+        .unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    let mut recorded = 0;
+    while std::time::Instant::now() < until {
+        let run = format!("20261130T010203Z-{:06x}", recorded % 0x1000);
+        lock.set_run(&run).await.unwrap();
+        lock.check().unwrap();
+        recorded += 1;
+    }
+    assert!(recorded > 10, "{recorded} runs recorded");
+    lock.check().unwrap();
+    assert_eq!(lock.holder().pid, std::process::id());
+    lock.release().await.unwrap();
+    assert!(!dir.path().join("locks/run.json").exists());
+}
+
 #[tokio::test]
 async fn a_sharded_run_in_progress_is_not_abandoned_until_its_shards_stop_for_a_day() {
     let dir = tempfile::tempdir().unwrap();
