@@ -42,20 +42,35 @@ pub struct Computed {
     pub timings: Vec<(&'static str, f64)>,
 }
 
-/// Prepares and runs every algorithm (and the evaluation) on a new pool of
-/// `threads` workers, which it hands back for building the output tables.
+/// The first half of `prepare` ([`prepare::encode`]), on a new pool of
+/// `threads` workers, which it hands back for [`compute_all`]; with its
+/// seconds. Nothing of the raw rows is needed after it but by the evaluation
+/// (and `photos` and `tracked_users` by the output tables), so the caller
+/// may free them before the graph is built.
+pub fn encode(
+    inputs: &Inputs,
+    threads: usize,
+) -> Result<(prepare::Encoded, rayon::ThreadPool, f64), ScoreError> {
+    let pool = pool(threads)?;
+    let t = Instant::now();
+    let encoded = pool.install(|| prepare::encode(inputs))?;
+    Ok((encoded, pool, t.elapsed().as_secs_f64()))
+}
+
+/// Builds the graph from [`encode`]'s codes and runs every algorithm (and the
+/// evaluation, from `inputs`) on its pool, which it hands back for building
+/// the output tables.
 pub fn compute_all(
+    (encoded, pool, encode_seconds): (prepare::Encoded, rayon::ThreadPool, f64),
     inputs: &Inputs,
     options: ScoreOptions,
     params: &AlgorithmParams,
     settings: &Settings,
-    threads: usize,
 ) -> Result<(Computed, rayon::ThreadPool), ScoreError> {
     let mut timings = Vec::new();
-    let pool = pool(threads)?;
     let t = Instant::now();
-    let (graph, stats) = pool.install(|| prepare::prepare(inputs, options.all_users))?;
-    timings.push(("prepare", t.elapsed().as_secs_f64()));
+    let (graph, stats) = pool.install(|| prepare::build(encoded, options.all_users))?;
+    timings.push(("prepare", encode_seconds + t.elapsed().as_secs_f64()));
     let t = Instant::now();
     let recs = pool.install(|| algorithms::recommend(&graph, params));
     timings.push(("recommend", t.elapsed().as_secs_f64()));

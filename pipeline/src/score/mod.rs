@@ -126,6 +126,18 @@ pub async fn run_score(
     result.map(|()| manifest)
 }
 
+/// Frees the raw rows that, once the graph is built, only the evaluation
+/// reads: the favourites, contacts and dismissals.
+fn free_unscored(inputs: &mut Inputs) {
+    for batches in [
+        &mut inputs.favorites,
+        &mut inputs.contacts,
+        &mut inputs.dismissals,
+    ] {
+        *batches = Vec::new();
+    }
+}
+
 async fn score_into(
     storage: &Storage,
     settings: &Settings,
@@ -156,29 +168,43 @@ async fn score_into(
     let params = AlgorithmParams::from_settings(settings);
     let threads = settings.score.threads;
     let settings_ = settings.clone();
+    let task_failed = |e: tokio::task::JoinError| ScoreError::Task {
+        what: "scoring",
+        reason: e.to_string(),
+    };
     // CPU-bound: keep it off the async workers.
+    let (encoded, mut inputs) = tokio::task::spawn_blocking(move || {
+        let encoded = compute::encode(&inputs, threads)?;
+        Ok::<_, ScoreError>((encoded, inputs))
+    })
+    .await
+    .map_err(task_failed)??;
+    // Past `encode`, only the evaluation reads the favourites, contacts and
+    // dismissals: without it they are freed before the graph is built, and
+    // here, on the task that read them (mimalloc returns a page to the OS
+    // once the thread that allocated it has collected the frees made into
+    // it; see `sharded`).
+    if !settings.evaluate.enabled {
+        free_unscored(&mut inputs);
+        tracing::debug!(
+            peak_rss_mib = crate::runs::peak_rss_mib(),
+            rss_mib = crate::runs::rss_mib(),
+            "raw rows freed"
+        );
+    }
     let (mut inputs, mut computed, pool) = tokio::task::spawn_blocking(move || {
         let (computed, pool) =
-            compute::compute_all(&inputs, options, &params, &settings_, threads)?;
+            compute::compute_all(encoded, &inputs, options, &params, &settings_)?;
         Ok::<_, ScoreError>((inputs, computed, pool))
     })
     .await
-    .map_err(|e| ScoreError::Task {
-        what: "scoring",
-        reason: e.to_string(),
-    })??;
+    .map_err(task_failed)??;
     for (stage, seconds) in std::mem::take(&mut computed.timings) {
         record(manifest, stage, seconds);
     }
     // The output tables need the graph, `photos` and `tracked_users` only:
-    // free the rest before they are built.
-    for batches in [
-        &mut inputs.favorites,
-        &mut inputs.contacts,
-        &mut inputs.dismissals,
-    ] {
-        *batches = Vec::new();
-    }
+    // free the rest (if the evaluation kept it) before they are built.
+    free_unscored(&mut inputs);
     if narrowed {
         // A neighbourhood read holds `photos` rows only as owner claims; the
         // run's `photos` table is the rows of the photos it shows.
