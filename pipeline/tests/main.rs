@@ -339,8 +339,23 @@ async fn concurrent_merges_lose_nothing(storage: &Storage) {
     remove_raw(storage, Table::Contacts).await;
 }
 
+/// A large object is written in parts (three here: 16, 16 and the rest, in
+/// MiB) and reads back whole.
+async fn check_put_large(storage: &Storage) {
+    let len = (32 << 20) + 12_345;
+    let bytes: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+    let path = Path::from("contract/large.bin");
+    storage
+        .put_large(&path, Bytes::from(bytes.clone()))
+        .await
+        .unwrap();
+    assert!(storage.get_bytes(&path).await.unwrap()[..] == bytes[..]);
+    storage.delete(&path).await.unwrap();
+}
+
 async fn contract_suite(storage: &Storage) {
     check_conditional_put(storage).await;
+    check_put_large(storage).await;
     check_concurrent_merges_lose_nothing(storage).await;
     check_parquet_round_trip(storage).await;
     check_bad_objects_are_errors(storage).await;
