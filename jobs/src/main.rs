@@ -77,6 +77,18 @@ fn purge_freed_memory_at_once() {
     }
 }
 
+/// Batch commands' async workers take back, whenever one goes to sleep or
+/// wakes, the memory other threads freed into its pages. The raw tables'
+/// objects are decoded on every worker (`store::parquet::decoding`) and freed
+/// later on one task; mimalloc returns a page freed from another thread to
+/// the OS only once the thread that owns it collects it, which a parked worker
+/// does not do by itself.
+#[allow(unsafe_code)]
+fn collect_freed_memory() {
+    // SAFETY: collects the calling thread's own heap; no arguments to uphold.
+    unsafe { libmimalloc_sys::mi_collect(false) };
+}
+
 fn main() -> ExitCode {
     quiet_on_closed_stdout();
     let cli = Cli::parse();
@@ -150,10 +162,14 @@ fn message(e: &anyhow::Error) -> String {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        runtime
+            .on_thread_park(collect_freed_memory)
+            .on_thread_unpark(collect_freed_memory);
+    }
+    let runtime = runtime.build().context("cannot start the async runtime")?;
     // The health check needs neither settings nor storage.
     if let Command::Probe { url } = &cli.command {
         return runtime.block_on(commands::probe(url));

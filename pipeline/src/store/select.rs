@@ -12,7 +12,8 @@
 //!   (a Parquet row filter), skipping the others rather than decoding them,
 //!   and copies the rows kept into buffers of their own size;
 //! - reads, of a bucketed table filtered by `user_id`, only the buckets that
-//!   hold one of the users.
+//!   hold one of the users, and decodes each object on a task of its own
+//!   ([`super::parquet::decoding`]), so the buckets are decoded side by side.
 //!
 //! The rows kept are exactly those a whole read would give with the same
 //! filter applied afterwards, in the same order.
@@ -34,7 +35,7 @@ use polars::prelude::PlHashSet;
 use crate::model::Table;
 
 use super::error::StoreError;
-use super::parquet::{check_schema, project};
+use super::parquet::{check_schema, decoding, project};
 use super::storage::Storage;
 
 /// A set of ids, with their sorted order for comparing with statistics.
@@ -149,7 +150,10 @@ impl Storage {
             Err(e) => return Err(StoreError::object(path, e)),
         };
         let bytes = got.bytes().await.map_err(|e| StoreError::object(path, e))?;
-        decode_where(bytes, path, table, select).map(Some)
+        let select = select.clone();
+        decoding(path, move |path| decode_where(bytes, path, table, &select))
+            .await
+            .map(Some)
     }
 }
 
