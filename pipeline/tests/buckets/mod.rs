@@ -12,7 +12,7 @@ use pipeline::extract::sim::SimOptions;
 use pipeline::extract::{ExtractOptions, Phase, run_extract};
 use pipeline::import::{ImportKind, import_file};
 use pipeline::model::{Table, run_table_dir};
-use pipeline::raw::{Rebucketed, merge_raw, rebucket};
+use pipeline::raw::{Rebucketed, merge_raw, rebucket, update_raw_users};
 use pipeline::score::{ScoreOptions, run_score};
 use pipeline::shard::shard_of;
 use pipeline::store::{Storage, Version};
@@ -305,6 +305,134 @@ async fn a_reader_never_sees_a_generation_that_was_not_committed() {
     assert_eq!(rows.len(), 6, "{rows:?}");
     let objects = raw_objects(&storage, Table::Favorites).await;
     assert_eq!(objects.len(), 4, "the losers' generations were removed");
+}
+
+/// Merges `rows` into the favourites as another writer would, on a thread
+/// and runtime of its own, while the caller's write is half-way (called from
+/// its change, which cannot await); gives the layout it left.
+fn merged_meanwhile(storage: &Storage, rows: &RecordBatch) -> pipeline::store::Layout {
+    let (storage, rows) = (storage.clone(), rows.clone());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            merge_raw(&storage, Table::Favorites, vec![rows])
+                .await
+                .unwrap();
+            layout_of(&storage, Table::Favorites).await
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+/// The favourites held, as (user, photo, owner), sorted.
+async fn favorites_held(storage: &Storage) -> Vec<(String, String, Option<String>)> {
+    sorted(favorites_rows(
+        &storage.read_raw(Table::Favorites).await.unwrap().unwrap(),
+    ))
+}
+
+/// (user, photo) pairs as [`favorites_held`] gives them, without owners.
+fn pairs(rows: &[(&str, &str)]) -> Vec<(String, String, Option<String>)> {
+    rows.iter()
+        .map(|(u, p)| (u.to_string(), p.to_string(), None))
+        .collect()
+}
+
+/// Writes `a`'s rows of user 1@N01 into the favourites with
+/// `update_raw_users`; the first time its change runs, writer B merges `b`
+/// (`merged_meanwhile`) before A's write lands. Gives how many times A's
+/// change ran, the layout B left, and A's report.
+async fn write_with_a_writer_between(
+    storage: &Storage,
+    a: &RecordBatch,
+    b: &RecordBatch,
+) -> (u32, pipeline::store::Layout, pipeline::raw::MergeReport) {
+    let users: BTreeSet<String> = ["1@N01".to_string()].into();
+    let mut left_by_b = None;
+    let mut changes = 0;
+    let report = update_raw_users(storage, Table::Favorites, &users, |bucket, old| {
+        changes += 1;
+        if left_by_b.is_none() {
+            left_by_b = Some(merged_meanwhile(storage, b));
+        }
+        let mut rows = Vec::new();
+        if bucket.holds("1@N01") {
+            rows.push(a.clone());
+        }
+        rows.extend(old);
+        Ok(rows)
+    })
+    .await
+    .unwrap();
+    (changes, left_by_b.unwrap(), report)
+}
+
+#[tokio::test]
+async fn a_writer_that_loses_the_race_to_create_the_layout_writes_again_on_the_winners() {
+    // Deterministic, unlike the race above: B creates the table while A is
+    // writing the first generation. A's conditional put of the layout must
+    // then fail; A removes the generation it wrote and writes again, this
+    // time into B's generation.
+    let storage = Storage::from_store(Arc::new(object_store::memory::InMemory::new()), "memory")
+        .with_raw_buckets(4);
+    let a = crate::helpers::favorites_batch(&[("1@N01", "10", None)]);
+    let b = crate::helpers::favorites_batch(&[("2@N01", "20", None), ("1@N01", "11", None)]);
+    let (changes, winners, report) = write_with_a_writer_between(&storage, &a, &b).await;
+    // Once in A's own generation (abandoned), once in B's.
+    assert_eq!(changes, 2);
+    assert_eq!(layout_of(&storage, Table::Favorites).await, winners);
+    let rows = favorites_held(&storage).await;
+    assert_eq!(
+        rows,
+        pairs(&[("1@N01", "10"), ("1@N01", "11"), ("2@N01", "20")])
+    );
+    assert_eq!(
+        report.rows_after,
+        rows.len(),
+        "the report counts the rows kept"
+    );
+    let objects = raw_objects(&storage, Table::Favorites).await;
+    assert_eq!(objects.len(), 4, "A's abandoned generation was removed");
+}
+
+#[tokio::test]
+async fn a_writer_that_loses_the_race_for_a_bucket_merges_it_again() {
+    // B rewrites the bucket of user 1@N01 while A is changing it: A's
+    // conditional put of that bucket must fail, and A merges it again from
+    // B's rows, in the same generation.
+    let storage = Storage::from_store(Arc::new(object_store::memory::InMemory::new()), "memory")
+        .with_raw_buckets(4);
+    let first = crate::helpers::favorites_batch(&[("1@N01", "1", None), ("2@N01", "2", None)]);
+    merge_raw(&storage, Table::Favorites, vec![first])
+        .await
+        .unwrap();
+    let before = layout_of(&storage, Table::Favorites).await;
+    let a = crate::helpers::favorites_batch(&[("1@N01", "10", None)]);
+    let b = crate::helpers::favorites_batch(&[("1@N01", "11", None)]);
+    let (changes, left_by_b, report) = write_with_a_writer_between(&storage, &a, &b).await;
+    // Once on the bucket as A read it, once on B's.
+    assert_eq!(changes, 2);
+    assert_eq!(left_by_b, before, "B wrote in place");
+    assert_eq!(layout_of(&storage, Table::Favorites).await, before);
+    let rows = favorites_held(&storage).await;
+    assert_eq!(
+        rows,
+        pairs(&[
+            ("1@N01", "1"),
+            ("1@N01", "10"),
+            ("1@N01", "11"),
+            ("2@N01", "2")
+        ])
+    );
+    assert_eq!(
+        report.rows_after,
+        rows.len(),
+        "the report counts the rows kept"
+    );
+    assert_eq!(raw_objects(&storage, Table::Favorites).await.len(), 4);
 }
 
 #[tokio::test]
