@@ -370,21 +370,39 @@ async fn write_with_a_writer_between(
     (changes, left_by_b.unwrap(), report)
 }
 
+/// In memory, and on a local directory (where a conditional put runs under
+/// the object's lock file): the stores a second writer can reach from a
+/// thread of its own without the first writer's runtime (an S3 client's
+/// pooled connections belong to the runtime that opened them, which the
+/// first writer blocks while its change runs).
+fn race_stores(dir: &std::path::Path) -> [Storage; 2] {
+    [
+        Storage::from_store(Arc::new(object_store::memory::InMemory::new()), "memory")
+            .with_raw_buckets(4),
+        local(dir, 4),
+    ]
+}
+
 #[tokio::test]
 async fn a_writer_that_loses_the_race_to_create_the_layout_writes_again_on_the_winners() {
+    let dir = tempfile::tempdir().unwrap();
+    for storage in race_stores(dir.path()) {
+        first_layout_race(&storage).await;
+    }
+}
+
+async fn first_layout_race(storage: &Storage) {
     // Deterministic, unlike the race above: B creates the table while A is
     // writing the first generation. A's conditional put of the layout must
     // then fail; A removes the generation it wrote and writes again, this
     // time into B's generation.
-    let storage = Storage::from_store(Arc::new(object_store::memory::InMemory::new()), "memory")
-        .with_raw_buckets(4);
     let a = crate::helpers::favorites_batch(&[("1@N01", "10", None)]);
     let b = crate::helpers::favorites_batch(&[("2@N01", "20", None), ("1@N01", "11", None)]);
-    let (changes, winners, report) = write_with_a_writer_between(&storage, &a, &b).await;
+    let (changes, winners, report) = write_with_a_writer_between(storage, &a, &b).await;
     // Once in A's own generation (abandoned), once in B's.
     assert_eq!(changes, 2);
-    assert_eq!(layout_of(&storage, Table::Favorites).await, winners);
-    let rows = favorites_held(&storage).await;
+    assert_eq!(layout_of(storage, Table::Favorites).await, winners);
+    let rows = favorites_held(storage).await;
     assert_eq!(
         rows,
         pairs(&[("1@N01", "10"), ("1@N01", "11"), ("2@N01", "20")])
@@ -394,30 +412,35 @@ async fn a_writer_that_loses_the_race_to_create_the_layout_writes_again_on_the_w
         rows.len(),
         "the report counts the rows kept"
     );
-    let objects = raw_objects(&storage, Table::Favorites).await;
+    let objects = raw_objects(storage, Table::Favorites).await;
     assert_eq!(objects.len(), 4, "A's abandoned generation was removed");
 }
 
 #[tokio::test]
 async fn a_writer_that_loses_the_race_for_a_bucket_merges_it_again() {
+    let dir = tempfile::tempdir().unwrap();
+    for storage in race_stores(dir.path()) {
+        bucket_race(&storage).await;
+    }
+}
+
+async fn bucket_race(storage: &Storage) {
     // B rewrites the bucket of user 1@N01 while A is changing it: A's
     // conditional put of that bucket must fail, and A merges it again from
     // B's rows, in the same generation.
-    let storage = Storage::from_store(Arc::new(object_store::memory::InMemory::new()), "memory")
-        .with_raw_buckets(4);
     let first = crate::helpers::favorites_batch(&[("1@N01", "1", None), ("2@N01", "2", None)]);
-    merge_raw(&storage, Table::Favorites, vec![first])
+    merge_raw(storage, Table::Favorites, vec![first])
         .await
         .unwrap();
-    let before = layout_of(&storage, Table::Favorites).await;
+    let before = layout_of(storage, Table::Favorites).await;
     let a = crate::helpers::favorites_batch(&[("1@N01", "10", None)]);
     let b = crate::helpers::favorites_batch(&[("1@N01", "11", None)]);
-    let (changes, left_by_b, report) = write_with_a_writer_between(&storage, &a, &b).await;
+    let (changes, left_by_b, report) = write_with_a_writer_between(storage, &a, &b).await;
     // Once on the bucket as A read it, once on B's.
     assert_eq!(changes, 2);
     assert_eq!(left_by_b, before, "B wrote in place");
-    assert_eq!(layout_of(&storage, Table::Favorites).await, before);
-    let rows = favorites_held(&storage).await;
+    assert_eq!(layout_of(storage, Table::Favorites).await, before);
+    let rows = favorites_held(storage).await;
     assert_eq!(
         rows,
         pairs(&[
@@ -432,7 +455,7 @@ async fn a_writer_that_loses_the_race_for_a_bucket_merges_it_again() {
         rows.len(),
         "the report counts the rows kept"
     );
-    assert_eq!(raw_objects(&storage, Table::Favorites).await.len(), 4);
+    assert_eq!(raw_objects(storage, Table::Favorites).await.len(), 4);
 }
 
 #[tokio::test]
