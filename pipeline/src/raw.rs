@@ -557,9 +557,9 @@ where
             }
         }
         // A generation that lost while it was being written may also fail to
-        // be written: the winner's sweep removes what it finds of it (on a
-        // local directory, its temporary and lock files). That is a lost race
-        // too, so start again; a failure with the layout unchanged is real.
+        // be committed: the winner's sweep removes the generation this one
+        // read (the versions checked above). That is a lost race too, so
+        // start again; a failure with the layout unchanged is real.
         if let Err(RawTableError::Store(e)) = &committed
             && storage.version(&layout_path(table)).await.ok().as_ref() != Some(&layout_version)
         {
@@ -568,7 +568,13 @@ where
         }
         return committed.map(|_| None);
     }
-    sweep(storage, table, &layout).await?;
+    sweep(
+        storage,
+        table,
+        &layout,
+        prior.as_ref().map(|(old, _)| old.generation.as_str()),
+    )
+    .await?;
     tracing::info!(
         table = table.name(),
         buckets = layout.buckets,
@@ -585,24 +591,33 @@ where
     }))
 }
 
-/// Removes every Parquet object of `table` from a generation older than
-/// `layout`'s: the generation it replaced (or the legacy single file), and the
-/// files of any generation a killed writer never committed, with, on a local
-/// directory, their temporary and lock files (`<file>#<n>`, `<file>.lock`: no
-/// writer ever writes those names again). A writer still writing a generation
-/// that lost does not mind: its commit fails, or its put fails with the layout
-/// changed, and it starts again having changed nothing.
+/// Removes, after `layout` was committed, every Parquet object of `table`
+/// that it replaced: the files of the generation `prior` names, and the legacy
+/// single file, with, on a local directory, their temporary and lock files
+/// (`<file>#<n>`, `<file>.lock`: no writer ever writes those names again).
 ///
-/// Left alone: a generation named as written later than `layout` (a writer that
-/// read this layout and is rebucketing it, whose commit may land), and the
+/// Left alone: every other generation. Its writer may have read this layout
+/// and be rebucketing it, and its commit may land (removing its files would
+/// commit a generation with buckets missing); generation names carry their
+/// writer's clock, to the second, so their age cannot tell. A writer that
+/// lost removes its own files; `faverecs gc` removes what a killed one left,
+/// once older than `retention.stray_grace_secs`. Also left alone: the
 /// layout's own lock and temporary files, which belong to the writer holding
 /// that lock ([`Storage::put_if`] takes over a dead holder's and removes them).
-async fn sweep(storage: &Storage, table: Table, layout: &Layout) -> Result<(), StoreError> {
+async fn sweep(
+    storage: &Storage,
+    table: Table,
+    layout: &Layout,
+    prior: Option<&str>,
+) -> Result<(), StoreError> {
     let dir = format!("raw/{}", table.name());
+    let legacy = table.raw_path();
+    let legacy = legacy.filename().unwrap_or_default();
+    let legacy = legacy.strip_suffix(".parquet").unwrap_or(legacy);
     let replaced = |name: &str| {
         let generation = name.rsplit('/').next().unwrap_or(name);
         let generation = generation.split(".parquet").next().unwrap_or(generation);
-        generation != layout.generation && !layout.precedes(generation)
+        generation != layout.generation && (prior == Some(generation) || generation == legacy)
     };
     for path in storage.list_files(&Path::from(dir.as_str())).await? {
         let name = path.as_ref();
@@ -793,4 +808,76 @@ pub fn dedupe_sorted(df: &DataFrame, table: Table) -> Result<DataFrame, FrameErr
         &key,
         SortMultipleOptions::default().with_maintain_order(true),
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// The sweep after a commit removes the generation the commit replaced
+    /// and the legacy single file, whatever the times in the names, and
+    /// leaves every other generation: its writer may have read the new
+    /// layout, and its commit may land.
+    #[tokio::test]
+    async fn the_sweep_removes_only_what_the_commit_replaced() {
+        let storage =
+            Storage::from_store(Arc::new(object_store::memory::InMemory::new()), "memory");
+        let table = Table::Favorites;
+        let named = |generation: &str| Layout {
+            buckets: 2,
+            generation: generation.into(),
+            created_at: chrono::Utc::now(),
+        };
+        let committed = named("g20261202T174101Z-2-0000abcd");
+        let generations = [
+            // The one it replaced, named in the same second (a quick rebucket).
+            "g20261202T174101Z-2-00000001",
+            // A killed writer's, an earlier second: left to gc.
+            "g20261202T174059Z-2-00000002",
+            // Another writer's, named in the same second: may follow.
+            "g20261202T174101Z-2-00000003",
+            // Named later: may follow.
+            "g20261202T174102Z-2-00000004",
+            committed.generation.as_str(),
+        ];
+        for generation in generations {
+            for b in 0..2 {
+                let path = named(generation).bucket_path(table, b);
+                storage
+                    .put_bytes(&path, bytes::Bytes::from_static(b"PAR1"))
+                    .await
+                    .expect("stored");
+            }
+        }
+        let legacy = table.raw_path();
+        storage
+            .put_bytes(&legacy, bytes::Bytes::from_static(b"PAR1"))
+            .await
+            .expect("stored");
+        sweep(&storage, table, &committed, Some(generations[0]))
+            .await
+            .expect("swept");
+        let mut left: Vec<String> = storage
+            .list_files(&Path::from("raw/favorites"))
+            .await
+            .expect("listed")
+            .iter()
+            .map(|p| {
+                let name = p.filename().unwrap_or_default();
+                name.trim_end_matches(".parquet").to_string()
+            })
+            .collect();
+        left.sort();
+        left.dedup();
+        assert_eq!(
+            left,
+            [
+                generations[1],
+                generations[2],
+                generations[4],
+                generations[3]
+            ]
+        );
+    }
 }

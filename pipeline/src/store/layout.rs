@@ -73,19 +73,6 @@ impl Layout {
         }
     }
 
-    /// Whether the generation named `generation` was written in a later second
-    /// than this one (by the time in its name; `false` for a name that is not
-    /// a generation's).
-    pub fn precedes(&self, generation: &str) -> bool {
-        fn written(generation: &str) -> Option<&str> {
-            generation.strip_prefix('g')?.split('-').next()
-        }
-        match (written(&self.generation), written(generation)) {
-            (Some(this), Some(other)) => other > this,
-            _ => false,
-        }
-    }
-
     /// The bucket that holds `user_id`'s rows.
     pub fn bucket_of(&self, user_id: &str) -> u32 {
         shard_of(user_id, self.buckets)
@@ -260,27 +247,5 @@ impl Storage {
             .try_collect()
             .await?;
         Ok(counts.iter().sum())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_generation_precedes_those_named_as_written_later() {
-        let layout = Layout {
-            buckets: 4,
-            generation: "g20261202T174101Z-4-0000abcd".into(),
-            created_at: Utc::now(),
-        };
-        assert!(layout.precedes("g20261202T174102Z-64-00000001"));
-        assert!(layout.precedes("g20270101T000000Z-4-ffffffff"));
-        assert!(
-            !layout.precedes("g20261202T174101Z-4-ffffffff"),
-            "same second"
-        );
-        assert!(!layout.precedes("g20261202T174100Z-4-0000abcd"));
-        assert!(!layout.precedes("favorites"), "not a generation's name");
     }
 }
