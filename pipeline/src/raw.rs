@@ -596,12 +596,14 @@ where
 /// single file, with, on a local directory, their temporary and lock files
 /// (`<file>#<n>`, `<file>.lock`: no writer ever writes those names again).
 ///
-/// Left alone: every other generation. Its writer may have read this layout
-/// and be rebucketing it, and its commit may land (removing its files would
-/// commit a generation with buckets missing); generation names carry their
-/// writer's clock, to the second, so their age cannot tell. A writer that
-/// lost removes its own files; `faverecs gc` removes what a killed one left,
-/// once older than `retention.stray_grace_secs`. Also left alone: the
+/// Left alone: every other generation's objects. Its writer may have read
+/// this layout and be rebucketing it, and its commit may land (removing its
+/// files would commit a generation with buckets missing); generation names
+/// carry their writer's clock, to the second, so their age cannot tell. A
+/// writer that lost removes its own files; `faverecs gc` removes what a
+/// killed one left, once older than `retention.stray_grace_secs`; and the
+/// temporary and lock files of a put killed mid-way go now, when the lock's
+/// holder is gone ([`Storage::clean_after_killed_writer`]). Also left alone: the
 /// layout's own lock and temporary files, which belong to the writer holding
 /// that lock ([`Storage::put_if`] takes over a dead holder's and removes them).
 async fn sweep(
@@ -627,8 +629,20 @@ async fn sweep(
     }
     for file in storage.debris(&dir, std::time::Duration::ZERO) {
         let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.contains(".parquet") && replaced(name) {
+        let Some((object, _)) = name.split_once(".parquet") else {
+            continue;
+        };
+        if replaced(name) {
             storage.remove_debris(&file)?;
+        } else if let Some(bucket) = file.parent().and_then(|d| d.file_name()) {
+            // Another generation's file killed mid-put: its temporary and
+            // lock files go only when the lock's holder is gone (a live
+            // writer's are left to it).
+            let path = Path::from(format!(
+                "{dir}/{}/{object}.parquet",
+                bucket.to_string_lossy()
+            ));
+            storage.clean_after_killed_writer(&path).await?;
         }
     }
     Ok(())
