@@ -788,28 +788,36 @@ async fn a_new_generation_leaves_what_live_writers_are_writing() {
     // Arrange: a stored table on a local directory (one bucket); then what
     // writers still at work hold there: another writer's lock of the layout,
     // not linked yet (its temporary file, naming a live holder elsewhere), and
-    // a generation named as written later, with its temporary file (a writer
-    // rebucketing the table it read after this write's commit).
+    // a generation named as written earlier (a writer whose clock runs behind,
+    // rebucketing the table it read after this write's commit) with one
+    // bucket written and one being written, under that bucket's lock (every
+    // put of a bucket holds its lock while its temporary file exists). Beside
+    // them, what a writer killed mid-put left in a third generation: a
+    // temporary file whose lock is gone.
     let (dir, storage, first) = one_contact_in_one_bucket().await;
     let table_dir = dir.path().join("raw/contacts");
+    let live_holder = r#"{"pid":1,"host":"some other machine","at":"2026-01-01T00:00:00Z"}"#;
     let lock_temp = table_dir.join("_layout.json.lock#7");
-    std::fs::write(
-        &lock_temp,
-        r#"{"pid":1,"host":"some other machine","at":"2026-01-01T00:00:00Z"}"#,
-    )
-    .unwrap();
-    let later = table_dir.join("bucket=0000/g29991231T235959Z-1-0000beef.parquet");
-    let later_temp = table_dir.join("bucket=0000/g29991231T235959Z-1-0000beef.parquet#1");
-    std::fs::write(&later, b"not yet committed").unwrap();
-    std::fs::write(&later_temp, b"still being written").unwrap();
+    std::fs::write(&lock_temp, live_holder).unwrap();
+    let live = "g20000101T000000Z-1-0000beef.parquet";
+    let written = table_dir.join(format!("bucket=0000/{live}"));
+    let writing_temp = table_dir.join(format!("bucket=0001/{live}#1"));
+    let writing_lock = table_dir.join(format!("bucket=0001/{live}.lock"));
+    std::fs::create_dir_all(table_dir.join("bucket=0001")).unwrap();
+    std::fs::write(&written, b"written, not committed yet").unwrap();
+    std::fs::write(&writing_temp, b"still being written").unwrap();
+    std::fs::write(&writing_lock, live_holder).unwrap();
+    let killed_temp = table_dir.join("bucket=0000/g20000101T000000Z-2-0000dead.parquet#1");
+    std::fs::write(&killed_temp, b"a killed writer's").unwrap();
 
     // Act: a new generation (the table rebucketed).
     let rebucketed = pipeline::raw::rebucket(&storage.clone().with_raw_buckets(2), Table::Contacts)
         .await
         .unwrap();
 
-    // Assert: the replaced generation is gone, what the live writers hold is
-    // not, and the rows are all there.
+    // Assert: the replaced generation is gone, and the killed writer's
+    // temporary file; what the live writers hold is not, and the rows are
+    // all there.
     assert_eq!(
         rebucketed,
         pipeline::raw::Rebucketed::Rewritten {
@@ -825,7 +833,11 @@ async fn a_new_generation_leaves_what_live_writers_are_writing() {
             .join(format!("bucket=0000/{}.parquet", first.generation))
             .exists()
     );
-    for kept in [&lock_temp, &later, &later_temp] {
+    assert!(
+        !killed_temp.exists(),
+        "a killed writer's temporary file was kept"
+    );
+    for kept in [&lock_temp, &written, &writing_temp, &writing_lock] {
         assert!(kept.exists(), "{} was removed", kept.display());
     }
 }
