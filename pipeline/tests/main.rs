@@ -339,23 +339,36 @@ async fn concurrent_merges_lose_nothing(storage: &Storage) {
     remove_raw(storage, Table::Contacts).await;
 }
 
-/// A large object is written in parts (three here: 16, 16 and the rest, in
-/// MiB) and reads back whole.
-async fn check_put_large(storage: &Storage) {
+/// A large object is written from a staged file (on S3 in parts: three here,
+/// 16, 16 and the rest, in MiB) and reads back whole; a stage dropped without
+/// its put leaves nothing, not even on a local directory.
+async fn check_put_staged(storage: &Storage) {
+    use std::io::Write;
     let len = (32 << 20) + 12_345;
     let bytes: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
     let path = Path::from("contract/large.bin");
-    storage
-        .put_large(&path, Bytes::from(bytes.clone()))
-        .await
-        .unwrap();
+    let abandoned = storage.stage(&path).unwrap();
+    abandoned.file().write_all(b"never stored").unwrap();
+    drop(abandoned);
+    let staged = storage.stage(&path).unwrap();
+    staged.file().write_all(&bytes).unwrap();
+    assert_eq!(staged.path(), &path);
+    storage.put_staged(staged).await.unwrap();
     assert!(storage.get_bytes(&path).await.unwrap()[..] == bytes[..]);
+    if let Some(file) = storage.local_file(&path) {
+        let dir = file.parent().unwrap();
+        let names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["large.bin"], "a staged file was left behind");
+    }
     storage.delete(&path).await.unwrap();
 }
 
 async fn contract_suite(storage: &Storage) {
     check_conditional_put(storage).await;
-    check_put_large(storage).await;
+    check_put_staged(storage).await;
     check_concurrent_merges_lose_nothing(storage).await;
     check_parquet_round_trip(storage).await;
     check_bad_objects_are_errors(storage).await;

@@ -65,19 +65,48 @@ pub async fn build_mapped(storage: &Storage, manifest: &Manifest) -> Result<Layo
 /// Builds the layout of `manifest`'s run from its tables in storage and
 /// stores it in the run ([`LAYOUT_FILE`]), whole or not at all; returns what
 /// the manifest records of it.
+///
+/// The layout is written once, into a file staged for the object
+/// ([`Storage::stage`]: beside it on a local directory, so storing it is a
+/// rename), and checked as [`Layout::open`] checks a stored one before it is
+/// stored. Its records are never read back into memory: the build holds a
+/// batch of records at a time, whatever the size of the run.
 pub async fn store_layout(
     storage: &Storage,
     manifest: &Manifest,
 ) -> Result<ServingFile, LayoutError> {
-    let layout = build_mapped(storage, manifest).await?;
+    let tables = build::read_tables(storage, &manifest.run_id).await?;
     let path = run_path(&manifest.run_id, LAYOUT_FILE);
+    let staged = storage
+        .stage(&path)
+        .map_err(|e| LayoutError::Build(e.to_string()))?;
+    let manifest = manifest.clone();
+    let (staged, bytes) = tokio::task::spawn_blocking(move || {
+        let out = BufWriter::with_capacity(1 << 20, staged.file());
+        build::build(&manifest, &tables, out)?
+            .into_inner()
+            .map_err(|e| e.into_error())?;
+        drop(tables);
+        let layout = Layout::open(map(staged.file())?)?;
+        if layout.run_id() != manifest.run_id {
+            return Err(LayoutError::Damaged(format!(
+                "built for run {}",
+                layout.run_id()
+            )));
+        }
+        let bytes = layout.len() as u64;
+        drop(layout);
+        Ok((staged, bytes))
+    })
+    .await
+    .map_err(|e| LayoutError::Build(format!("the build task failed: {e}")))??;
     storage
-        .put_large(&path, layout.bytes())
+        .put_staged(staged)
         .await
         .map_err(|e| LayoutError::Build(e.to_string()))?;
     Ok(ServingFile {
         file: LAYOUT_FILE.to_string(),
-        bytes: layout.len() as u64,
+        bytes,
     })
 }
 
@@ -135,9 +164,13 @@ pub async fn open(storage: &Storage, manifest: &Manifest) -> Result<Layout, Layo
 /// Maps `file` read-only.
 #[allow(unsafe_code)]
 fn map(file: &File) -> Result<Bytes, LayoutError> {
-    // SAFETY: the map is of a file this process created with `tempfile()`:
-    // unlinked, so no other process can open it, and never written after it
-    // is mapped. The bytes therefore cannot change under the map.
+    // SAFETY: the map is of a file this process created for itself, written
+    // completely before it is mapped and never written after: a
+    // `tempfile()` (unlinked, so no other process can open it), or a file
+    // staged for a run's layout (`<object>#<n>`, created new by this process;
+    // a writer of the same object stages a file of its own, and only `gc`
+    // removes one, which leaves a map intact). The bytes therefore cannot
+    // change under the map.
     let map = unsafe { memmap2::Mmap::map(file)? };
     Ok(Bytes::from_owner(map))
 }

@@ -4,7 +4,8 @@
 //! (Parquet writes, reads projected on the contract, footer checks),
 //! [`conditional`] (conditional writes and their lock-file emulation on a
 //! local directory), [`layout`] (the hash buckets of the large raw tables),
-//! [`select`] (reads of the rows of some users or photos), [`error`].
+//! [`select`] (reads of the rows of some users or photos), [`staged`] (large
+//! objects written from a file), [`error`].
 //!
 //! Every byte the pipeline reads or writes goes through one `Arc<dyn ObjectStore>`,
 //! built from `storage.url`, so the same code path runs on a local directory and on
@@ -24,6 +25,7 @@ pub mod error;
 pub mod layout;
 pub mod parquet;
 pub mod select;
+pub mod staged;
 pub mod storage;
 
 pub use conditional::Version;
@@ -32,6 +34,7 @@ pub use error::StoreError;
 pub use layout::{DEFAULT_BUCKETS, Layout, MAX_BUCKETS};
 pub use parquet::ParquetEncoder;
 pub use select::{IdSet, Select};
+pub use staged::Staged;
 pub use storage::{Storage, json_bytes};
 
 #[cfg(test)]

@@ -185,36 +185,6 @@ impl Storage {
         got.bytes().await.map_err(|e| StoreError::object(path, e))
     }
 
-    /// Writes a large object from `bytes` in parts (a multipart upload on S3;
-    /// a temporary file renamed into place on a local directory), so it is
-    /// whole or absent: the object never shows a part of the bytes.
-    pub async fn put_large(&self, path: &Path, bytes: Bytes) -> Result<(), StoreError> {
-        use tokio::io::AsyncWriteExt;
-        const PART: usize = 16 << 20;
-        let mut out = object_store::buffered::BufWriter::with_capacity(
-            self.store.clone(),
-            path.clone(),
-            PART,
-        );
-        let fail = |e: object_store::Error| StoreError::object(path, e);
-        for at in (0..bytes.len()).step_by(PART) {
-            out.put(bytes.slice(at..(at + PART).min(bytes.len())))
-                .await
-                .map_err(fail)?;
-        }
-        if let Err(e) = out.shutdown().await {
-            let _ = out.abort().await;
-            return Err(StoreError::object(
-                path,
-                object_store::Error::Generic {
-                    store: "put_large",
-                    source: Box::new(e),
-                },
-            ));
-        }
-        Ok(())
-    }
-
     /// Writes an object's bytes into `file`, as they stream in.
     pub async fn download_into(
         &self,
