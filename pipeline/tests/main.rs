@@ -546,17 +546,8 @@ async fn favourites_without_owners_still_score_and_the_manifest_says_what_was_sk
 
 #[tokio::test]
 async fn same_input_gives_byte_identical_tables() {
-    let storage = Storage::from_store(Arc::new(object_store::memory::InMemory::new()), "memory");
+    let storage = small_community().await;
     let settings = Settings::load_with_env(None, Vec::new()).unwrap();
-    let community = pipeline::community::generate(&pipeline::config::DemoSettings {
-        users: 400,
-        tracked_users: 30,
-        clusters: 5,
-        seed: 3,
-    });
-    pipeline::community::write_community(&storage, &community)
-        .await
-        .unwrap();
     let a = run_score(&storage, &settings, ScoreOptions::default())
         .await
         .unwrap();

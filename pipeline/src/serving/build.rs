@@ -19,10 +19,10 @@ use crate::model::run_table_dir;
 use crate::runs::Manifest;
 use crate::store::Storage;
 
-use super::format::{DEFAULT_LIMIT, LayoutError, LayoutWriter, list_record, page_json};
+use super::format::{DEFAULT_LIMIT, LayoutError, LayoutWriter, list_header, page_json};
 use super::items::{
-    PhotoCard, PhotoInfo, PhotoItem, PhotographerItem, SimilarItem, TagItem, UserList, photo_url,
-    thumbnail_url,
+    PhotoCard, PhotoInfo, PhotoItemRow, PhotoUrl, PhotographerItem, SimilarItem, TagItem,
+    Thumbnail, UserList, photo_url, thumbnail_url,
 };
 use super::section;
 
@@ -179,20 +179,22 @@ impl<'a> Photos<'a> {
     }
 }
 
-/// Keys whose records are built at once (on the Rayon pool), then written in
-/// order: bounds the records held in memory.
-const KEYS_PER_BATCH: usize = 4096;
+/// Rows whose records are built at once (on the Rayon pool), then written in
+/// order: bounds the records held in memory (a few MiB of JSON), whatever the
+/// number of keys or the length of their lists. A list longer than this is a
+/// batch of its own.
+const ROWS_PER_BATCH: usize = 8192;
 
 /// Writes the list of each key of `rows` (sorted by key, then rank, stably)
-/// into section `name`; `item` serialises one row, `about` names a key's list
-/// for its pre-serialised default page (`None`: no default page). Records are
-/// built in parallel, a batch of keys at a time, and written in key order, so
-/// the bytes do not depend on the thread count.
+/// into section `name`; `item` serialises one row onto the end of a buffer,
+/// `about` names a key's list for its pre-serialised default page (`None`: no
+/// default page). Records are built in parallel, a batch of keys at a time,
+/// and written in key order, so the bytes do not depend on the thread count.
 fn write_lists<W: Write, K: AsRef<[u8]> + Ord + Copy + Send + Sync>(
     w: &mut LayoutWriter<W>,
     name: &str,
     rows: &mut [(K, i32, At)],
-    item: impl Fn(At) -> Result<Vec<u8>, LayoutError> + Sync,
+    item: impl Fn(At, &mut Vec<u8>) -> Result<(), LayoutError> + Sync,
     about: Option<&(dyn Fn(K) -> UserList + Sync)>,
     run_id: &str,
 ) -> Result<(), LayoutError> {
@@ -206,36 +208,85 @@ fn write_lists<W: Write, K: AsRef<[u8]> + Ord + Copy + Send + Sync>(
         groups.push(i..end);
         i = end;
     }
-    let record = |range: &std::ops::Range<usize>| -> Result<Vec<u8>, LayoutError> {
+    // A record in three parts: its head, its default page, its items joined.
+    let record = |range: &std::ops::Range<usize>| -> Result<[Vec<u8>; 3], LayoutError> {
         let key = rows[range.start].0;
-        let items = rows[range.clone()]
-            .iter()
-            .map(|r| item(r.2))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut items = Vec::with_capacity(range.len() * 512);
+        let mut ends = Vec::with_capacity(range.len());
+        for r in &rows[range.clone()] {
+            item(r.2, &mut items)?;
+            ends.push(items.len());
+        }
         let default = match about {
-            Some(about) => page_json(
-                &about(key),
-                run_id,
-                items.len(),
-                0,
-                DEFAULT_LIMIT,
-                items.iter().take(DEFAULT_LIMIT),
-            )?,
+            Some(about) => {
+                let starts = std::iter::once(0).chain(ends.iter().copied());
+                let shown = starts.zip(&ends).take(DEFAULT_LIMIT);
+                page_json(
+                    &about(key),
+                    run_id,
+                    ends.len(),
+                    0,
+                    DEFAULT_LIMIT,
+                    shown.map(|(start, &end)| &items[start..end]),
+                )?
+            }
             None => Vec::new(),
         };
-        list_record(&default, &items)
+        Ok([list_header(default.len(), &ends)?, default, items])
     };
     w.begin(name)?;
-    for batch in groups.chunks(KEYS_PER_BATCH) {
+    let mut batches = Vec::new();
+    let mut start = 0;
+    while start < groups.len() {
+        let first_row = groups[start].start;
+        let end = start
+            + 1
+            + groups[start + 1..]
+                .iter()
+                .take_while(|g| g.end - first_row <= ROWS_PER_BATCH)
+                .count();
+        batches.push(&groups[start..end]);
+        start = end;
+    }
+    for batch in batches {
         let records = batch
             .par_iter()
             .map(record)
             .collect::<Result<Vec<_>, _>>()?;
-        for (range, rec) in batch.iter().zip(records) {
-            w.add(rows[range.start].0.as_ref(), &rec)?;
+        for (range, [head, default, items]) in batch.iter().zip(records) {
+            w.add_parts(rows[range.start].0.as_ref(), &[&head, &default, &items])?;
         }
     }
     Ok(())
+}
+
+/// The names in row `r` of a list-of-strings column, nulls left out, written
+/// out only when serialised (a JSON array of strings).
+struct Names<'a> {
+    values: &'a arrow_array::StringArray,
+    range: std::ops::Range<usize>,
+}
+
+impl<'a> Names<'a> {
+    fn at(list: &'a arrow_array::ListArray, r: usize) -> Self {
+        let offsets = list.value_offsets();
+        Names {
+            values: list.values().as_string::<i32>(),
+            range: offsets[r] as usize..offsets[r + 1] as usize,
+        }
+    }
+}
+
+impl serde::Serialize for Names<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let values = self.values;
+        s.collect_seq(
+            self.range
+                .clone()
+                .filter(|&i| arrow_array::Array::is_valid(values, i))
+                .map(|i| values.value(i)),
+        )
+    }
 }
 
 /// Builds the layout of `manifest`'s run from `t` into `out`.
@@ -299,51 +350,38 @@ pub fn build<W: Write>(manifest: &Manifest, t: &RunTables, out: W) -> Result<W, 
             }
         }
     }
-    let names = |list: arrow_array::ArrayRef| -> Vec<String> {
-        list.as_string::<i32>()
-            .iter()
-            .flatten()
-            .map(str::to_string)
-            .collect()
-    };
     for (slot, rows) in by_algorithm.iter_mut().enumerate() {
         let algorithm = algorithms[slot].as_str();
-        let photo_item = |(bi, r): At| -> Result<Vec<u8>, LayoutError> {
+        let photo_item = |(bi, r): At, out: &mut Vec<u8>| -> Result<(), LayoutError> {
             let c = &recs[bi];
             let (Some(user), Some(photo_id)) = (str_at(c.user_id, r), str_at(c.photo_id, r)) else {
                 return Err(failed("a photo rec lost its key"));
             };
-            let owner_id = str_at(c.owner_id, r).map(str::to_string);
+            let owner_id = str_at(c.owner_id, r);
             let meta = photos.by_id.get(photo_id).copied();
             let (at, is_new) = first
                 .get(&(user, photo_id))
                 .map_or((None, false), |(t, n)| {
                     (chrono::DateTime::from_timestamp_micros(*t), *n)
                 });
-            let item = PhotoItem {
+            let item = PhotoItemRow {
                 rank: c.rank.value(r),
-                photo: PhotoCard {
-                    photo_id: photo_id.to_string(),
-                    thumbnail_url: meta.and_then(|m| {
-                        thumbnail_url(
-                            photo_id,
-                            photos.field(m, |c| c.server),
-                            photos.field(m, |c| c.secret),
-                        )
-                    }),
-                    photo_url: photo_url(photo_id, owner_id.as_deref()),
-                    owner_name: meta
-                        .and_then(|m| photos.field(m, |c| c.owner_name))
-                        .map(str::to_string),
-                    title: meta
-                        .and_then(|m| photos.field(m, |c| c.title))
-                        .map(str::to_string),
-                    owner_id,
-                },
+                photo_id,
+                owner_id,
+                owner_name: meta.and_then(|m| photos.field(m, |c| c.owner_name)),
+                title: meta.and_then(|m| photos.field(m, |c| c.title)),
+                thumbnail_url: meta.and_then(|m| {
+                    Thumbnail::of(
+                        photo_id,
+                        photos.field(m, |c| c.server),
+                        photos.field(m, |c| c.secret),
+                    )
+                }),
+                photo_url: PhotoUrl::of(photo_id, owner_id),
                 score: c.score.value(r),
                 neighbor_count: c.neighbor_count.value(r),
-                top_neighbors: names(c.top_neighbors.value(r)),
-                similar_to: names(c.similar_to.value(r)),
+                top_neighbors: Names::at(c.top_neighbors, r),
+                similar_to: Names::at(c.similar_to, r),
                 first_recommended_at: at,
                 is_new,
                 // Runs written before the column existed have no fallbacks.
@@ -351,7 +389,7 @@ pub fn build<W: Write>(manifest: &Manifest, t: &RunTables, out: W) -> Result<W, 
                     .fallback
                     .is_some_and(|f| arrow_array::Array::is_valid(f, r) && f.value(r)),
             };
-            Ok(serde_json::to_vec(&item)?)
+            Ok(serde_json::to_writer(out, &item)?)
         };
         let about = |user: &str| UserList {
             user_id: user.to_string(),
@@ -384,18 +422,21 @@ pub fn build<W: Write>(manifest: &Manifest, t: &RunTables, out: W) -> Result<W, 
             }
         }
     }
-    let photographer_item = |(bi, r): At| -> Result<Vec<u8>, LayoutError> {
+    let photographer_item = |(bi, r): At, out: &mut Vec<u8>| -> Result<(), LayoutError> {
         let c = &prec[bi];
         let who = str_at(c.photographer_id, r).unwrap_or_default();
-        Ok(serde_json::to_vec(&PhotographerItem {
-            rank: c.rank.value(r),
-            photographer_name: photos.owner_names.get(who).map(|n| n.to_string()),
-            photostream_url: format!("https://www.flickr.com/photos/{who}/"),
-            photographer_id: who.to_string(),
-            score: c.score.value(r),
-            common_favorites: c.common_favorites.value(r),
-            total_favorites: c.total_favorites.value(r),
-        })?)
+        Ok(serde_json::to_writer(
+            out,
+            &PhotographerItem {
+                rank: c.rank.value(r),
+                photographer_name: photos.owner_names.get(who).map(|n| n.to_string()),
+                photostream_url: format!("https://www.flickr.com/photos/{who}/"),
+                photographer_id: who.to_string(),
+                score: c.score.value(r),
+                common_favorites: c.common_favorites.value(r),
+                total_favorites: c.total_favorites.value(r),
+            },
+        )?)
     };
     let about = |user: &str| UserList {
         user_id: user.to_string(),
@@ -434,16 +475,19 @@ pub fn build<W: Write>(manifest: &Manifest, t: &RunTables, out: W) -> Result<W, 
             }
         }
     }
-    let similar_item = |(bi, r): At| -> Result<Vec<u8>, LayoutError> {
+    let similar_item = |(bi, r): At, out: &mut Vec<u8>| -> Result<(), LayoutError> {
         let c = &sim[bi];
         let q = str_at(c.similar_photo_id, r).unwrap_or_default();
-        Ok(serde_json::to_vec(&SimilarItem {
-            rank: c.rank.value(r),
-            score: c.score.value(r),
-            common_favorites: c.common_favorites.value(r),
-            algorithm: str_at(c.algorithm, r).unwrap_or_default().to_string(),
-            photo: PhotoCard::listed(q.to_string(), photos.info(q).as_ref()),
-        })?)
+        Ok(serde_json::to_writer(
+            out,
+            &SimilarItem {
+                rank: c.rank.value(r),
+                score: c.score.value(r),
+                common_favorites: c.common_favorites.value(r),
+                algorithm: str_at(c.algorithm, r).unwrap_or_default().to_string(),
+                photo: PhotoCard::listed(q.to_string(), photos.info(q).as_ref()),
+            },
+        )?)
     };
     write_lists(
         &mut w,
@@ -468,14 +512,17 @@ pub fn build<W: Write>(manifest: &Manifest, t: &RunTables, out: W) -> Result<W, 
             }
         }
     }
-    let tag_item = |(bi, r): At| -> Result<Vec<u8>, LayoutError> {
+    let tag_item = |(bi, r): At, out: &mut Vec<u8>| -> Result<(), LayoutError> {
         let c = &tagc[bi];
         let p = str_at(c.photo_id, r).unwrap_or_default();
-        Ok(serde_json::to_vec(&TagItem {
-            rank: c.rank.value(r),
-            favorites: c.favorites.value(r),
-            photo: PhotoCard::listed(p.to_string(), photos.info(p).as_ref()),
-        })?)
+        Ok(serde_json::to_writer(
+            out,
+            &TagItem {
+                rank: c.rank.value(r),
+                favorites: c.favorites.value(r),
+                photo: PhotoCard::listed(p.to_string(), photos.info(p).as_ref()),
+            },
+        )?)
     };
     write_lists(&mut w, section::TAGS, &mut rows, tag_item, None, run_id)?;
     drop(rows);

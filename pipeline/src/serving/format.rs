@@ -127,6 +127,12 @@ impl<W: Write> LayoutWriter<W> {
 
     /// Adds `record` under `key` to the open section.
     pub fn add(&mut self, key: &[u8], record: &[u8]) -> Result<(), LayoutError> {
+        self.add_parts(key, &[record])
+    }
+
+    /// Adds the record made of `parts`, one after another, under `key` to the
+    /// open section.
+    pub fn add_parts(&mut self, key: &[u8], parts: &[&[u8]]) -> Result<(), LayoutError> {
         let at = self.pos;
         let Some(s) = self.open.as_mut() else {
             return Err(damaged("a record written outside a section"));
@@ -148,10 +154,12 @@ impl<W: Write> LayoutWriter<W> {
         s.entries.extend_from_slice(&key_off.to_le_bytes());
         s.entries.extend_from_slice(&key_len.to_le_bytes());
         s.entries.extend_from_slice(&at.to_le_bytes());
-        s.entries
-            .extend_from_slice(&(record.len() as u64).to_le_bytes());
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        s.entries.extend_from_slice(&(len as u64).to_le_bytes());
         s.count += 1;
-        self.write(record)?;
+        for part in parts {
+            self.write(part)?;
+        }
         Ok(())
     }
 
@@ -195,25 +203,34 @@ impl<W: Write> LayoutWriter<W> {
 
 /// Encodes a list record (see the module docs).
 pub fn list_record(default_page: &[u8], items: &[Vec<u8>]) -> Result<Vec<u8>, LayoutError> {
+    let mut ends = Vec::with_capacity(items.len());
+    let mut joined = Vec::with_capacity(items.iter().map(Vec::len).sum());
+    for item in items {
+        joined.extend_from_slice(item);
+        ends.push(joined.len());
+    }
+    let mut out = list_header(default_page.len(), &ends)?;
+    out.extend_from_slice(default_page);
+    out.extend_from_slice(&joined);
+    Ok(out)
+}
+
+/// The head of a list record (see the module docs) whose default page is
+/// `default_page_len` bytes and whose items, joined, end at `item_ends`: the
+/// record is the head, the default page, then the items.
+pub fn list_header(default_page_len: usize, item_ends: &[usize]) -> Result<Vec<u8>, LayoutError> {
     let too_big = || damaged("a list over 4 GiB");
-    let n = u32::try_from(items.len()).map_err(|_| too_big())?;
-    let total: usize = items.iter().map(Vec::len).sum();
-    let mut out = Vec::with_capacity(8 + 4 * (items.len() + 1) + default_page.len() + total);
+    let n = u32::try_from(item_ends.len()).map_err(|_| too_big())?;
+    let mut out = Vec::with_capacity(8 + 4 * (item_ends.len() + 1));
     out.extend_from_slice(&n.to_le_bytes());
     out.extend_from_slice(
-        &u32::try_from(default_page.len())
+        &u32::try_from(default_page_len)
             .map_err(|_| too_big())?
             .to_le_bytes(),
     );
-    let mut at = 0usize;
     out.extend_from_slice(&0u32.to_le_bytes());
-    for item in items {
-        at += item.len();
-        out.extend_from_slice(&u32::try_from(at).map_err(|_| too_big())?.to_le_bytes());
-    }
-    out.extend_from_slice(default_page);
-    for item in items {
-        out.extend_from_slice(item);
+    for &end in item_ends {
+        out.extend_from_slice(&u32::try_from(end).map_err(|_| too_big())?.to_le_bytes());
     }
     Ok(out)
 }

@@ -154,18 +154,109 @@ impl PhotoCard {
 /// Thumbnail URL parts come from data, so they are checked before they are
 /// placed in a URL: a server is digits, a secret is hex.
 pub fn thumbnail_url(photo_id: &str, server: Option<&str>, secret: Option<&str>) -> Option<String> {
-    let server = server
-        .filter(|s| !s.is_empty() && s.len() <= 10 && s.bytes().all(|b| b.is_ascii_digit()))?;
-    let secret = secret
-        .filter(|s| !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_hexdigit()))?;
-    is_photo_id(photo_id)
-        .then(|| format!("https://live.staticflickr.com/{server}/{photo_id}_{secret}_q.jpg"))
+    Thumbnail::of(photo_id, server, secret).map(|t| t.to_string())
 }
 
 /// The photo's Flickr page.
 pub fn photo_url(photo_id: &str, owner_id: Option<&str>) -> String {
-    match owner_id.filter(|o| is_nsid(o)) {
-        Some(owner) => format!("https://www.flickr.com/photos/{owner}/{photo_id}"),
-        None => format!("https://www.flickr.com/photo.gne?id={photo_id}"),
+    PhotoUrl::of(photo_id, owner_id).to_string()
+}
+
+/// A photo's thumbnail URL, written out only when displayed or serialised
+/// (as the string [`thumbnail_url`] gives).
+#[derive(Debug, Clone, Copy)]
+pub struct Thumbnail<'a> {
+    photo_id: &'a str,
+    server: &'a str,
+    secret: &'a str,
+}
+
+impl<'a> Thumbnail<'a> {
+    /// The thumbnail, when the parts are what Flickr's are.
+    pub fn of(photo_id: &'a str, server: Option<&'a str>, secret: Option<&'a str>) -> Option<Self> {
+        let server = server
+            .filter(|s| !s.is_empty() && s.len() <= 10 && s.bytes().all(|b| b.is_ascii_digit()))?;
+        let secret = secret.filter(|s| {
+            !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_hexdigit())
+        })?;
+        is_photo_id(photo_id).then_some(Thumbnail {
+            photo_id,
+            server,
+            secret,
+        })
     }
+}
+
+impl std::fmt::Display for Thumbnail<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Thumbnail {
+            photo_id,
+            server,
+            secret,
+        } = self;
+        write!(
+            f,
+            "https://live.staticflickr.com/{server}/{photo_id}_{secret}_q.jpg"
+        )
+    }
+}
+
+/// A photo's Flickr page, written out only when displayed or serialised (as
+/// the string [`photo_url`] gives).
+#[derive(Debug, Clone, Copy)]
+pub struct PhotoUrl<'a> {
+    photo_id: &'a str,
+    owner_id: Option<&'a str>,
+}
+
+impl<'a> PhotoUrl<'a> {
+    /// The page of `photo_id`, under its owner's when the owner is a NSID.
+    pub fn of(photo_id: &'a str, owner_id: Option<&'a str>) -> Self {
+        PhotoUrl {
+            photo_id,
+            owner_id: owner_id.filter(|o| is_nsid(o)),
+        }
+    }
+}
+
+impl std::fmt::Display for PhotoUrl<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let id = self.photo_id;
+        match self.owner_id {
+            Some(owner) => write!(f, "https://www.flickr.com/photos/{owner}/{id}"),
+            None => write!(f, "https://www.flickr.com/photo.gne?id={id}"),
+        }
+    }
+}
+
+macro_rules! serialize_as_string {
+    ($($t:ident),+) => {$(
+        impl Serialize for $t<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+    )+};
+}
+serialize_as_string!(Thumbnail, PhotoUrl);
+
+/// A photo rec as the layout builder writes it: [`PhotoItem`]'s fields, in
+/// its order, borrowed from the run's tables instead of copied into strings
+/// (the JSON is byte for byte the same; a test checks it).
+#[derive(Serialize)]
+pub(crate) struct PhotoItemRow<'a, N: Serialize> {
+    pub rank: i32,
+    pub photo_id: &'a str,
+    pub owner_id: Option<&'a str>,
+    pub owner_name: Option<&'a str>,
+    pub title: Option<&'a str>,
+    pub thumbnail_url: Option<Thumbnail<'a>>,
+    pub photo_url: PhotoUrl<'a>,
+    pub score: f64,
+    pub neighbor_count: i32,
+    pub top_neighbors: N,
+    pub similar_to: N,
+    pub first_recommended_at: Option<DateTime<Utc>>,
+    pub is_new: bool,
+    pub fallback: bool,
 }

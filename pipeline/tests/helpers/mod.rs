@@ -233,3 +233,19 @@ pub fn local(dir: &std::path::Path, raw_buckets: u32) -> pipeline::store::Storag
     })
     .unwrap()
 }
+
+/// A store in memory holding a generated community of 400 people, 30 of them
+/// tracked (seed 3): enough for every algorithm to make recs.
+pub async fn small_community() -> Storage {
+    let storage = Storage::from_store(Arc::new(object_store::memory::InMemory::new()), "memory");
+    let community = pipeline::community::generate(&pipeline::config::DemoSettings {
+        users: 400,
+        tracked_users: 30,
+        clusters: 5,
+        seed: 3,
+    });
+    pipeline::community::write_community(&storage, &community)
+        .await
+        .unwrap();
+    storage
+}

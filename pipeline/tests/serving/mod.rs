@@ -172,3 +172,50 @@ pub async fn check_stored_layout(storage: &pipeline::store::Storage) {
     storage.put_bytes(&path, whole).await.unwrap();
     publish(storage, Some(&manifest.run_id)).await.unwrap();
 }
+
+/// Photo recs are written from the run's tables' borrowed values, not through
+/// the service's own type: each stored item is byte for byte what that type
+/// serialises, for every algorithm's lists, on a community whose recs carry
+/// titles, top neighbors, similar photos and first-recommended times.
+#[tokio::test]
+async fn photo_recs_in_the_layout_are_what_the_service_type_serialises() {
+    let storage = crate::helpers::small_community().await;
+    let settings = pipeline::config::Settings::load_with_env(None, Vec::new()).unwrap();
+    let manifest = pipeline::score::run_score(&storage, &settings, Default::default())
+        .await
+        .unwrap();
+    let opened = pipeline::serving::open(&storage, &manifest).await.unwrap();
+    let algorithms: Vec<String> =
+        serde_json::from_slice(&opened.get("meta", b"algorithms").unwrap()).unwrap();
+    let (mut checked, mut seen) = (0, [0; 4]);
+    for algorithm in &algorithms {
+        let name = format!("photos/{algorithm}");
+        for key in opened.section(&name).keys() {
+            let list = opened.list(&name, key).unwrap().unwrap();
+            let items: Vec<pipeline::serving::PhotoItem> = list.decode(0..list.len()).unwrap();
+            for (i, item) in items.iter().enumerate() {
+                let stored = std::str::from_utf8(list.item(i)).unwrap();
+                // serde_json's own parse of a float can be off by its last
+                // bit: the score is read back exactly, by std's parse.
+                let mut item = item.clone();
+                let (_, score) = stored.split_once("\"score\":").unwrap();
+                item.score = score.split(',').next().unwrap().parse().unwrap();
+                assert_eq!(stored, serde_json::to_string(&item).unwrap());
+                checked += 1;
+                for (n, shown) in seen.iter_mut().zip([
+                    item.title.is_some(),
+                    !item.top_neighbors.is_empty(),
+                    !item.similar_to.is_empty(),
+                    item.first_recommended_at.is_some(),
+                ]) {
+                    *n += usize::from(shown);
+                }
+            }
+        }
+    }
+    assert!(checked > 1000, "only {checked} photo recs checked");
+    assert!(
+        seen.iter().all(|&n| n > 0),
+        "title, top neighbors, similar to, first recommended: {seen:?}"
+    );
+}
