@@ -85,6 +85,9 @@ pub async fn read_tables(storage: &Storage, run_id: &str) -> Result<RunTables, L
 /// A row: (batch, row).
 type At = (usize, usize);
 
+/// A list record in three parts: its head, its default page, its items joined.
+type Record = [Vec<u8>; 3];
+
 /// Display order: the run's configured algorithms, then any other found in the
 /// rows (a hand-made run), by name.
 pub fn algorithm_order(
@@ -190,7 +193,7 @@ const ROWS_PER_BATCH: usize = 8192;
 /// `about` names a key's list for its pre-serialised default page (`None`: no
 /// default page). Records are built in parallel, a batch of keys at a time,
 /// and written in key order, so the bytes do not depend on the thread count.
-fn write_lists<W: Write, K: AsRef<[u8]> + Ord + Copy + Send + Sync>(
+fn write_lists<W: Write + Send, K: AsRef<[u8]> + Ord + Copy + Send + Sync>(
     w: &mut LayoutWriter<W>,
     name: &str,
     rows: &mut [(K, i32, At)],
@@ -208,8 +211,7 @@ fn write_lists<W: Write, K: AsRef<[u8]> + Ord + Copy + Send + Sync>(
         groups.push(i..end);
         i = end;
     }
-    // A record in three parts: its head, its default page, its items joined.
-    let record = |range: &std::ops::Range<usize>| -> Result<[Vec<u8>; 3], LayoutError> {
+    let record = |range: &std::ops::Range<usize>| -> Result<Record, LayoutError> {
         let key = rows[range.start].0;
         let mut items = Vec::with_capacity(range.len() * 512);
         let mut ends = Vec::with_capacity(range.len());
@@ -248,16 +250,31 @@ fn write_lists<W: Write, K: AsRef<[u8]> + Ord + Copy + Send + Sync>(
         batches.push(&groups[start..end]);
         start = end;
     }
-    for batch in batches {
-        let records = batch
-            .par_iter()
-            .map(record)
-            .collect::<Result<Vec<_>, _>>()?;
+    // Each batch's records are written while the next batch's are built:
+    // the writes (the kernel copying them into the file) take one thread,
+    // the Rayon pool's others build. Two batches are held at most.
+    let mut write = |batch: &[std::ops::Range<usize>], records: Vec<Record>| {
         for (range, [head, default, items]) in batch.iter().zip(records) {
             w.add_parts(rows[range.start].0.as_ref(), &[&head, &default, &items])?;
         }
+        Ok::<_, LayoutError>(())
+    };
+    let mut built: Option<(&[std::ops::Range<usize>], Vec<Record>)> = None;
+    for batch in batches {
+        let (records, written) = rayon::join(
+            || batch.par_iter().map(record).collect::<Result<Vec<_>, _>>(),
+            || match built.take() {
+                Some((done, records)) => write(done, records),
+                None => Ok(()),
+            },
+        );
+        written?;
+        built = Some((batch, records?));
     }
-    Ok(())
+    match built {
+        Some((done, records)) => write(done, records),
+        None => Ok(()),
+    }
 }
 
 /// The names in row `r` of a list-of-strings column, nulls left out, written
@@ -290,7 +307,11 @@ impl serde::Serialize for Names<'_> {
 }
 
 /// Builds the layout of `manifest`'s run from `t` into `out`.
-pub fn build<W: Write>(manifest: &Manifest, t: &RunTables, out: W) -> Result<W, LayoutError> {
+pub fn build<W: Write + Send>(
+    manifest: &Manifest,
+    t: &RunTables,
+    out: W,
+) -> Result<W, LayoutError> {
     let run_id = manifest.run_id.as_str();
     let algorithms = algorithm_order(manifest, &t.photo_recs)?;
     let photos = Photos::new(&t.photos)?;
