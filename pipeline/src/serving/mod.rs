@@ -53,10 +53,7 @@ pub async fn build_mapped(storage: &Storage, manifest: &Manifest) -> Result<Layo
     let manifest = manifest.clone();
     tokio::task::spawn_blocking(move || {
         let file = tempfile::tempfile()?;
-        let out = build::build(&manifest, &tables, BufWriter::with_capacity(1 << 20, file))?;
-        let file = out.into_inner().map_err(|e| e.into_error())?;
-        drop(tables);
-        Layout::open(map(&file)?)
+        build_into(&manifest, tables, &file)
     })
     .await
     .map_err(|e| LayoutError::Build(format!("the build task failed: {e}")))?
@@ -82,21 +79,8 @@ pub async fn store_layout(
         .map_err(|e| LayoutError::Build(e.to_string()))?;
     let manifest = manifest.clone();
     let (staged, bytes) = tokio::task::spawn_blocking(move || {
-        let out = BufWriter::with_capacity(1 << 20, staged.file());
-        build::build(&manifest, &tables, out)?
-            .into_inner()
-            .map_err(|e| e.into_error())?;
-        drop(tables);
-        let layout = Layout::open(map(staged.file())?)?;
-        if layout.run_id() != manifest.run_id {
-            return Err(LayoutError::Damaged(format!(
-                "built for run {}",
-                layout.run_id()
-            )));
-        }
-        let bytes = layout.len() as u64;
-        drop(layout);
-        Ok((staged, bytes))
+        let bytes = build_into(&manifest, tables, staged.file())?.len() as u64;
+        Ok::<_, LayoutError>((staged, bytes))
     })
     .await
     .map_err(|e| LayoutError::Build(format!("the build task failed: {e}")))??;
@@ -108,6 +92,28 @@ pub async fn store_layout(
         file: LAYOUT_FILE.to_string(),
         bytes,
     })
+}
+
+/// Builds the layout of `manifest`'s run from `tables` into `file` (new and
+/// empty), frees the tables, and opens the file mapped, checked as a stored
+/// layout is.
+fn build_into(
+    manifest: &Manifest,
+    tables: build::RunTables,
+    file: &File,
+) -> Result<Layout, LayoutError> {
+    build::build(manifest, &tables, BufWriter::with_capacity(1 << 20, file))?
+        .into_inner()
+        .map_err(|e| e.into_error())?;
+    drop(tables);
+    let layout = Layout::open(map(file)?)?;
+    if layout.run_id() != manifest.run_id {
+        return Err(LayoutError::Damaged(format!(
+            "built for run {}",
+            layout.run_id()
+        )));
+    }
+    Ok(layout)
 }
 
 fn run_path(run_id: &str, file: &str) -> Path {
