@@ -19,7 +19,7 @@ use crate::model::run_table_dir;
 use crate::runs::Manifest;
 use crate::store::Storage;
 
-use super::format::{DEFAULT_LIMIT, LayoutError, LayoutWriter, list_header, page_json};
+use super::format::{DEFAULT_LIMIT, LayoutError, LayoutWriter, list_header, page_json_with};
 use super::items::{
     PhotoCard, PhotoInfo, PhotoItemRow, PhotoUrl, PhotographerItem, SimilarItem, TagItem,
     Thumbnail, UserList, photo_url, thumbnail_url,
@@ -85,8 +85,14 @@ pub async fn read_tables(storage: &Storage, run_id: &str) -> Result<RunTables, L
 /// A row: (batch, row).
 type At = (usize, usize);
 
-/// A list record in three parts: its head, its default page, its items joined.
-type Record = [Vec<u8>; 3];
+/// A list record in parts: its head, its default page, and its items joined,
+/// of which those from `rest` on (the ones not on the page) are stored.
+struct Record {
+    head: Vec<u8>,
+    page: Vec<u8>,
+    items: Vec<u8>,
+    rest: usize,
+}
 
 /// Display order: the run's configured algorithms, then any other found in the
 /// rows (a hand-made run), by name.
@@ -214,27 +220,46 @@ fn write_lists<W: Write + Send, K: AsRef<[u8]> + Ord + Copy + Send + Sync>(
     let record = |range: &std::ops::Range<usize>| -> Result<Record, LayoutError> {
         let key = rows[range.start].0;
         let mut items = Vec::with_capacity(range.len() * 512);
-        let mut ends = Vec::with_capacity(range.len());
+        let mut spans = Vec::with_capacity(range.len());
         for r in &rows[range.clone()] {
+            let start = items.len();
             item(r.2, &mut items)?;
-            ends.push(items.len());
+            spans.push(start..items.len());
         }
-        let default = match about {
-            Some(about) => {
-                let starts = std::iter::once(0).chain(ends.iter().copied());
-                let shown = starts.zip(&ends).take(DEFAULT_LIMIT);
-                page_json(
-                    &about(key),
-                    run_id,
-                    ends.len(),
-                    0,
-                    DEFAULT_LIMIT,
-                    shown.map(|(start, &end)| &items[start..end]),
-                )?
-            }
-            None => Vec::new(),
+        let Some(about) = about else {
+            return Ok(Record {
+                head: list_header(0, &spans)?,
+                page: Vec::new(),
+                items,
+                rest: 0,
+            });
         };
-        Ok([list_header(default.len(), &ends)?, default, items])
+        // The items on the default page are read from it: the record's body
+        // is the page, then the items after it.
+        let shown = spans.len().min(DEFAULT_LIMIT);
+        let mut on_page = Vec::with_capacity(shown);
+        let page = page_json_with(
+            &about(key),
+            run_id,
+            spans.len(),
+            0,
+            DEFAULT_LIMIT,
+            spans[..shown].iter().map(|s| &items[s.clone()]),
+            |at| on_page.push(at),
+        )?;
+        let rest = spans.get(shown).map_or(items.len(), |s| s.start);
+        for (span, at) in spans.iter_mut().zip(on_page) {
+            *span = at;
+        }
+        for span in &mut spans[shown..] {
+            *span = span.start - rest + page.len()..span.end - rest + page.len();
+        }
+        Ok(Record {
+            head: list_header(page.len(), &spans)?,
+            page,
+            items,
+            rest,
+        })
     };
     w.begin(name)?;
     let mut batches = Vec::new();
@@ -254,8 +279,9 @@ fn write_lists<W: Write + Send, K: AsRef<[u8]> + Ord + Copy + Send + Sync>(
     // the writes (the kernel copying them into the file) take one thread,
     // the Rayon pool's others build. Two batches are held at most.
     let mut write = |batch: &[std::ops::Range<usize>], records: Vec<Record>| {
-        for (range, [head, default, items]) in batch.iter().zip(records) {
-            w.add_parts(rows[range.start].0.as_ref(), &[&head, &default, &items])?;
+        for (range, r) in batch.iter().zip(records) {
+            let parts = [&r.head[..], &r.page, &r.items[r.rest..]];
+            w.add_parts(rows[range.start].0.as_ref(), &parts)?;
         }
         Ok::<_, LayoutError>(())
     };

@@ -11,9 +11,14 @@
 //! file checks the trailer, the directory and every entry's bounds (a few
 //! milliseconds per million keys); it does not read the records.
 //!
-//! A *list* record is `n` (u32), the length of its pre-serialised default page
-//! (u32), `n + 1` item offsets (u32, from the start of the items), the default
-//! page, then the items' JSON one after another.
+//! A *list* record (format 2) is `n` (u32), the length of its pre-serialised
+//! default page (u32), `n` item spans (start u32, end u32, from the start of
+//! the record's body), then the body: the default page, then the JSON of the
+//! items not on it, one after another. The items on the default page are not
+//! stored twice: their spans point into the page. Format 1 (runs stored
+//! before 2026-12-03) stored `n + 1` item offsets and every item after the
+//! page; it is still read, so a server keeps answering the run published
+//! before an upgrade.
 
 use std::io::{self, Write};
 use std::ops::Range;
@@ -27,7 +32,9 @@ pub const DEFAULT_LIMIT: usize = 20;
 /// The file's last eight bytes.
 pub const MAGIC: &[u8; 8] = b"FRSERVE1";
 /// The directory's `format`: bumped when the layout changes.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
+/// The oldest format this version still reads.
+const OLDEST_READ: u32 = 1;
 const ENTRY: usize = 24;
 const TRAILER: usize = 24;
 
@@ -201,36 +208,41 @@ impl<W: Write> LayoutWriter<W> {
     }
 }
 
-/// Encodes a list record (see the module docs).
+/// Encodes a list record (see the module docs) whose body is `default_page`
+/// then every item: none of the items is read from the page.
 pub fn list_record(default_page: &[u8], items: &[Vec<u8>]) -> Result<Vec<u8>, LayoutError> {
-    let mut ends = Vec::with_capacity(items.len());
-    let mut joined = Vec::with_capacity(items.iter().map(Vec::len).sum());
+    let mut spans = Vec::with_capacity(items.len());
+    let mut body = default_page.to_vec();
     for item in items {
-        joined.extend_from_slice(item);
-        ends.push(joined.len());
+        let start = body.len();
+        body.extend_from_slice(item);
+        spans.push(start..body.len());
     }
-    let mut out = list_header(default_page.len(), &ends)?;
-    out.extend_from_slice(default_page);
-    out.extend_from_slice(&joined);
+    let mut out = list_header(default_page.len(), &spans)?;
+    out.extend_from_slice(&body);
     Ok(out)
 }
 
 /// The head of a list record (see the module docs) whose default page is
-/// `default_page_len` bytes and whose items, joined, end at `item_ends`: the
-/// record is the head, the default page, then the items.
-pub fn list_header(default_page_len: usize, item_ends: &[usize]) -> Result<Vec<u8>, LayoutError> {
+/// `default_page_len` bytes and whose items lie at `spans` of its body: the
+/// record is the head then the body, which starts with the default page.
+pub fn list_header(
+    default_page_len: usize,
+    spans: &[Range<usize>],
+) -> Result<Vec<u8>, LayoutError> {
     let too_big = || damaged("a list over 4 GiB");
-    let n = u32::try_from(item_ends.len()).map_err(|_| too_big())?;
-    let mut out = Vec::with_capacity(8 + 4 * (item_ends.len() + 1));
+    let n = u32::try_from(spans.len()).map_err(|_| too_big())?;
+    let mut out = Vec::with_capacity(8 + 8 * spans.len());
     out.extend_from_slice(&n.to_le_bytes());
     out.extend_from_slice(
         &u32::try_from(default_page_len)
             .map_err(|_| too_big())?
             .to_le_bytes(),
     );
-    out.extend_from_slice(&0u32.to_le_bytes());
-    for &end in item_ends {
-        out.extend_from_slice(&u32::try_from(end).map_err(|_| too_big())?.to_le_bytes());
+    for span in spans {
+        for at in [span.start, span.end] {
+            out.extend_from_slice(&u32::try_from(at).map_err(|_| too_big())?.to_le_bytes());
+        }
     }
     Ok(out)
 }
@@ -277,9 +289,9 @@ impl Layout {
             .ok_or_else(|| damaged("the directory lies outside the file"))?;
         let dir: Directory = serde_json::from_slice(&b[dir_range.clone()])
             .map_err(|e| damaged(format!("the directory is unreadable: {e}")))?;
-        if dir.format != FORMAT {
+        if !(OLDEST_READ..=FORMAT).contains(&dir.format) {
             return Err(damaged(format!(
-                "format {} (this version reads {FORMAT})",
+                "format {} (this version reads {OLDEST_READ} to {FORMAT})",
                 dir.format
             )));
         }
@@ -354,7 +366,7 @@ impl Layout {
     pub fn list(&self, name: &str, key: &[u8]) -> Result<Option<List>, LayoutError> {
         match self.section(name).find(key) {
             None => Ok(None),
-            Some(r) => List::new(self.bytes.slice(r)).map(Some),
+            Some(r) => List::new(self.bytes.slice(r), self.dir.format).map(Some),
         }
     }
 }
@@ -430,33 +442,53 @@ pub struct List {
     record: Bytes,
     n: usize,
     default: Range<usize>,
-    items_at: usize,
+    /// Where the items' offsets are read from.
+    spans: Spans,
+}
+
+/// How a list record locates its items.
+#[derive(Debug, Clone, Copy)]
+enum Spans {
+    /// Format 1: `n + 1` offsets at byte 8, from `items_at`.
+    Ends { items_at: usize },
+    /// Format 2: `n` (start, end) pairs at byte 8, from `body_at`.
+    Pairs { body_at: usize },
 }
 
 impl List {
-    fn new(record: Bytes) -> Result<List, LayoutError> {
+    fn new(record: Bytes, format: u32) -> Result<List, LayoutError> {
         let bad = || damaged("a list record is malformed");
         let n = u32_at(&record, 0).ok_or_else(bad)? as usize;
         let default_len = u32_at(&record, 4).ok_or_else(bad)? as usize;
-        let offsets_end = n
-            .checked_add(1)
-            .and_then(|k| k.checked_mul(4))
+        let (head, pairs) = if format == 1 { (1, 4) } else { (0, 8) };
+        let body_at = n
+            .checked_add(head)
+            .and_then(|k| k.checked_mul(pairs))
             .and_then(|k| k.checked_add(8))
+            .filter(|&k| k <= record.len())
             .ok_or_else(bad)?;
-        let default = offsets_end..offsets_end.checked_add(default_len).ok_or_else(bad)?;
-        let items_at = default.end;
-        let items_len = u32_at(&record, offsets_end - 4).ok_or_else(bad)? as usize;
-        if items_at
-            .checked_add(items_len)
-            .is_none_or(|e| e != record.len())
-        {
+        let default = body_at..body_at.checked_add(default_len).ok_or_else(bad)?;
+        if default.end > record.len() {
             return Err(bad());
         }
+        let spans = if format == 1 {
+            let items_at = default.end;
+            let items_len = u32_at(&record, body_at - 4).ok_or_else(bad)? as usize;
+            if items_at
+                .checked_add(items_len)
+                .is_none_or(|e| e != record.len())
+            {
+                return Err(bad());
+            }
+            Spans::Ends { items_at }
+        } else {
+            Spans::Pairs { body_at }
+        };
         let list = List {
             record,
             n,
             default,
-            items_at,
+            spans,
         };
         if (0..n).any(|i| list.span(i).is_none()) {
             return Err(bad());
@@ -465,10 +497,13 @@ impl List {
     }
 
     fn span(&self, i: usize) -> Option<Range<usize>> {
-        let a = u32_at(&self.record, 8 + 4 * i)? as usize;
-        let b = u32_at(&self.record, 12 + 4 * i)? as usize;
-        (a <= b && self.items_at + b <= self.record.len())
-            .then(|| self.items_at + a..self.items_at + b)
+        let (from, a, b) = match self.spans {
+            Spans::Ends { items_at } => (items_at, 8 + 4 * i, 12 + 4 * i),
+            Spans::Pairs { body_at } => (body_at, 8 + 8 * i, 12 + 8 * i),
+        };
+        let a = from.checked_add(u32_at(&self.record, a)? as usize)?;
+        let b = from.checked_add(u32_at(&self.record, b)? as usize)?;
+        (a <= b && b <= self.record.len()).then_some(a..b)
     }
 
     /// Items in the list.
@@ -517,6 +552,19 @@ pub fn page_json<A: Serialize>(
     limit: usize,
     items: impl Iterator<Item = impl AsRef<[u8]>>,
 ) -> Result<Vec<u8>, serde_json::Error> {
+    page_json_with(about, run_id, total, offset, limit, items, |_| {})
+}
+
+/// [`page_json`], calling `placed` with where each item lies in the page.
+pub fn page_json_with<A: Serialize>(
+    about: &A,
+    run_id: &str,
+    total: usize,
+    offset: usize,
+    limit: usize,
+    items: impl Iterator<Item = impl AsRef<[u8]>>,
+    mut placed: impl FnMut(Range<usize>),
+) -> Result<Vec<u8>, serde_json::Error> {
     let mut out = serde_json::to_vec(about)?;
     // An object: reopen it.
     if out.pop() != Some(b'}') {
@@ -536,7 +584,9 @@ pub fn page_json<A: Serialize>(
         if i > 0 {
             out.push(b',');
         }
+        let start = out.len();
         out.extend_from_slice(item.as_ref());
+        placed(start..out.len());
     }
     out.extend_from_slice(b"]}");
     Ok(out)

@@ -173,12 +173,9 @@ pub async fn check_stored_layout(storage: &pipeline::store::Storage) {
     publish(storage, Some(&manifest.run_id)).await.unwrap();
 }
 
-/// Photo recs are written from the run's tables' borrowed values, not through
-/// the service's own type: each stored item is byte for byte what that type
-/// serialises, for every algorithm's lists, on a community whose recs carry
-/// titles, top neighbors, similar photos and first-recommended times.
-#[tokio::test]
-async fn photo_recs_in_the_layout_are_what_the_service_type_serialises() {
+/// The layout of the small community scored with the default settings, and
+/// its algorithms in display order.
+async fn scored_small_community() -> (Layout, Vec<String>) {
     let storage = crate::helpers::small_community().await;
     let settings = pipeline::config::Settings::load_with_env(None, Vec::new()).unwrap();
     let manifest = pipeline::score::run_score(&storage, &settings, Default::default())
@@ -187,6 +184,16 @@ async fn photo_recs_in_the_layout_are_what_the_service_type_serialises() {
     let opened = pipeline::serving::open(&storage, &manifest).await.unwrap();
     let algorithms: Vec<String> =
         serde_json::from_slice(&opened.get("meta", b"algorithms").unwrap()).unwrap();
+    (opened, algorithms)
+}
+
+/// Photo recs are written from the run's tables' borrowed values, not through
+/// the service's own type: each stored item is byte for byte what that type
+/// serialises, for every algorithm's lists, on a community whose recs carry
+/// titles, top neighbors, similar photos and first-recommended times.
+#[tokio::test]
+async fn photo_recs_in_the_layout_are_what_the_service_type_serialises() {
+    let (opened, algorithms) = scored_small_community().await;
     let (mut checked, mut seen) = (0, [0; 4]);
     for algorithm in &algorithms {
         let name = format!("photos/{algorithm}");
@@ -218,4 +225,90 @@ async fn photo_recs_in_the_layout_are_what_the_service_type_serialises() {
         seen.iter().all(|&n| n > 0),
         "title, top neighbors, similar to, first recommended: {seen:?}"
     );
+}
+
+/// A default page's items are stored once, in the page: each of the first
+/// items is read from the page's own bytes, the others follow it, and the
+/// record holds nothing else. The page is the answer its items make.
+#[tokio::test]
+async fn the_items_on_a_default_page_are_stored_once() {
+    let (opened, algorithms) = scored_small_community().await;
+    let limit = pipeline::serving::DEFAULT_LIMIT;
+    let (mut pages, mut longer) = (0, 0);
+    for name in [format!("photos/{}", algorithms[0]), "photographers".into()] {
+        for key in opened.section(&name).keys() {
+            let list = opened.list(&name, key).unwrap().unwrap();
+            let page = list.default_page();
+            assert!(!page.is_empty(), "{name} {key:?} has a default page");
+            let within = |item: &[u8]| {
+                let (p, i) = (page.as_ptr() as usize, item.as_ptr() as usize);
+                i >= p && i + item.len() <= p + page.len()
+            };
+            let shown = list.len().min(limit);
+            let rest: usize = (shown..list.len()).map(|i| list.item(i).len()).sum();
+            for i in 0..list.len() {
+                assert_eq!(within(list.item(i)), i < shown, "{name} item {i}");
+            }
+            let record = opened.get(&name, key).unwrap();
+            assert_eq!(record.len(), 8 + 8 * list.len() + page.len() + rest);
+            let answer: serde_json::Value = serde_json::from_slice(&page).unwrap();
+            let items: Vec<serde_json::Value> = list.decode(0..shown).unwrap();
+            assert_eq!(answer["items"], serde_json::Value::Array(items));
+            assert_eq!(answer["total"], list.len());
+            pages += 1;
+            longer += usize::from(list.len() > limit);
+        }
+    }
+    assert!(pages > 40 && longer > 20, "{pages} pages, {longer} longer");
+    // The other algorithms' lists have no page: every item follows the head.
+    for algorithm in &algorithms[1..] {
+        let name = format!("photos/{algorithm}");
+        for key in opened.section(&name).keys() {
+            let list = opened.list(&name, key).unwrap().unwrap();
+            let items: usize = (0..list.len()).map(|i| list.item(i).len()).sum();
+            assert!(list.default_page().is_empty());
+            assert_eq!(
+                opened.get(&name, key).unwrap().len(),
+                8 + 8 * list.len() + items
+            );
+        }
+    }
+}
+
+/// A layout stored by the release before format 2 (`n + 1` item offsets,
+/// every item after the default page) still reads, so a server keeps
+/// answering the run published before an upgrade; a format from a later
+/// release is refused, naming it.
+#[test]
+fn a_format_1_layout_still_reads_and_a_later_format_is_refused() {
+    let items: [&[u8]; 2] = [br#"{"x":1}"#, br#"{"x":22}"#];
+    let page = br#"{"items":[{"x":1}]}"#;
+    let mut record = Vec::new();
+    for v in [2, page.len() as u32, 0, 7, 15] {
+        record.extend_from_slice(&u32::to_le_bytes(v));
+    }
+    record.extend_from_slice(page);
+    record.extend_from_slice(&items.concat());
+    let mut w = LayoutWriter::new(Vec::new());
+    w.begin("a").unwrap();
+    w.add(b"k", &record).unwrap();
+    let file = w.finish("run-1").unwrap();
+    let as_format = |format: &str| {
+        let text = String::from_utf8_lossy(&file).replace("\"format\":2", format);
+        assert_eq!(text.len(), file.len());
+        Layout::open(Bytes::from(
+            file.iter()
+                .zip(text.bytes())
+                .map(|(&b, t)| if b.is_ascii() { t } else { b })
+                .collect::<Vec<u8>>(),
+        ))
+    };
+    let old = as_format("\"format\":1").unwrap();
+    let list = old.list("a", b"k").unwrap().unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!([list.item(0), list.item(1)], items);
+    assert_eq!(list.default_page(), &page[..]);
+    // The same bytes read as format 2 are a different (malformed) record.
+    let err = as_format("\"format\":3").unwrap_err().to_string();
+    assert!(err.contains("format 3"), "{err}");
 }
