@@ -12,6 +12,7 @@ mod helpers;
 #[path = "support/moto.rs"]
 mod moto;
 mod neighbourhood;
+mod nights;
 mod retention;
 mod serving;
 

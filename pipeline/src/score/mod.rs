@@ -150,7 +150,6 @@ async fn score_into(
     } = load::load_run_inputs(storage, settings, options.all_users, load::Scored::All).await?;
     let narrowed = read.is_some();
     manifest.notes.extend(read);
-    let previous = load::previous_first_recommended(storage).await?;
     for (name, batches) in [
         (Table::Favorites, &inputs.favorites),
         (Table::Photos, &inputs.photos),
@@ -192,6 +191,7 @@ async fn score_into(
             "raw rows freed"
         );
     }
+    let all_users = options.all_users;
     let (mut inputs, mut computed, pool) = tokio::task::spawn_blocking(move || {
         let (computed, pool) =
             compute::compute_all(encoded, &inputs, options, &params, &settings_)?;
@@ -220,6 +220,9 @@ async fn score_into(
             .unwrap_or_default();
         record(manifest, "load_shown_photos", clock.elapsed().as_secs_f64());
     }
+    let clock = Instant::now();
+    let (computed, previous) = load_previous(storage, computed, all_users).await?;
+    record(manifest, "load_previous", clock.elapsed().as_secs_f64());
     let settings_ = settings.clone();
     let (run_id, started) = (manifest.run_id.clone(), manifest.started_at);
     let (stats, parts, encode_seconds) = tokio::task::spawn_blocking(move || {
@@ -274,6 +277,31 @@ async fn score_into(
     manifest.serving = Some(crate::serving::store_layout(storage, manifest).await?);
     record(manifest, "serving_layout", clock.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// The published run's `first_recommended` rows of `computed`'s targets,
+/// indexed by its graph's codes (every row when `all_users`: then every
+/// favoriter is a target, and a row filter would only cost time).
+async fn load_previous(
+    storage: &Storage,
+    computed: compute::Computed,
+    all_users: bool,
+) -> Result<(compute::Computed, load::PreviousFirst), ScoreError> {
+    let targets = (!all_users).then(|| {
+        let graph = &computed.graph;
+        let ids = graph.targets.iter().map(|&u| &graph.user_ids[u as usize]);
+        Arc::new(IdSet::new(ids))
+    });
+    let rows = load::previous_first_recommended(storage, targets).await?;
+    tokio::task::spawn_blocking(move || {
+        let previous = load::PreviousFirst::new(rows, &computed.graph)?;
+        Ok((computed, previous))
+    })
+    .await
+    .map_err(|e| ScoreError::Task {
+        what: "indexing the published run's first recommendations",
+        reason: e.to_string(),
+    })?
 }
 
 /// Scores a new run with the offline evaluation on, whatever

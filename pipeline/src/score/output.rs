@@ -297,7 +297,6 @@ pub fn first_recommended_chunk(
     let mut seen: HashSet<u32> = HashSet::new();
     for i in targets {
         let u = graph.targets[i];
-        let known = previous.by_user.get(&graph.user_ids[u as usize]);
         seen.clear();
         for (_, lists) in &recs.photos {
             for r in lists.get(i).into_iter().flatten() {
@@ -306,9 +305,8 @@ pub fn first_recommended_chunk(
                 }
                 users.push(Some(u));
                 photos.push(Some(r.photo));
-                let before = known.and_then(|m| m.get(&graph.photo_ids[r.photo as usize]));
-                match before {
-                    Some(&(t, run)) => {
+                match previous.get(u, r.photo) {
+                    Some((t, run)) => {
                         at.push(t);
                         first_run.push(Some(run as u32));
                     }

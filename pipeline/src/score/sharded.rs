@@ -57,7 +57,9 @@ use super::algorithms::{self, AlgorithmParams};
 use super::assign::Share;
 use super::compute::pool;
 use super::error::ScoreError;
-use super::load::{Loaded, Scored, load_inputs, load_run_inputs, previous_first_recommended};
+use super::load::{
+    Loaded, PreviousFirst, Scored, load_inputs, load_run_inputs, previous_first_recommended,
+};
 use super::output::Names;
 use super::params::{ScoreOptions, similar_params};
 use super::parts::{Part, encode_batches, encode_jobs, similar_jobs, user_jobs};
@@ -147,10 +149,6 @@ pub async fn run_shard(
     // name the same assignment (`complete_step`).
     let share = planned.unwrap_or(Share::Nsid { shard, shards });
     let assignment = (step == ShardStep::Users).then(|| share.name());
-    let previous = match step {
-        ShardStep::Users => previous_first_recommended(storage).await?,
-        ShardStep::Photos => Default::default(),
-    };
     stages.push(timing("load", clock));
     let mut rows_in = input_rows(&inputs);
 
@@ -195,6 +193,31 @@ pub async fn run_shard(
         }
     };
     stages.push(timing("prepare", clock));
+    // A users shard's targets are its share of them, and the published run's
+    // first recommendations are read for those only.
+    let (graph, previous) = match step {
+        ShardStep::Users => {
+            let clock = Instant::now();
+            let mut graph = graph;
+            graph
+                .targets
+                .retain(|&u| share.scores(&graph.user_ids[u as usize]));
+            let ids = graph.targets.iter().map(|&u| &graph.user_ids[u as usize]);
+            let ids = Arc::new(IdSet::new(ids));
+            let rows = previous_first_recommended(storage, Some(ids)).await?;
+            let (graph, previous) = tokio::task::spawn_blocking(move || {
+                let previous = PreviousFirst::new(rows, &graph)?;
+                Ok::<_, ScoreError>((graph, previous))
+            })
+            .await
+            .map_err(task_error(
+                "indexing the published run's first recommendations",
+            ))??;
+            stages.push(timing("load_previous", clock));
+            (graph, previous)
+        }
+        ShardStep::Photos => (graph, PreviousFirst::default()),
+    };
 
     let settings_ = settings.clone();
     let run = run_id.to_string();
@@ -202,13 +225,9 @@ pub async fn run_shard(
     let (parts, targets, cpu_stages, notes) = tokio::task::spawn_blocking(move || {
         let mut stages = Vec::new();
         let mut notes: Vec<String> = read.into_iter().collect();
-        let mut graph = graph;
         let clock = Instant::now();
         let (parts, targets) = match step {
             ShardStep::Users => {
-                graph
-                    .targets
-                    .retain(|&u| share.scores(&graph.user_ids[u as usize]));
                 let params = AlgorithmParams::from_settings(&settings_);
                 if !graph.has_owners() {
                     tracing::warn!("{}", prepare::NO_OWNERS);
