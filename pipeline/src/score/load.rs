@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::{Array, RecordBatch};
-use polars::prelude::PlHashMap;
+use polars::prelude::{InitHashMaps, PlHashMap};
 
 use crate::config::{Settings, ShardTargetsBy};
 use crate::model::algorithm::Algorithm;
@@ -493,12 +493,15 @@ impl PreviousFirst {
         if batches.is_empty() {
             return Ok(previous);
         }
-        let photo_codes: PlHashMap<&str, u32> = graph
-            .photo_ids
-            .iter()
-            .enumerate()
-            .map(|(code, id)| (id, code as u32))
-            .collect();
+        let mut photo_codes: PlHashMap<&str, u32> =
+            PlHashMap::with_capacity(graph.photo_ids.len());
+        photo_codes.extend(
+            graph
+                .photo_ids
+                .iter()
+                .enumerate()
+                .map(|(code, id)| (id, code as u32)),
+        );
         let target_code = |user: &str| {
             let code = graph.user_ids.position(user)? as u32;
             graph.targets.binary_search(&code).is_ok().then_some(code)
@@ -507,8 +510,10 @@ impl PreviousFirst {
         let mut keyed: Vec<(u32, Known)> = Vec::new();
         for b in batches {
             let cols = FirstRecommendedColumns::new(&b)?;
-            // Rows come grouped by user: a user is looked up once per group.
+            // Rows come grouped by user, and mostly of one run: a user or a
+            // run equal to the row before's is not looked up again.
             let mut last: Option<(&str, Option<u32>)> = None;
+            let mut last_run: Option<(&str, u32)> = None;
             for i in 0..b.num_rows() {
                 let user = cols.user_id.value(i);
                 let code = match last {
@@ -521,20 +526,32 @@ impl PreviousFirst {
                     continue;
                 };
                 let run_id = cols.first_run_id.value(i);
-                let run = match run_index.get(run_id) {
-                    Some(&at) => at,
-                    None => {
-                        let at = previous.runs.len() as u32;
-                        previous.runs.push(run_id.to_string());
-                        run_index.insert(run_id.to_string(), at);
-                        at
-                    }
+                let run = match last_run {
+                    Some((r, at)) if r == run_id => at,
+                    _ => match run_index.get(run_id) {
+                        Some(&at) => at,
+                        None => {
+                            let at = previous.runs.len() as u32;
+                            previous.runs.push(run_id.to_string());
+                            run_index.insert(run_id.to_string(), at);
+                            at
+                        }
+                    },
                 };
+                last_run = Some((run_id, run));
                 let at = cols.first_recommended_at.value(i);
                 keyed.push((user, Known { photo, run, at }));
             }
         }
-        keyed.sort_unstable_by_key(|(u, k)| (*u, k.photo, k.at, k.run));
+        // Each user's rows are sorted on their own when the users come in
+        // order (as a run writes them), else all of them at once.
+        let order = |(u, k): &(u32, Known)| (*u, k.photo, k.at, k.run);
+        for group in keyed.chunk_by_mut(|a, b| a.0 == b.0) {
+            group.sort_unstable_by_key(order);
+        }
+        if !keyed.is_sorted_by_key(order) {
+            keyed.sort_unstable_by_key(order);
+        }
         keyed.dedup_by_key(|(u, k)| (*u, k.photo));
         previous.starts = vec![0; graph.user_ids.len() + 1];
         for (u, _) in &keyed {
