@@ -493,8 +493,7 @@ impl PreviousFirst {
         if batches.is_empty() {
             return Ok(previous);
         }
-        let mut photo_codes: PlHashMap<&str, u32> =
-            PlHashMap::with_capacity(graph.photo_ids.len());
+        let mut photo_codes: PlHashMap<&str, u32> = PlHashMap::with_capacity(graph.photo_ids.len());
         photo_codes.extend(
             graph
                 .photo_ids
