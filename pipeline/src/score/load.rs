@@ -572,16 +572,6 @@ impl PreviousFirst {
         let i = rows.binary_search_by_key(&photo, |k| k.photo).ok()?;
         Some((rows[i].at, rows[i].run as usize))
     }
-
-    /// Rows held.
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    /// Whether it holds none.
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
 }
 
 /// The published run's `first_recommended` rows, of `users` only when given
