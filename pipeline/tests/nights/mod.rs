@@ -1,6 +1,6 @@
 //! The second night: a run scored after another was published keeps, for
 //! each rec the published run already made, the time and run that first made
-//! it, whichever way it is scored.
+//! it, whichever way it is scored, and its serving layout shows them.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +11,7 @@ use pipeline::model::{Table, run_table_dir};
 use pipeline::runs::{ShardStep, publish};
 use pipeline::score::sharded::{finish, run_shard};
 use pipeline::score::{ScoreOptions, run_score};
+use pipeline::serving::PhotoItem;
 use pipeline::store::Storage;
 
 /// (user, photo) → (first recommended at, first run) of a run.
@@ -94,7 +95,8 @@ async fn a_second_night_keeps_the_published_runs_first_recommendations() {
         let run_id = &manifest.run_id;
         let now = manifest.started_at.timestamp_micros();
         let (mut carried, mut new) = (0, 0);
-        for (key, row) in first_recs(&storage, run_id).await {
+        let rows = first_recs(&storage, run_id).await;
+        for (key, row) in rows.clone() {
             match published.get(&key) {
                 Some(before) => {
                     assert_eq!(&row, before, "{run_id}: {key:?} keeps its first rec");
@@ -109,6 +111,31 @@ async fn a_second_night_keeps_the_published_runs_first_recommendations() {
         assert!(
             carried > 100 && new > 100,
             "{run_id}: {carried} carried, {new} new"
+        );
+        // Every photo rec the layout serves says what its row says.
+        let layout = pipeline::serving::open(&storage, manifest).await.unwrap();
+        let algorithms: Vec<String> =
+            serde_json::from_slice(&layout.get("meta", b"algorithms").unwrap()).unwrap();
+        let mut served = 0;
+        for algorithm in &algorithms {
+            let name = format!("photos/{algorithm}");
+            for user in layout.section(&name).keys() {
+                let list = layout.list(&name, user).unwrap().unwrap();
+                let user = String::from_utf8(user.to_vec()).unwrap();
+                let items: Vec<PhotoItem> = list.decode(0..list.len()).unwrap();
+                for item in items {
+                    let (at, first) = &rows[&(user.clone(), item.photo_id.clone())];
+                    let shown = item.first_recommended_at.map(|t| t.timestamp_micros());
+                    assert_eq!(shown, Some(*at), "{run_id}: {user} {}", item.photo_id);
+                    assert_eq!(item.is_new, first == run_id);
+                    served += 1;
+                }
+            }
+        }
+        assert!(
+            served >= rows.len(),
+            "{served} items for {} rows",
+            rows.len()
         );
     }
     // The sharded run makes the tracked run's recs (every favoriter's run
