@@ -45,6 +45,7 @@ pub mod runs;
 pub mod score;
 pub mod serving;
 pub mod shard;
+pub mod sort;
 pub mod sql;
 pub mod store;
 pub mod text;

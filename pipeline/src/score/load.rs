@@ -542,15 +542,11 @@ impl PreviousFirst {
                 keyed.push((user, Known { photo, run, at }));
             }
         }
-        // Each user's rows are sorted on their own when the users come in
-        // order (as a run writes them), else all of them at once.
-        let order = |(u, k): &(u32, Known)| (*u, k.photo, k.at, k.run);
-        for group in keyed.chunk_by_mut(|a, b| a.0 == b.0) {
-            group.sort_unstable_by_key(order);
-        }
-        if !keyed.is_sorted_by_key(order) {
-            keyed.sort_unstable_by_key(order);
-        }
+        crate::sort::sort_grouped(
+            &mut keyed,
+            |a, b| a.0 == b.0,
+            |(u, k)| (*u, k.photo, k.at, k.run),
+        );
         keyed.dedup_by_key(|(u, k)| (*u, k.photo));
         previous.starts = vec![0; graph.user_ids.len() + 1];
         for (u, _) in &keyed {

@@ -228,17 +228,13 @@ impl<'a> FirstRecs<'a> {
             users: PlHashMap::default(),
             run_id,
         };
-        let key = |x: &(u32, u32)| (first.user(*x), first.photo(*x));
-        // A run writes each user's rows together, users in order: each user's
-        // rows are sorted on their own, and all of them at once only when
-        // the users come out of order. Stable sorts: rows of one (user,
-        // photo), which only a hand-made table has, keep the table's order.
-        for group in rows.chunk_by_mut(|a, b| first.user(*a) == first.user(*b)) {
-            group.sort_by(|a, b| key(a).cmp(&key(b)));
-        }
-        if !rows.is_sorted_by(|a, b| key(a) <= key(b)) {
-            rows.sort_by(|a, b| key(a).cmp(&key(b)));
-        }
+        // Stable: rows of one (user, photo), which only a hand-made table
+        // has, keep the table's order.
+        crate::sort::sort_grouped(
+            &mut rows,
+            |a, b| first.user(*a) == first.user(*b),
+            |x| (first.user(*x), first.photo(*x)),
+        );
         let mut users = PlHashMap::default();
         let mut start = 0;
         for group in rows.chunk_by(|a, b| first.user(*a) == first.user(*b)) {
