@@ -26,15 +26,43 @@ use super::items::{
 };
 use super::section;
 
-/// The tables a layout is built from.
+/// The tables a layout is built from whole; the per-user tables and
+/// `similar_photos` are read a part at a time ([`parts`]).
 pub struct RunTables {
     photos: Vec<RecordBatch>,
-    photo_recs: Vec<RecordBatch>,
-    photographer_recs: Vec<RecordBatch>,
     tracked_users: Vec<RecordBatch>,
-    similar_photos: Vec<RecordBatch>,
     tag_photos: Vec<RecordBatch>,
-    first_recommended: Vec<RecordBatch>,
+    /// How the per-user tables are cut.
+    users: UserParts,
+    /// The files of `similar_photos`, in name order.
+    similar: Vec<object_store::path::Path>,
+}
+
+/// How the per-user tables (`photo_recs`, `photographer_recs`,
+/// `first_recommended`) are read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UserParts {
+    /// Their files have the same names, and a file of each name holds the
+    /// same users (`score` cuts the three tables by the same ranges of
+    /// targets, and each shard its own): read a name at a time.
+    Aligned(Vec<String>),
+    /// They do not (a hand-made run): read whole, as one part.
+    Whole,
+}
+
+/// One part of a run's tables, as [`build`] takes them.
+pub enum Part {
+    /// The per-user tables' rows of some users: all of their rows.
+    Users {
+        /// `photo_recs`.
+        photo_recs: Vec<RecordBatch>,
+        /// `photographer_recs`.
+        photographer_recs: Vec<RecordBatch>,
+        /// `first_recommended`.
+        first_recommended: Vec<RecordBatch>,
+    },
+    /// One file of `similar_photos`, holding all the rows of its photos.
+    Similar(Vec<RecordBatch>),
 }
 
 fn failed(e: impl std::fmt::Display) -> LayoutError {
@@ -53,33 +81,128 @@ impl From<serde_json::Error> for LayoutError {
     }
 }
 
-/// Reads the run's tables (side by side).
+/// Reads the run's tables built whole (side by side), and lists the parts
+/// of the others.
 pub async fn read_tables(storage: &Storage, run_id: &str) -> Result<RunTables, LayoutError> {
     let read = |table: Table| async move {
         storage
             .read_table_dir(&run_table_dir(run_id, table), table)
             .await
     };
-    let (photos, photo_recs, photographer_recs, tracked_users, similar_photos, tag_photos) =
+    let files = |table: Table| async move {
+        let mut files = storage.list_files(&run_table_dir(run_id, table)).await?;
+        files.retain(|p| p.as_ref().ends_with(".parquet"));
+        files.sort();
+        Ok::<_, crate::store::StoreError>(files)
+    };
+    let (photos, tracked_users, tag_photos, recs, photographers, first, similar) =
         tokio::try_join!(
             read(Table::Photos),
-            read(Table::PhotoRecs),
-            read(Table::PhotographerRecs),
             read(Table::TrackedUsers),
-            read(Table::SimilarPhotos),
             read(Table::TagPhotos),
+            files(Table::PhotoRecs),
+            files(Table::PhotographerRecs),
+            files(Table::FirstRecommended),
+            files(Table::SimilarPhotos),
         )
         .map_err(failed)?;
-    let first_recommended = read(Table::FirstRecommended).await.map_err(failed)?;
+    let names = |files: &[object_store::path::Path]| -> Vec<String> {
+        files
+            .iter()
+            .filter_map(|f| f.filename().map(str::to_string))
+            .collect()
+    };
+    let users = if names(&recs) == names(&photographers) && names(&recs) == names(&first) {
+        UserParts::Aligned(names(&recs))
+    } else {
+        UserParts::Whole
+    };
     Ok(RunTables {
         photos,
-        photo_recs,
-        photographer_recs,
         tracked_users,
-        similar_photos,
         tag_photos,
-        first_recommended,
+        users,
+        similar,
     })
+}
+
+impl RunTables {
+    /// How the per-user tables are read.
+    pub fn user_parts(&self) -> &UserParts {
+        &self.users
+    }
+}
+
+/// The parts of `t`'s run in the order [`build`] takes them, read from
+/// storage by a task of their own, each while the one before is built: the
+/// per-user parts, then the files of `similar_photos`. At most two parts are
+/// held at once: the one being built and the one read next. The iterator
+/// blocks; it is for the builder's blocking thread.
+pub fn parts(
+    storage: &Storage,
+    run_id: &str,
+    t: &RunTables,
+) -> impl Iterator<Item = Result<Part, LayoutError>> + Send + use<> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    let (storage, run_id) = (storage.clone(), run_id.to_string());
+    let files: Vec<Option<String>> = match &t.users {
+        UserParts::Aligned(names) => names.iter().cloned().map(Some).collect(),
+        UserParts::Whole => vec![None],
+    };
+    let similar = t.similar.clone();
+    tokio::spawn(async move {
+        let storage = &storage;
+        let dir = |table: Table| run_table_dir(&run_id, table);
+        let read = |table: Table, file: Option<String>| {
+            let dir = dir(table);
+            async move {
+                match file {
+                    Some(f) => storage.read_parquet(&dir.clone().join(f), table).await,
+                    None => storage.read_table_dir(&dir, table).await,
+                }
+            }
+        };
+        for file in files {
+            // A part is read once the builder has taken the one before.
+            let Ok(slot) = tx.reserve().await else {
+                return; // The builder stopped.
+            };
+            let part = tokio::try_join!(
+                read(Table::PhotoRecs, file.clone()),
+                read(Table::PhotographerRecs, file.clone()),
+                read(Table::FirstRecommended, file),
+            )
+            .map(
+                |(photo_recs, photographer_recs, first_recommended)| Part::Users {
+                    photo_recs,
+                    photographer_recs,
+                    first_recommended,
+                },
+            )
+            .map_err(failed);
+            let failed = part.is_err();
+            slot.send(part);
+            if failed {
+                return;
+            }
+        }
+        for path in similar {
+            let Ok(slot) = tx.reserve().await else {
+                return;
+            };
+            let part = storage
+                .read_parquet(&path, Table::SimilarPhotos)
+                .await
+                .map(Part::Similar)
+                .map_err(failed);
+            let failed = part.is_err();
+            slot.send(part);
+            if failed {
+                return;
+            }
+        }
+    });
+    std::iter::from_fn(move || rx.blocking_recv())
 }
 
 /// A row: (batch, row).
@@ -92,36 +215,6 @@ struct Record {
     page: Vec<u8>,
     items: Vec<u8>,
     rest: usize,
-}
-
-/// Display order: the run's configured algorithms, then any other found in the
-/// rows (a hand-made run), by name.
-pub fn algorithm_order(
-    manifest: &Manifest,
-    photo_recs: &[RecordBatch],
-) -> Result<Vec<String>, ColumnError> {
-    let mut algorithms: Vec<String> = manifest
-        .config
-        .score
-        .algorithms
-        .iter()
-        .map(|a| a.name().to_string())
-        .collect();
-    let mut found: Vec<String> = Vec::new();
-    for b in photo_recs {
-        let a = PhotoRecsColumns::new(b)?.algorithm;
-        for r in 0..b.num_rows() {
-            if let Some(name) = str_at(a, r)
-                && !algorithms.iter().any(|x| x == name)
-                && !found.iter().any(|x| x == name)
-            {
-                found.push(name.to_string());
-            }
-        }
-    }
-    found.sort();
-    algorithms.extend(found);
-    Ok(algorithms)
 }
 
 /// What the `photos` table says of the photos, by id (the last row of an id).
@@ -246,6 +339,11 @@ impl<'a> FirstRecs<'a> {
         Ok(first)
     }
 
+    /// The users it holds rows of.
+    fn users(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.users.keys().copied()
+    }
+
     fn user(&self, (b, r): (u32, u32)) -> &'a str {
         self.cols[b as usize].user_id.value(r as usize)
     }
@@ -345,7 +443,7 @@ fn write_lists<W: Write + Send, K: AsRef<[u8]> + Ord + Copy + Send + Sync>(
             rest,
         })
     };
-    w.begin(name)?;
+    w.resume(name)?;
     let mut batches = Vec::new();
     let mut start = 0;
     while start < groups.len() {
@@ -416,202 +514,77 @@ impl serde::Serialize for Names<'_> {
     }
 }
 
-/// Builds the layout of `manifest`'s run from `t` into `out`.
+/// Builds the layout of `manifest`'s run from `t` and its `parts` ([`parts`],
+/// in that order) into `out`, a part at a time: each part's records are
+/// written before the next part is taken, so what is held is the tables read
+/// whole (`photos`, `tracked_users`, `tag_photos`), one or two parts, and
+/// the sections' keys. The same tables cut into the same parts give the same
+/// bytes; tables cut otherwise give the same records, in another order.
 pub fn build<W: Write + Send>(
     manifest: &Manifest,
     t: &RunTables,
+    parts: impl IntoIterator<Item = Result<Part, LayoutError>>,
     out: W,
 ) -> Result<W, LayoutError> {
     let run_id = manifest.run_id.as_str();
-    let algorithms = algorithm_order(manifest, &t.photo_recs)?;
     let photos = Photos::new(&t.photos)?;
     let mut w = LayoutWriter::new(out);
-
     w.begin(section::META)?;
-    w.add(b"algorithms", &serde_json::to_vec(&algorithms)?)?;
-
-    let first = FirstRecs::new(&t.first_recommended, run_id)?;
-
-    let recs = t
-        .photo_recs
+    // The configured algorithms, in display order; any other the rows name
+    // (a hand-made run) is added as found, and listed after them by name.
+    let configured: Vec<String> = manifest
+        .config
+        .score
+        .algorithms
         .iter()
-        .map(PhotoRecsColumns::new)
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut users: std::collections::BTreeSet<&str> = Default::default();
-    let mut by_algorithm: Vec<Vec<(&str, i32, At)>> = vec![Vec::new(); algorithms.len()];
-    // Rows usually come grouped by user and algorithm: when a row's match the
-    // previous row's, its user is not inserted and its slot not searched again.
-    let mut last_user = None;
-    let mut last_slot: Option<(&str, Option<usize>)> = None;
-    for (bi, c) in recs.iter().enumerate() {
-        for r in 0..t.photo_recs[bi].num_rows() {
-            let (Some(user), Some(_), Some(algorithm)) = (
-                str_at(c.user_id, r),
-                str_at(c.photo_id, r),
-                str_at(c.algorithm, r),
-            ) else {
-                continue;
-            };
-            let slot = match last_slot {
-                Some((name, slot)) if name == algorithm => slot,
-                _ => algorithms.iter().position(|a| a == algorithm),
-            };
-            last_slot = Some((algorithm, slot));
-            if let Some(slot) = slot {
-                if last_user != Some(user) {
-                    users.insert(user);
-                    last_user = Some(user);
-                }
-                by_algorithm[slot].push((user, c.rank.value(r), (bi, r)));
-            }
-        }
+        .map(|a| a.name().to_string())
+        .collect();
+    let mut algorithms = configured.clone();
+    for a in &algorithms {
+        w.begin(&section::photos(a))?;
     }
-    for (slot, rows) in by_algorithm.iter_mut().enumerate() {
-        let algorithm = algorithms[slot].as_str();
-        let photo_item = |(bi, r): At, out: &mut Vec<u8>| -> Result<(), LayoutError> {
-            let c = &recs[bi];
-            let (Some(user), Some(photo_id)) = (str_at(c.user_id, r), str_at(c.photo_id, r)) else {
-                return Err(failed("a photo rec lost its key"));
-            };
-            let owner_id = str_at(c.owner_id, r);
-            let meta = photos.by_id.get(photo_id).copied();
-            let (at, is_new) = first.get(user, photo_id).map_or((None, false), |(t, n)| {
-                (chrono::DateTime::from_timestamp_micros(t), n)
-            });
-            let item = PhotoItemRow {
-                rank: c.rank.value(r),
-                photo_id,
-                owner_id,
-                owner_name: meta.and_then(|m| photos.field(m, |c| c.owner_name)),
-                title: meta.and_then(|m| photos.field(m, |c| c.title)),
-                thumbnail_url: meta.and_then(|m| {
-                    Thumbnail::of(
-                        photo_id,
-                        photos.field(m, |c| c.server),
-                        photos.field(m, |c| c.secret),
-                    )
-                }),
-                photo_url: PhotoUrl::of(photo_id, owner_id),
-                score: c.score.value(r),
-                neighbor_count: c.neighbor_count.value(r),
-                top_neighbors: Names::at(c.top_neighbors, r),
-                similar_to: Names::at(c.similar_to, r),
-                first_recommended_at: at,
-                is_new,
-                // Runs written before the column existed have no fallbacks.
-                fallback: c
-                    .fallback
-                    .is_some_and(|f| arrow_array::Array::is_valid(f, r) && f.value(r)),
-            };
-            Ok(serde_json::to_writer(out, &item)?)
-        };
-        let about = |user: &str| UserList {
-            user_id: user.to_string(),
-            algorithm: algorithm.to_string(),
-        };
-        // Only the default (first) algorithm's lists get a stored default
-        // page: a request names another algorithm, and its page is joined.
-        write_lists(
-            &mut w,
-            &section::photos(algorithm),
-            rows,
-            photo_item,
-            (slot == 0).then_some(&about as &(dyn Fn(&str) -> UserList + Sync)),
-            run_id,
-        )?;
-        *rows = Vec::new();
-    }
-
-    let prec = t
-        .photographer_recs
-        .iter()
-        .map(PhotographerRecsColumns::new)
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut rows = Vec::new();
-    for (bi, c) in prec.iter().enumerate() {
-        for r in 0..t.photographer_recs[bi].num_rows() {
-            if let (Some(user), Some(_)) = (str_at(c.user_id, r), str_at(c.photographer_id, r)) {
-                users.insert(user);
-                rows.push((user, c.rank.value(r), (bi, r)));
-            }
-        }
-    }
-    let photographer_item = |(bi, r): At, out: &mut Vec<u8>| -> Result<(), LayoutError> {
-        let c = &prec[bi];
-        let who = str_at(c.photographer_id, r).unwrap_or_default();
-        Ok(serde_json::to_writer(
-            out,
-            &PhotographerItem {
-                rank: c.rank.value(r),
-                photographer_name: photos.owner_names.get(who).map(|n| n.to_string()),
-                photostream_url: format!("https://www.flickr.com/photos/{who}/"),
-                photographer_id: who.to_string(),
-                score: c.score.value(r),
-                common_favorites: c.common_favorites.value(r),
-                total_favorites: c.total_favorites.value(r),
-            },
-        )?)
-    };
-    let about = |user: &str| UserList {
-        user_id: user.to_string(),
-        algorithm: "flexplore".to_string(),
-    };
-    write_lists(
-        &mut w,
-        section::PHOTOGRAPHERS,
-        &mut rows,
-        photographer_item,
-        Some(&about),
-        run_id,
-    )?;
-    drop(rows);
-
+    w.begin(section::PHOTOGRAPHERS)?;
     w.begin(section::USERS)?;
+    w.begin(section::SIMILAR)?;
+    let mut users: std::collections::BTreeSet<String> = Default::default();
+    let expected = match &t.users {
+        UserParts::Aligned(names) => names.len(),
+        UserParts::Whole => 1,
+    } + t.similar.len();
+    let mut taken = 0;
+    for part in parts {
+        taken += 1;
+        match part? {
+            Part::Users {
+                photo_recs,
+                photographer_recs,
+                first_recommended,
+            } => {
+                let part = UserPart {
+                    photo_recs: &photo_recs,
+                    photographer_recs: &photographer_recs,
+                    first_recommended: &first_recommended,
+                };
+                part.write(&mut w, &photos, &mut algorithms, &mut users, run_id)?;
+            }
+            Part::Similar(batches) => write_similar(&mut w, &photos, &batches, run_id)?,
+        }
+    }
+    if taken != expected {
+        return Err(failed(format!(
+            "the run's tables were read in part: {taken} of {expected} parts"
+        )));
+    }
+    w.resume(section::USERS)?;
     for u in &users {
         w.add(u.as_bytes(), b"")?;
     }
     drop(users);
-
-    let sim = t
-        .similar_photos
-        .iter()
-        .map(SimilarPhotosColumns::new)
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut rows = Vec::new();
-    for (bi, c) in sim.iter().enumerate() {
-        for r in 0..t.similar_photos[bi].num_rows() {
-            if let (Some(p), Some(_), Some(_)) = (
-                str_at(c.photo_id, r),
-                str_at(c.similar_photo_id, r),
-                str_at(c.algorithm, r),
-            ) {
-                rows.push((p, c.rank.value(r), (bi, r)));
-            }
-        }
-    }
-    let similar_item = |(bi, r): At, out: &mut Vec<u8>| -> Result<(), LayoutError> {
-        let c = &sim[bi];
-        let q = str_at(c.similar_photo_id, r).unwrap_or_default();
-        Ok(serde_json::to_writer(
-            out,
-            &SimilarItem {
-                rank: c.rank.value(r),
-                score: c.score.value(r),
-                common_favorites: c.common_favorites.value(r),
-                algorithm: str_at(c.algorithm, r).unwrap_or_default().to_string(),
-                photo: PhotoCard::listed(q.to_string(), photos.info(q).as_ref()),
-            },
-        )?)
-    };
-    write_lists(
-        &mut w,
-        section::SIMILAR,
-        &mut rows,
-        similar_item,
-        None,
-        run_id,
-    )?;
-    drop(rows);
+    let mut found = algorithms.split_off(configured.len());
+    found.sort();
+    algorithms.extend(found);
+    w.resume(section::META)?;
+    w.add(b"algorithms", &serde_json::to_vec(&algorithms)?)?;
 
     let tagc = t
         .tag_photos
@@ -674,4 +647,220 @@ pub fn build<W: Write + Send>(
         w.add(name.as_bytes(), id.as_bytes())?;
     }
     w.finish(run_id)
+}
+
+/// A part of the per-user tables.
+struct UserPart<'a> {
+    photo_recs: &'a [RecordBatch],
+    photographer_recs: &'a [RecordBatch],
+    first_recommended: &'a [RecordBatch],
+}
+
+impl UserPart<'_> {
+    /// Writes the part's photo recs (into the section of each algorithm,
+    /// adding to `algorithms` any it names that is not there) and
+    /// photographer recs, and adds its users to `users`. Its
+    /// `first_recommended` rows must all be of users whose photo recs it
+    /// holds.
+    fn write<W: Write + Send>(
+        &self,
+        w: &mut LayoutWriter<W>,
+        photos: &Photos<'_>,
+        algorithms: &mut Vec<String>,
+        users: &mut std::collections::BTreeSet<String>,
+        run_id: &str,
+    ) -> Result<(), LayoutError> {
+        let first = FirstRecs::new(self.first_recommended, run_id)?;
+        let recs = self
+            .photo_recs
+            .iter()
+            .map(PhotoRecsColumns::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut recommended: PlHashMap<&str, ()> = PlHashMap::new();
+        let mut by_algorithm: Vec<Vec<(&str, i32, At)>> = vec![Vec::new(); algorithms.len()];
+        // Rows usually come grouped by user and algorithm: when a row's match
+        // the previous row's, its user is not inserted and its slot not
+        // searched again.
+        let mut last_user = None;
+        let mut last_slot: Option<(&str, usize)> = None;
+        for (bi, c) in recs.iter().enumerate() {
+            for r in 0..self.photo_recs[bi].num_rows() {
+                let (Some(user), Some(_), Some(algorithm)) = (
+                    str_at(c.user_id, r),
+                    str_at(c.photo_id, r),
+                    str_at(c.algorithm, r),
+                ) else {
+                    continue;
+                };
+                let slot = match last_slot {
+                    Some((name, slot)) if name == algorithm => slot,
+                    _ => match algorithms.iter().position(|a| a == algorithm) {
+                        Some(slot) => slot,
+                        None => {
+                            algorithms.push(algorithm.to_string());
+                            by_algorithm.push(Vec::new());
+                            algorithms.len() - 1
+                        }
+                    },
+                };
+                last_slot = Some((algorithm, slot));
+                if last_user != Some(user) {
+                    recommended.insert(user, ());
+                    last_user = Some(user);
+                }
+                by_algorithm[slot].push((user, c.rank.value(r), (bi, r)));
+            }
+        }
+        if let Some(user) = first.users().find(|u| !recommended.contains_key(u)) {
+            return Err(failed(format!(
+                "first_recommended holds rows of user {user} apart from their photo recs (in another part)"
+            )));
+        }
+        users.extend(recommended.keys().map(|u| u.to_string()));
+        for (slot, rows) in by_algorithm.iter_mut().enumerate() {
+            if rows.is_empty() {
+                continue;
+            }
+            let algorithm = algorithms[slot].as_str();
+            let photo_item = |(bi, r): At, out: &mut Vec<u8>| -> Result<(), LayoutError> {
+                let c = &recs[bi];
+                let (Some(user), Some(photo_id)) = (str_at(c.user_id, r), str_at(c.photo_id, r))
+                else {
+                    return Err(failed("a photo rec lost its key"));
+                };
+                let owner_id = str_at(c.owner_id, r);
+                let meta = photos.by_id.get(photo_id).copied();
+                let (at, is_new) = first.get(user, photo_id).map_or((None, false), |(t, n)| {
+                    (chrono::DateTime::from_timestamp_micros(t), n)
+                });
+                let item = PhotoItemRow {
+                    rank: c.rank.value(r),
+                    photo_id,
+                    owner_id,
+                    owner_name: meta.and_then(|m| photos.field(m, |c| c.owner_name)),
+                    title: meta.and_then(|m| photos.field(m, |c| c.title)),
+                    thumbnail_url: meta.and_then(|m| {
+                        Thumbnail::of(
+                            photo_id,
+                            photos.field(m, |c| c.server),
+                            photos.field(m, |c| c.secret),
+                        )
+                    }),
+                    photo_url: PhotoUrl::of(photo_id, owner_id),
+                    score: c.score.value(r),
+                    neighbor_count: c.neighbor_count.value(r),
+                    top_neighbors: Names::at(c.top_neighbors, r),
+                    similar_to: Names::at(c.similar_to, r),
+                    first_recommended_at: at,
+                    is_new,
+                    // Runs written before the column existed have no fallbacks.
+                    fallback: c
+                        .fallback
+                        .is_some_and(|f| arrow_array::Array::is_valid(f, r) && f.value(r)),
+                };
+                Ok(serde_json::to_writer(out, &item)?)
+            };
+            let about = |user: &str| UserList {
+                user_id: user.to_string(),
+                algorithm: algorithm.to_string(),
+            };
+            // Only the default (first) algorithm's lists get a stored default
+            // page: a request names another algorithm, and its page is joined.
+            write_lists(
+                w,
+                &section::photos(algorithm),
+                rows,
+                photo_item,
+                (slot == 0).then_some(&about as &(dyn Fn(&str) -> UserList + Sync)),
+                run_id,
+            )?;
+            *rows = Vec::new();
+        }
+
+        let prec = self
+            .photographer_recs
+            .iter()
+            .map(PhotographerRecsColumns::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut rows = Vec::new();
+        for (bi, c) in prec.iter().enumerate() {
+            for r in 0..self.photographer_recs[bi].num_rows() {
+                if let (Some(user), Some(_)) = (str_at(c.user_id, r), str_at(c.photographer_id, r))
+                {
+                    if !recommended.contains_key(user) {
+                        users.insert(user.to_string());
+                    }
+                    rows.push((user, c.rank.value(r), (bi, r)));
+                }
+            }
+        }
+        let photographer_item = |(bi, r): At, out: &mut Vec<u8>| -> Result<(), LayoutError> {
+            let c = &prec[bi];
+            let who = str_at(c.photographer_id, r).unwrap_or_default();
+            Ok(serde_json::to_writer(
+                out,
+                &PhotographerItem {
+                    rank: c.rank.value(r),
+                    photographer_name: photos.owner_names.get(who).map(|n| n.to_string()),
+                    photostream_url: format!("https://www.flickr.com/photos/{who}/"),
+                    photographer_id: who.to_string(),
+                    score: c.score.value(r),
+                    common_favorites: c.common_favorites.value(r),
+                    total_favorites: c.total_favorites.value(r),
+                },
+            )?)
+        };
+        let about = |user: &str| UserList {
+            user_id: user.to_string(),
+            algorithm: "flexplore".to_string(),
+        };
+        write_lists(
+            w,
+            section::PHOTOGRAPHERS,
+            &mut rows,
+            photographer_item,
+            Some(&about),
+            run_id,
+        )
+    }
+}
+
+/// Writes the lists of one file of `similar_photos`.
+fn write_similar<W: Write + Send>(
+    w: &mut LayoutWriter<W>,
+    photos: &Photos<'_>,
+    batches: &[RecordBatch],
+    run_id: &str,
+) -> Result<(), LayoutError> {
+    let sim = batches
+        .iter()
+        .map(SimilarPhotosColumns::new)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut rows = Vec::new();
+    for (bi, c) in sim.iter().enumerate() {
+        for r in 0..batches[bi].num_rows() {
+            if let (Some(p), Some(_), Some(_)) = (
+                str_at(c.photo_id, r),
+                str_at(c.similar_photo_id, r),
+                str_at(c.algorithm, r),
+            ) {
+                rows.push((p, c.rank.value(r), (bi, r)));
+            }
+        }
+    }
+    let similar_item = |(bi, r): At, out: &mut Vec<u8>| -> Result<(), LayoutError> {
+        let c = &sim[bi];
+        let q = str_at(c.similar_photo_id, r).unwrap_or_default();
+        Ok(serde_json::to_writer(
+            out,
+            &SimilarItem {
+                rank: c.rank.value(r),
+                score: c.score.value(r),
+                common_favorites: c.common_favorites.value(r),
+                algorithm: str_at(c.algorithm, r).unwrap_or_default().to_string(),
+                photo: PhotoCard::listed(q.to_string(), photos.info(q).as_ref()),
+            },
+        )?)
+    };
+    write_lists(w, section::SIMILAR, &mut rows, similar_item, None, run_id)
 }

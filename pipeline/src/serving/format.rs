@@ -5,6 +5,13 @@
 //! [records][section keys and index]…[directory (JSON)][dir offset u64][dir length u64]["FRSERVE1"]
 //! ```
 //!
+//! The directory gives each section's keys and index by offset, so records
+//! may lie anywhere before it, in any order. Since 2026-12-03 the writer puts
+//! every record first, as the builder makes them a part of the run's tables
+//! at a time, then each section's keys and index; earlier files put each
+//! section's keys and index after its records. Readers of either are the
+//! same.
+//!
 //! A section's index is `count` entries of 24 bytes, sorted by key (bytes):
 //! key offset (u32, into the section's key blob), key length (u32), record
 //! offset (u64, in the file), record length (u64); all little-endian. Opening a
@@ -82,21 +89,29 @@ pub struct SectionDir {
     pub keys_len: u64,
 }
 
-/// Writes a layout one section at a time; keys within a section must come in
-/// strictly increasing byte order.
+/// Writes a layout. Records go into the file as they are added, in any
+/// order and to any section; each section's keys and index are written at
+/// [`LayoutWriter::finish`], sorted by key. So the builder can write the
+/// records of one part of a run's tables at a time
+/// ([`super::build`]), whatever order the parts hold their keys in.
 pub struct LayoutWriter<W: Write> {
     out: W,
     pos: u64,
-    sections: Vec<SectionDir>,
-    open: Option<OpenSection>,
+    sections: Vec<OpenSection>,
+    current: Option<usize>,
 }
 
 struct OpenSection {
     name: String,
     keys: Vec<u8>,
-    entries: Vec<u8>,
-    last: Option<Range<usize>>,
-    count: u64,
+    entries: Vec<Entry>,
+}
+
+/// A record written: its key (in the section's key blob) and where it lies.
+struct Entry {
+    key: Range<usize>,
+    at: u64,
+    len: u64,
 }
 
 impl<W: Write> LayoutWriter<W> {
@@ -106,7 +121,7 @@ impl<W: Write> LayoutWriter<W> {
             out,
             pos: 0,
             sections: Vec::new(),
-            open: None,
+            current: None,
         }
     }
 
@@ -116,86 +131,119 @@ impl<W: Write> LayoutWriter<W> {
         Ok(())
     }
 
-    /// Starts section `name` (ending the one open).
+    /// Starts section `name`: the records added next go into it.
     pub fn begin(&mut self, name: &str) -> Result<(), LayoutError> {
-        self.end()?;
         if self.sections.iter().any(|s| s.name == name) {
             return Err(damaged(format!("section {name} written twice")));
         }
-        self.open = Some(OpenSection {
+        self.sections.push(OpenSection {
             name: name.to_string(),
             keys: Vec::new(),
             entries: Vec::new(),
-            last: None,
-            count: 0,
         });
+        self.current = Some(self.sections.len() - 1);
         Ok(())
     }
 
-    /// Adds `record` under `key` to the open section.
+    /// Makes section `name` the one records are added to, starting it if it
+    /// has not been.
+    pub fn resume(&mut self, name: &str) -> Result<(), LayoutError> {
+        match self.sections.iter().position(|s| s.name == name) {
+            Some(i) => {
+                self.current = Some(i);
+                Ok(())
+            }
+            None => self.begin(name),
+        }
+    }
+
+    /// Adds `record` under `key` to the current section.
     pub fn add(&mut self, key: &[u8], record: &[u8]) -> Result<(), LayoutError> {
         self.add_parts(key, &[record])
     }
 
     /// Adds the record made of `parts`, one after another, under `key` to the
-    /// open section.
+    /// current section. A key added twice to a section is refused at
+    /// [`LayoutWriter::finish`].
     pub fn add_parts(&mut self, key: &[u8], parts: &[&[u8]]) -> Result<(), LayoutError> {
         let at = self.pos;
-        let Some(s) = self.open.as_mut() else {
+        let Some(s) = self.current.map(|i| &mut self.sections[i]) else {
             return Err(damaged("a record written outside a section"));
         };
-        if let Some(last) = &s.last
-            && s.keys[last.clone()] >= *key
-        {
-            return Err(damaged(format!(
-                "section {}: keys out of order ({:?} after {:?})",
-                s.name,
-                String::from_utf8_lossy(key),
-                String::from_utf8_lossy(&s.keys[last.clone()])
-            )));
-        }
-        let key_off = u32::try_from(s.keys.len()).map_err(|_| damaged("key blob over 4 GiB"))?;
-        let key_len = u32::try_from(key.len()).map_err(|_| damaged("key over 4 GiB"))?;
-        s.last = Some(s.keys.len()..s.keys.len() + key.len());
+        let start = s.keys.len();
         s.keys.extend_from_slice(key);
-        s.entries.extend_from_slice(&key_off.to_le_bytes());
-        s.entries.extend_from_slice(&key_len.to_le_bytes());
-        s.entries.extend_from_slice(&at.to_le_bytes());
         let len: usize = parts.iter().map(|p| p.len()).sum();
-        s.entries.extend_from_slice(&(len as u64).to_le_bytes());
-        s.count += 1;
+        s.entries.push(Entry {
+            key: start..s.keys.len(),
+            at,
+            len: len as u64,
+        });
         for part in parts {
             self.write(part)?;
         }
         Ok(())
     }
 
-    fn end(&mut self) -> Result<(), LayoutError> {
-        let Some(s) = self.open.take() else {
-            return Ok(());
-        };
+    /// Writes section `s`'s keys, sorted, and its index.
+    fn end(&mut self, mut s: OpenSection) -> Result<SectionDir, LayoutError> {
+        let keys = std::mem::take(&mut s.keys);
+        s.entries
+            .sort_unstable_by(|a, b| keys[a.key.clone()].cmp(&keys[b.key.clone()]));
+        if let Some(w) = s
+            .entries
+            .windows(2)
+            .find(|w| keys[w[0].key.clone()] == keys[w[1].key.clone()])
+        {
+            return Err(damaged(format!(
+                "section {}: key {:?} written twice",
+                s.name,
+                String::from_utf8_lossy(&keys[w[0].key.clone()])
+            )));
+        }
+        let too_big = || damaged("key blob over 4 GiB");
+        let mut sorted = Vec::with_capacity(keys.len());
+        let mut index = Vec::with_capacity(s.entries.len() * ENTRY);
+        for e in &s.entries {
+            let key = &keys[e.key.clone()];
+            index.extend_from_slice(
+                &u32::try_from(sorted.len())
+                    .map_err(|_| too_big())?
+                    .to_le_bytes(),
+            );
+            index.extend_from_slice(
+                &u32::try_from(key.len())
+                    .map_err(|_| too_big())?
+                    .to_le_bytes(),
+            );
+            index.extend_from_slice(&e.at.to_le_bytes());
+            index.extend_from_slice(&e.len.to_le_bytes());
+            sorted.extend_from_slice(key);
+        }
+        drop(keys);
         let keys_off = self.pos;
-        self.write(&s.keys)?;
+        self.write(&sorted)?;
         let index_off = self.pos;
-        self.write(&s.entries)?;
-        self.sections.push(SectionDir {
+        self.write(&index)?;
+        Ok(SectionDir {
             name: s.name,
-            count: s.count,
+            count: s.entries.len() as u64,
             index_off,
             keys_off,
-            keys_len: s.keys.len() as u64,
-        });
-        Ok(())
+            keys_len: sorted.len() as u64,
+        })
     }
 
-    /// Ends the open section, writes the directory and the trailer, and
-    /// returns the output.
+    /// Writes every section's keys and index, the directory and the trailer,
+    /// and returns the output.
     pub fn finish(mut self, run_id: &str) -> Result<W, LayoutError> {
-        self.end()?;
+        let mut sections = Vec::with_capacity(self.sections.len());
+        for s in std::mem::take(&mut self.sections) {
+            sections.push(self.end(s)?);
+        }
         let dir = Directory {
             format: FORMAT,
             run_id: run_id.to_string(),
-            sections: std::mem::take(&mut self.sections),
+            sections,
         };
         let json = serde_json::to_vec(&dir).map_err(|e| damaged(e.to_string()))?;
         let dir_off = self.pos;

@@ -50,10 +50,11 @@ pub const LAYOUT_FILE: &str = "serving/layout.bin";
 /// maps it.
 pub async fn build_mapped(storage: &Storage, manifest: &Manifest) -> Result<Layout, LayoutError> {
     let tables = build::read_tables(storage, &manifest.run_id).await?;
+    let parts = build::parts(storage, &manifest.run_id, &tables);
     let manifest = manifest.clone();
     tokio::task::spawn_blocking(move || {
         let file = tempfile::tempfile()?;
-        build_into(&manifest, tables, &file)
+        build_into(&manifest, tables, parts, &file)
     })
     .await
     .map_err(|e| LayoutError::Build(format!("the build task failed: {e}")))?
@@ -67,19 +68,21 @@ pub async fn build_mapped(storage: &Storage, manifest: &Manifest) -> Result<Layo
 /// ([`Storage::stage`]: beside it on a local directory, so storing it is a
 /// rename), and checked as [`Layout::open`] checks a stored one before it is
 /// stored. Its records are never read back into memory: the build holds a
-/// batch of records at a time, whatever the size of the run.
+/// batch of records at a time, whatever the size of the run, and reads the
+/// per-user tables and `similar_photos` a part at a time ([`build::parts`]).
 pub async fn store_layout(
     storage: &Storage,
     manifest: &Manifest,
 ) -> Result<ServingFile, LayoutError> {
     let tables = build::read_tables(storage, &manifest.run_id).await?;
+    let parts = build::parts(storage, &manifest.run_id, &tables);
     let path = run_path(&manifest.run_id, LAYOUT_FILE);
     let staged = storage
         .stage(&path)
         .map_err(|e| LayoutError::Build(e.to_string()))?;
     let manifest = manifest.clone();
     let (staged, bytes) = tokio::task::spawn_blocking(move || {
-        let bytes = build_into(&manifest, tables, staged.file())?.len() as u64;
+        let bytes = build_into(&manifest, tables, parts, staged.file())?.len() as u64;
         Ok::<_, LayoutError>((staged, bytes))
     })
     .await
@@ -94,17 +97,23 @@ pub async fn store_layout(
     })
 }
 
-/// Builds the layout of `manifest`'s run from `tables` into `file` (new and
-/// empty), frees the tables, and opens the file mapped, checked as a stored
-/// layout is.
+/// Builds the layout of `manifest`'s run from `tables` and `parts` into
+/// `file` (new and empty), frees the tables, and opens the file mapped,
+/// checked as a stored layout is.
 fn build_into(
     manifest: &Manifest,
     tables: build::RunTables,
+    parts: impl IntoIterator<Item = Result<build::Part, LayoutError>>,
     file: &File,
 ) -> Result<Layout, LayoutError> {
-    build::build(manifest, &tables, BufWriter::with_capacity(1 << 20, file))?
-        .into_inner()
-        .map_err(|e| e.into_error())?;
+    build::build(
+        manifest,
+        &tables,
+        parts,
+        BufWriter::with_capacity(1 << 20, file),
+    )?
+    .into_inner()
+    .map_err(|e| e.into_error())?;
     drop(tables);
     let layout = Layout::open(map(file)?)?;
     if layout.run_id() != manifest.run_id {

@@ -145,4 +145,36 @@ async fn a_second_night_keeps_the_published_runs_first_recommendations() {
     };
     let want = recs(first_recs(&storage, &tracked.run_id).await);
     assert!(recs(first_recs(&storage, &sharded.run_id).await) == want);
+
+    // The sharded run's layout was built a part at a time (one per users
+    // shard). With its `first_recommended` files renamed, so that the parts
+    // of the per-user tables no longer line up, the same tables are read
+    // whole, as one part: the records are the same.
+    use pipeline::serving::build::{UserParts, read_tables};
+    let stored = pipeline::serving::open(&storage, &sharded).await.unwrap();
+    let aligned = read_tables(&storage, &sharded.run_id).await.unwrap();
+    match aligned.user_parts() {
+        UserParts::Aligned(names) => assert_eq!(names.len(), 2, "{names:?}"),
+        UserParts::Whole => panic!("a sharded run's parts line up"),
+    }
+    let dir = format!("runs/{}/first_recommended", sharded.run_id);
+    let files = storage.list_files(&dir.as_str().into()).await.unwrap();
+    for f in files {
+        let renamed = f.as_ref().replace("/part-", "/moved-");
+        let bytes = storage.get_bytes(&f).await.unwrap();
+        storage.put_bytes(&renamed.into(), bytes).await.unwrap();
+        storage.delete(&f).await.unwrap();
+    }
+    let whole = read_tables(&storage, &sharded.run_id).await.unwrap();
+    assert_eq!(whole.user_parts(), &UserParts::Whole);
+    let rebuilt = pipeline::serving::build_mapped(&storage, &sharded)
+        .await
+        .unwrap();
+    assert!(
+        stored.bytes() != rebuilt.bytes(),
+        "the records lie in another order"
+    );
+    let algorithms: Vec<String> =
+        serde_json::from_slice(&stored.get("meta", b"algorithms").unwrap()).unwrap();
+    crate::serving::assert_same_records(&stored, &rebuilt, &algorithms);
 }

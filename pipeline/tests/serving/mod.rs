@@ -36,14 +36,38 @@ fn records_are_found_by_key_and_lists_read_in_place() {
     assert!(empty.is_empty() && empty.default_page().is_empty());
 }
 
+/// Records go in as a run's parts give them; each section's index is
+/// sorted at the end, and a key written twice to a section is refused.
 #[test]
-fn keys_out_of_order_are_refused_by_the_writer() {
+fn keys_in_any_order_are_indexed_sorted_and_a_key_twice_is_refused() {
     let mut w = LayoutWriter::new(Vec::new());
     w.begin("a").unwrap();
-    w.add(b"b", b"").unwrap();
-    let err = w.add(b"a", b"").unwrap_err().to_string();
-    assert!(err.contains("out of order"), "{err}");
-    assert!(w.add(b"b", b"").is_err(), "a key twice is out of order too");
+    w.add(b"c", b"3").unwrap();
+    w.begin("b").unwrap();
+    w.add(b"x", b"other").unwrap();
+    w.resume("a").unwrap();
+    w.add(b"a", b"1").unwrap();
+    w.add(b"b", b"2").unwrap();
+    let layout = Layout::open(Bytes::from(w.finish("run-1").unwrap())).unwrap();
+    let keys: Vec<&[u8]> = layout.section("a").keys().collect();
+    assert_eq!(keys, vec![&b"a"[..], &b"b"[..], &b"c"[..]]);
+    for (k, v) in [("a", "1"), ("b", "2"), ("c", "3")] {
+        assert_eq!(layout.get("a", k.as_bytes()).unwrap(), v.as_bytes());
+    }
+    assert_eq!(layout.get("b", b"x").unwrap(), &b"other"[..]);
+
+    let mut w = LayoutWriter::new(Vec::new());
+    w.begin("a").unwrap();
+    w.add(b"k", b"").unwrap();
+    w.begin("b").unwrap();
+    w.add(b"k", b"").unwrap();
+    w.resume("a").unwrap();
+    w.add(b"k", b"").unwrap();
+    let err = w.finish("run-1").unwrap_err().to_string();
+    assert!(err.contains("section a: key \"k\" written twice"), "{err}");
+    let mut w = LayoutWriter::new(Vec::new());
+    w.begin("a").unwrap();
+    assert!(w.begin("a").is_err(), "a section begun twice");
 }
 
 #[test]
@@ -139,18 +163,28 @@ pub async fn check_stored_layout(storage: &pipeline::store::Storage) {
     assert!(!opened.section("photos/flexplore").is_empty());
     // The builder makes records on the Rayon pool: the bytes do not depend on
     // its size.
-    let tables = pipeline::serving::build::read_tables(storage, &manifest.run_id)
-        .await
-        .unwrap();
     let with = |threads: usize| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
+        let manifest = manifest.clone();
+        async move {
+            use pipeline::serving::build;
+            let tables = build::read_tables(storage, &manifest.run_id).await.unwrap();
+            let parts = build::parts(storage, &manifest.run_id, &tables);
+            tokio::task::spawn_blocking(move || {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap()
+                    .install(|| build::build(&manifest, &tables, parts, Vec::new()).unwrap())
+            })
+            .await
             .unwrap()
-            .install(|| pipeline::serving::build::build(&manifest, &tables, Vec::new()).unwrap())
+        }
     };
-    let one = with(1);
-    assert!(one == with(3), "one thread and three build the same bytes");
+    let one = with(1).await;
+    assert!(
+        one == with(3).await,
+        "one thread and three build the same bytes"
+    );
     assert!(one[..] == opened.bytes()[..]);
 
     let path = object_store::path::Path::from(format!("runs/{}/{}", manifest.run_id, stored.file));
@@ -311,4 +345,39 @@ fn a_format_1_layout_still_reads_and_a_later_format_is_refused() {
     // The same bytes read as format 2 are a different (malformed) record.
     let err = as_format("\"format\":3").unwrap_err().to_string();
     assert!(err.contains("format 3"), "{err}");
+}
+
+/// Whether two layouts hold the same records: the same keys in every
+/// section, each with the same bytes (in whatever order the files hold them).
+pub fn assert_same_records(a: &Layout, b: &Layout, algorithms: &[String]) {
+    use pipeline::serving::section;
+    let mut names: Vec<String> = [
+        section::META,
+        section::USERS,
+        section::PHOTOGRAPHERS,
+        section::SIMILAR,
+        section::TAGS,
+        section::PHOTO_INFO,
+        section::TRACKED,
+        section::USERNAMES,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    names.extend(algorithms.iter().map(|a| section::photos(a)));
+    let mut records = 0;
+    for name in &names {
+        let keys: Vec<&[u8]> = a.section(name).keys().collect();
+        let other: Vec<&[u8]> = b.section(name).keys().collect();
+        assert!(keys == other, "section {name}: the keys differ");
+        for k in keys {
+            assert!(
+                a.get(name, k) == b.get(name, k),
+                "section {name}, key {}: the records differ",
+                String::from_utf8_lossy(k)
+            );
+            records += 1;
+        }
+    }
+    assert!(records > 100, "only {records} records compared");
 }
