@@ -89,12 +89,8 @@ pub async fn read_tables(storage: &Storage, run_id: &str) -> Result<RunTables, L
             .read_table_dir(&run_table_dir(run_id, table), table)
             .await
     };
-    let files = |table: Table| async move {
-        let mut files = storage.list_files(&run_table_dir(run_id, table)).await?;
-        files.retain(|p| p.as_ref().ends_with(".parquet"));
-        files.sort();
-        Ok::<_, crate::store::StoreError>(files)
-    };
+    let files =
+        |table: Table| async move { storage.table_files(&run_table_dir(run_id, table)).await };
     let (photos, tracked_users, tag_photos, recs, photographers, first, similar) =
         tokio::try_join!(
             read(Table::Photos),

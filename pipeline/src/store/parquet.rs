@@ -170,17 +170,22 @@ impl Storage {
         Ok(self.read_raw_versioned(table).await?.0)
     }
 
+    /// The `.parquet` objects under `dir`, in name order.
+    pub async fn table_files(&self, dir: &Path) -> Result<Vec<Path>, StoreError> {
+        let mut files = self.list_files(dir).await?;
+        files.retain(|p| p.as_ref().ends_with(".parquet"));
+        files.sort();
+        Ok(files)
+    }
+
     /// Reads every `.parquet` object under `dir`, in name order.
     pub async fn read_table_dir(
         &self,
         dir: &Path,
         table: Table,
     ) -> Result<Vec<RecordBatch>, StoreError> {
-        let mut files = self.list_files(dir).await?;
-        files.retain(|p| p.as_ref().ends_with(".parquet"));
-        files.sort();
         let mut out = Vec::new();
-        for f in files {
+        for f in self.table_files(dir).await? {
             out.extend(self.read_parquet(&f, table).await?);
         }
         Ok(out)
