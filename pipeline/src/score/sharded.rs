@@ -41,9 +41,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 
 use crate::config::Settings;
-use crate::model::columns::{
-    PhotoRecsColumns, PhotosColumns, SimilarPhotosColumns, TagPhotosColumns,
-};
+use crate::model::columns::PhotosColumns;
 use crate::model::metrics::metrics_batch;
 use crate::model::{Table, col, is_run_id, run_table_dir};
 use crate::runs::{
@@ -363,18 +361,26 @@ fn add_ids<'a>(set: &mut HashSet<String>, ids: impl Iterator<Item = Option<&'a s
     }
 }
 
-/// Calls `f` on every batch of the run's `table`, read a file at a time: the
-/// tables read here are the run's largest (`photo_recs` held 1.3 GB read
-/// whole, for the 8M community scored for every favoriter).
-async fn each_batch(
+/// Adds to `ids` every value of the string `columns` of the run's `table`,
+/// read a file at a time and only those columns: the tables read here are
+/// the run's largest (`photo_recs` held 1.3 GB read whole, for the 8M
+/// community scored for every favoriter).
+async fn add_column_ids(
     storage: &Storage,
     run_id: &str,
     table: Table,
-    mut f: impl FnMut(&arrow_array::RecordBatch) -> Result<(), ScoreError>,
+    columns: &[&str],
+    ids: &mut HashSet<String>,
 ) -> Result<(), ScoreError> {
+    use arrow_array::cast::AsArray;
     for file in storage.table_files(&run_table_dir(run_id, table)).await? {
-        for b in storage.read_parquet(&file, table).await? {
-            f(&b)?;
+        for b in storage.read_parquet_columns(&file, table, columns).await? {
+            for c in b.columns() {
+                let values = c.as_string_opt::<i32>().ok_or_else(|| {
+                    ScoreError::Shard(format!("{file}: an id column is not a string column"))
+                })?;
+                add_ids(ids, values.iter());
+            }
         }
     }
     Ok(())
@@ -383,10 +389,13 @@ async fn each_batch(
 /// The photo ids the run's `photo_recs` recommend, ascending and distinct.
 async fn recommended_photo_ids(storage: &Storage, run_id: &str) -> Result<Vec<String>, ScoreError> {
     let mut ids = HashSet::new();
-    each_batch(storage, run_id, Table::PhotoRecs, |b| {
-        add_ids(&mut ids, PhotoRecsColumns::new(b)?.photo_id.iter());
-        Ok(())
-    })
+    add_column_ids(
+        storage,
+        run_id,
+        Table::PhotoRecs,
+        &[col::PHOTO_ID],
+        &mut ids,
+    )
     .await?;
     let mut ids: Vec<String> = ids.into_iter().collect();
     ids.sort_unstable();
@@ -462,19 +471,21 @@ pub async fn finish(
         .await?
         .into_iter()
         .collect();
-    each_batch(storage, run_id, Table::SimilarPhotos, |b| {
-        let c = SimilarPhotosColumns::new(b)?;
-        add_ids(
-            &mut shown,
-            c.photo_id.iter().chain(c.similar_photo_id.iter()),
-        );
-        Ok(())
-    })
+    add_column_ids(
+        storage,
+        run_id,
+        Table::SimilarPhotos,
+        &[col::PHOTO_ID, "similar_photo_id"],
+        &mut shown,
+    )
     .await?;
-    each_batch(storage, run_id, Table::TagPhotos, |b| {
-        add_ids(&mut shown, TagPhotosColumns::new(b)?.photo_id.iter());
-        Ok(())
-    })
+    add_column_ids(
+        storage,
+        run_id,
+        Table::TagPhotos,
+        &[col::PHOTO_ID],
+        &mut shown,
+    )
     .await?;
     let inputs = if settings.evaluate.enabled {
         load_inputs(storage).await?

@@ -136,6 +136,75 @@ impl Storage {
         Ok(rows)
     }
 
+    /// A reader of one Parquet object, its footer read.
+    async fn stream_builder(
+        &self,
+        path: &Path,
+    ) -> Result<ParquetRecordBatchStreamBuilder<ObjectReader>, StoreError> {
+        let reader = self.object_reader(path).await?;
+        ParquetRecordBatchStreamBuilder::new(reader)
+            .await
+            .map_err(|source| StoreError::Parquet {
+                path: path.to_string(),
+                source,
+            })
+    }
+
+    /// Reads only `columns` (top-level columns of `table`'s contract) of one
+    /// Parquet object, checked against the contract as [`Storage::read_parquet`]
+    /// checks it: batches of those columns, in that order. For a reader that
+    /// needs one or two columns of a large table (the photo ids of a run's
+    /// `photo_recs`), so the others are not decoded.
+    pub async fn read_parquet_columns(
+        &self,
+        path: &Path,
+        table: Table,
+        columns: &[&str],
+    ) -> Result<Vec<RecordBatch>, StoreError> {
+        let perr = |source| StoreError::Parquet {
+            path: path.to_string(),
+            source,
+        };
+        let builder = self.stream_builder(path).await?;
+        check_schema(builder.schema(), table, path)?;
+        let descr = builder.parquet_schema();
+        let mut leaves = Vec::with_capacity(columns.len());
+        for &name in columns {
+            let leaf = descr.columns().iter().position(|c| {
+                c.max_rep_level() == 0 && c.path().parts().len() == 1 && c.name() == name
+            });
+            let in_contract = table.schema().field_with_name(name).is_ok();
+            match leaf {
+                Some(leaf) if in_contract => leaves.push(leaf),
+                _ => {
+                    return Err(StoreError::Schema {
+                        path: path.to_string(),
+                        table: table.name(),
+                        problem: format!("column {name} is missing"),
+                    });
+                }
+            }
+        }
+        let mask = parquet::arrow::ProjectionMask::leaves(descr, leaves);
+        let stream = builder
+            .with_projection(mask)
+            .with_batch_size(64 * 1024)
+            .build()
+            .map_err(perr)?;
+        let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(perr)?;
+        // The projection keeps the file's column order: put them in the
+        // order asked for.
+        batches
+            .iter()
+            .map(|b| {
+                let picked: Result<Vec<usize>, _> =
+                    columns.iter().map(|c| b.schema().index_of(c)).collect();
+                b.project(&picked?)
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|e| perr(ParquetError::from(e)))
+    }
+
     /// Reads one Parquet object and projects it onto `table`'s schema. Extra columns
     /// are ignored (forward compatibility); a missing or mistyped contract column is
     /// a [`StoreError::Schema`].
@@ -148,10 +217,7 @@ impl Storage {
             path: path.to_string(),
             source,
         };
-        let reader = self.object_reader(path).await?;
-        let builder = ParquetRecordBatchStreamBuilder::new(reader)
-            .await
-            .map_err(perr)?;
+        let builder = self.stream_builder(path).await?;
         let stream = builder.with_batch_size(64 * 1024).build().map_err(perr)?;
         let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(perr)?;
         let target = table.schema();
@@ -575,4 +641,66 @@ pub(super) fn project(
             .collect::<Vec<_>>(),
     ));
     RecordBatch::try_new(nullable_schema, columns).map_err(|e| schema_err(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::cast::AsArray;
+
+    /// A read of some columns gives those columns of a whole read, in the
+    /// order asked for; a column the contract does not have is refused.
+    #[tokio::test]
+    async fn a_read_of_some_columns_gives_those_of_a_whole_read() {
+        let storage =
+            Storage::from_store(Arc::new(object_store::memory::InMemory::new()), "memory");
+        let table = Table::Favorites;
+        let rows = 70_000;
+        let users: Vec<String> = (0..rows).map(|i| format!("{i}@N01")).collect();
+        let batch = RecordBatch::try_new(
+            table.schema(),
+            vec![
+                Arc::new(arrow_array::StringArray::from_iter_values(&users)),
+                Arc::new(arrow_array::StringArray::from_iter_values(
+                    (0..rows).map(|i| format!("{}", 53_000_000_000u64 + i as u64)),
+                )),
+                Arc::new(arrow_array::StringArray::from_iter_values(
+                    users.iter().rev(),
+                )),
+                Arc::new(
+                    arrow_array::TimestampMicrosecondArray::from_iter_values(0..rows as i64)
+                        .with_timezone("UTC"),
+                ),
+            ],
+        )
+        .expect("a favourites batch");
+        let path = Path::from("runs/r/favorites/part-00000.parquet");
+        storage
+            .write_parquet(&path, table, &[batch])
+            .await
+            .expect("written");
+        let whole = storage.read_parquet(&path, table).await.expect("read");
+        let cols = ["owner_id", "photo_id"];
+        let some = storage
+            .read_parquet_columns(&path, table, &cols)
+            .await
+            .expect("read");
+        assert!(some.len() > 1, "{} batches", some.len());
+        let strings = |batches: &[RecordBatch], c: usize| -> Vec<String> {
+            batches
+                .iter()
+                .flat_map(|b| b.column(c).as_string::<i32>().iter().flatten())
+                .map(str::to_string)
+                .collect()
+        };
+        assert!(some.iter().all(|b| b.num_columns() == 2));
+        assert_eq!(strings(&some, 0), strings(&whole, 2), "owner_id");
+        assert_eq!(strings(&some, 1), strings(&whole, 1), "photo_id");
+        let err = storage
+            .read_parquet_columns(&path, table, &["photo_id", "no_such_column"])
+            .await
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("column no_such_column is missing"), "{err}");
+    }
 }
