@@ -593,11 +593,8 @@ pub async fn previous_first_recommended(
             return storage.read_table_dir(&dir, table).await;
         };
         let select = Select::new(col::USER_ID, users);
-        let mut files = storage.list_files(&dir).await?;
-        files.retain(|p| p.as_ref().ends_with(".parquet"));
-        files.sort();
         let mut out = Vec::new();
-        for f in files {
+        for f in storage.table_files(&dir).await? {
             let rows = storage.read_object_where(&f, table, &select).await?;
             out.extend(rows.unwrap_or_default());
         }
