@@ -7,7 +7,7 @@ use std::io::Write;
 
 use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
-use polars::prelude::{InitHashMaps, PlHashMap};
+use polars::prelude::{InitHashMaps, PlHashMap, PlHashSet};
 
 use crate::model::Table;
 use crate::model::arrow::{str_at, time_at};
@@ -672,7 +672,7 @@ impl UserPart<'_> {
             .iter()
             .map(PhotoRecsColumns::new)
             .collect::<Result<Vec<_>, _>>()?;
-        let mut recommended: PlHashMap<&str, ()> = PlHashMap::new();
+        let mut recommended: PlHashSet<&str> = PlHashSet::new();
         let mut by_algorithm: Vec<Vec<(&str, i32, At)>> = vec![Vec::new(); algorithms.len()];
         // Rows usually come grouped by user and algorithm: when a row's match
         // the previous row's, its user is not inserted and its slot not
@@ -701,18 +701,18 @@ impl UserPart<'_> {
                 };
                 last_slot = Some((algorithm, slot));
                 if last_user != Some(user) {
-                    recommended.insert(user, ());
+                    recommended.insert(user);
                     last_user = Some(user);
                 }
                 by_algorithm[slot].push((user, c.rank.value(r), (bi, r)));
             }
         }
-        if let Some(user) = first.users().find(|u| !recommended.contains_key(u)) {
+        if let Some(user) = first.users().find(|u| !recommended.contains(u)) {
             return Err(failed(format!(
                 "first_recommended holds rows of user {user} apart from their photo recs (in another part)"
             )));
         }
-        users.extend(recommended.keys().map(|u| u.to_string()));
+        users.extend(recommended.iter().map(|u| u.to_string()));
         for (slot, rows) in by_algorithm.iter_mut().enumerate() {
             if rows.is_empty() {
                 continue;
@@ -783,7 +783,7 @@ impl UserPart<'_> {
             for r in 0..self.photographer_recs[bi].num_rows() {
                 if let (Some(user), Some(_)) = (str_at(c.user_id, r), str_at(c.photographer_id, r))
                 {
-                    if !recommended.contains_key(user) {
+                    if !recommended.contains(user) {
                         users.insert(user.to_string());
                     }
                     rows.push((user, c.rank.value(r), (bi, r)));
