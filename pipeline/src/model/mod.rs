@@ -20,6 +20,7 @@ pub mod algorithm;
 pub mod arrow;
 pub mod columns;
 pub mod metrics;
+pub mod packed;
 
 use std::sync::{Arc, LazyLock};
 

@@ -31,8 +31,9 @@ use crate::model::columns::{
 };
 
 use super::error::ScoreError;
-use super::ids::{self, Ids};
+use super::ids::Ids;
 use crate::frame::FrameError;
+use crate::model::packed as ids;
 
 /// Marks a photo whose owner is unknown.
 pub const NO_OWNER: u32 = u32::MAX;
