@@ -16,6 +16,7 @@ pub fn timestamp_array(values: Vec<Option<i64>>) -> ArrayRef {
 }
 
 /// Row `i` of a string column, `None` when null.
+#[inline]
 pub fn str_at(column: &StringArray, i: usize) -> Option<&str> {
     (!column.is_null(i)).then(|| column.value(i))
 }
@@ -26,6 +27,7 @@ pub fn string_at(column: &StringArray, i: usize) -> Option<String> {
 }
 
 /// Row `i` of a timestamp column (microseconds), `None` when null.
+#[inline]
 pub fn time_at(column: &TimestampMicrosecondArray, i: usize) -> Option<i64> {
     (!column.is_null(i)).then(|| column.value(i))
 }

@@ -15,6 +15,7 @@ use crate::model::columns::{
     ColumnError, FirstRecommendedColumns, PhotoRecsColumns, PhotographerRecsColumns, PhotosColumns,
     SimilarPhotosColumns, TagPhotosColumns, TrackedUsersColumns,
 };
+use crate::model::packed;
 use crate::model::run_table_dir;
 use crate::runs::Manifest;
 use crate::store::Storage;
@@ -281,10 +282,13 @@ impl<'a> Photos<'a> {
 /// this run: the `first_recommended` rows, as (batch, row) pairs sorted by
 /// user then photo, and each user's range of them. 8 bytes a row (a hash map
 /// keyed by both strings took about 50: 600 MB for the 11.7M rows of the 8M
-/// community scored for every favoriter).
+/// community scored for every favoriter), and 8 more for the photo ids packed
+/// ([`crate::model::packed`]), which a lookup searches instead of the
+/// strings when every one of them packs.
 struct FirstRecs<'a> {
     cols: Vec<FirstRecommendedColumns<'a>>,
     rows: Vec<(u32, u32)>,
+    packed: Option<Vec<u64>>,
     users: PlHashMap<&'a str, std::ops::Range<usize>>,
     run_id: &'a str,
 }
@@ -314,6 +318,7 @@ impl<'a> FirstRecs<'a> {
         let mut first = FirstRecs {
             cols,
             rows: Vec::new(),
+            packed: None,
             users: PlHashMap::default(),
             run_id,
         };
@@ -330,6 +335,9 @@ impl<'a> FirstRecs<'a> {
             users.insert(first.user(group[0]), start..start + group.len());
             start += group.len();
         }
+        // Packed order is string order, so the packed ids are sorted as the
+        // rows are within each user.
+        first.packed = rows.iter().map(|&x| packed::pack(first.photo(x))).collect();
         first.rows = rows;
         first.users = users;
         Ok(first)
@@ -351,12 +359,28 @@ impl<'a> FirstRecs<'a> {
     /// When `user` was first recommended `photo`, and whether in this run;
     /// of rows of one (user, photo), the last.
     fn get(&self, user: &str, photo: &str) -> Option<(i64, bool)> {
-        let rows = &self.rows[self.users.get(user)?.clone()];
-        let last = rows.partition_point(|&x| self.photo(x) <= photo);
-        let at = *rows.get(last.checked_sub(1)?)?;
-        if self.photo(at) != photo {
-            return None;
-        }
+        let range = self.users.get(user)?.clone();
+        let at = match &self.packed {
+            Some(packed) => {
+                // A photo id that does not pack is none of these rows'.
+                let photo = packed::pack(photo)?;
+                let packed = &packed[range.clone()];
+                let last = packed.partition_point(|&p| p <= photo).checked_sub(1)?;
+                if packed[last] != photo {
+                    return None;
+                }
+                self.rows[range.start + last]
+            }
+            None => {
+                let rows = &self.rows[range];
+                let last = rows.partition_point(|&x| self.photo(x) <= photo);
+                let at = *rows.get(last.checked_sub(1)?)?;
+                if self.photo(at) != photo {
+                    return None;
+                }
+                at
+            }
+        };
         let c = &self.cols[at.0 as usize];
         let r = at.1 as usize;
         Some((
@@ -481,8 +505,7 @@ fn write_lists<W: Write + Send, K: AsRef<[u8]> + Ord + Copy + Send + Sync>(
     }
 }
 
-/// The names in row `r` of a list-of-strings column, nulls left out, written
-/// out only when serialised (a JSON array of strings).
+/// The names in row `r` of a list-of-strings column, nulls left out.
 struct Names<'a> {
     values: &'a arrow_array::StringArray,
     range: std::ops::Range<usize>,
@@ -498,15 +521,16 @@ impl<'a> Names<'a> {
     }
 }
 
-impl serde::Serialize for Names<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let values = self.values;
-        s.collect_seq(
-            self.range
-                .clone()
-                .filter(|&i| arrow_array::Array::is_valid(values, i))
-                .map(|i| values.value(i)),
-        )
+impl<'a> Iterator for Names<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        loop {
+            let i = self.range.next()?;
+            if arrow_array::Array::is_valid(self.values, i) {
+                return Some(self.values.value(i));
+            }
+        }
     }
 }
 
@@ -754,7 +778,7 @@ impl UserPart<'_> {
                         .fallback
                         .is_some_and(|f| arrow_array::Array::is_valid(f, r) && f.value(r)),
                 };
-                Ok(serde_json::to_writer(out, &item)?)
+                Ok(item.write_json(out)?)
             };
             let about = |user: &str| UserList {
                 user_id: user.to_string(),
