@@ -23,16 +23,8 @@ people=${1:-30000}
 buckets=${2:-256}
 work=$PWD/target/bench/raw_buckets_s3
 rm -rf "$work" && mkdir -p "$work"
-venv=target/test-venv
-if [ ! -x "$venv/bin/moto_server" ]; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.1'
-fi
 port=18090
-"$venv/bin/moto_server" -p $port > "$work/moto.log" 2>&1 &
-moto=$!
-trap 'kill $moto 2>/dev/null; true' EXIT
-for _ in $(seq 50); do curl -fs "http://127.0.0.1:$port/" >/dev/null && break; sleep 0.2; done
+start_moto $port
 endpoint=http://127.0.0.1:$port
 latency=${LATENCY_MS:-0}
 if [ "$latency" != 0 ]; then

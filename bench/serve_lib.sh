@@ -1,5 +1,5 @@
 # Sourced by the benchmarks (serve_vs_nginx.sh, hot_swap.sh, scale.sh,
-# raw_buckets.sh, raw_buckets_s3.sh); not run alone.
+# raw_buckets.sh, raw_buckets_s3.sh, serve_ready_s3.sh); not run alone.
 
 # Sets `bin`: FAVERECS_BIN when given (an already built release binary), else a
 # release build of this checkout.
@@ -54,5 +54,26 @@ wait_ready() {
   done
   echo "the server under test was not ready within 20 s:" >&2
   cat "$log" >&2
+  return 1
+}
+
+# start_moto PORT [CPUS]: starts moto's S3 server on PORT (pinned to CPUS with
+# taskset when given; its log in $work/moto.log), installing it into
+# target/test-venv first when it is not there; sets `venv` and `moto` (its
+# pid), kills it on exit, and waits until it answers.
+start_moto() {
+  local port=$1 pin=()
+  [ $# -gt 1 ] && pin=(taskset -c "$2")
+  venv=target/test-venv
+  if [ ! -x "$venv/bin/moto_server" ]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.1'
+  fi
+  "${pin[@]}" "$venv/bin/moto_server" -p "$port" > "$work/moto.log" 2>&1 &
+  moto=$!
+  trap 'kill $moto 2>/dev/null; true' EXIT
+  for _ in $(seq 50); do curl -fs "http://127.0.0.1:$port/" >/dev/null && return 0; sleep 0.2; done
+  echo "moto's server did not answer on port $port:" >&2
+  cat "$work/moto.log" >&2
   return 1
 }

@@ -25,16 +25,8 @@ people=${1:-30000}
 rounds=${ROUNDS:-3}
 work=$PWD/target/bench/serve_ready_s3
 rm -rf "$work" && mkdir -p "$work"
-venv=target/test-venv
-if [ ! -x "$venv/bin/moto_server" ]; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.1'
-fi
 port=18095
-taskset -c 1 "$venv/bin/moto_server" -p $port > "$work/moto.log" 2>&1 &
-moto=$!
-trap 'kill $moto 2>/dev/null; true' EXIT
-for _ in $(seq 50); do curl -fs "http://127.0.0.1:$port/" >/dev/null && break; sleep 0.2; done
+start_moto $port 1
 curl -fs -X PUT "http://127.0.0.1:$port/ready" > /dev/null
 export AWS_ENDPOINT_URL=http://127.0.0.1:$port AWS_ALLOW_HTTP=true AWS_ACCESS_KEY_ID=testing \
   AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 RUST_LOG=warn
