@@ -346,7 +346,7 @@ impl PhotoUrl<'_> {
 }
 
 /// Whether serde_json writes `s` as it is, between quotes: it escapes `"`,
-/// `\\` and the control characters below U+0020, and nothing else. The
+/// `\` and the control characters below U+0020, and nothing else. The
 /// check has no early exit, so that it runs over 16 bytes at a time.
 fn plain(s: &str) -> bool {
     s.as_bytes().chunks(16).all(|chunk| {
