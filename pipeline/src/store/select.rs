@@ -8,9 +8,11 @@
 //! - skips every row group whose column statistics (min/max of the key column)
 //!   hold none of the ids: the bucketed tables are sorted by user in row
 //!   groups of [`super::parquet::RAW_ROW_GROUP_ROWS`] rows;
-//! - decodes the key column first and the other columns only for the rows kept
-//!   (a Parquet row filter), skipping the others rather than decoding them,
-//!   and copies the rows kept into buffers of their own size;
+//! - decodes the key column first, as each row group's dictionary and the
+//!   rows' indices into it, so that each distinct id is looked up once;
+//! - then decodes every column only for the rows kept (a Parquet row
+//!   selection), skipping the others rather than decoding them, and copies
+//!   the rows kept into buffers of their own size;
 //! - reads, of a bucketed table filtered by `user_id`, only the buckets that
 //!   hold one of the users, and decodes each object on a task of its own
 //!   ([`super::parquet::decoding`]), so the buckets are decoded side by side.
@@ -21,18 +23,19 @@
 use std::sync::Arc;
 
 use arrow_array::{Array, BooleanArray, RecordBatch, cast::AsArray};
-use arrow_schema::ArrowError;
+use arrow_schema::{ArrowError, DataType, FieldRef, Schema};
 use bytes::Bytes;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
-    ArrowPredicateFn, ParquetRecordBatchReaderBuilder, RowFilter, RowSelectionPolicy,
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+    RowSelectionPolicy,
 };
 use parquet::errors::ParquetError;
 use polars::prelude::PlHashSet;
 
-use crate::model::Table;
+use crate::model::{Table, col};
 
 use super::error::StoreError;
 use super::parquet::{check_schema, decoding, project};
@@ -168,8 +171,15 @@ fn decode_where(
         path: path.to_string(),
         source,
     };
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(perr)?;
-    check_schema(builder.schema(), table, path)?;
+    let metadata = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new()).map_err(perr)?;
+    check_schema(metadata.schema(), table, path)?;
+    // A user's id repeats on each of their rows, sorted together; a photo id
+    // is on one row of `photos`, where a dictionary would only add work.
+    let keyed = match select.column {
+        col::USER_ID => key_as_dictionary(metadata.clone(), select.column).map_err(perr)?,
+        _ => metadata.clone(),
+    };
+    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes.clone(), metadata);
     let descr = builder.parquet_schema();
     let Some(leaf) = descr.columns().iter().position(|c| {
         c.max_rep_level() == 0 && c.path().parts().len() == 1 && c.name() == select.column
@@ -208,15 +218,28 @@ fn decode_where(
             && skipped.iter().any(|f| f.name() == c.name()))
     });
     let projection = ProjectionMask::leaves(descr, decoded.map(|(i, _)| i));
-    let mask = ProjectionMask::leaves(descr, [leaf]);
-    let (column, keep) = (select.column, select.ids.clone());
-    let predicate = ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
-        keep_rows(&batch, column, &keep)
-    });
+    // First the key column alone, a row group at a time, as dictionary
+    // indices: which rows to keep.
+    let keys = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, keyed)
+        .with_projection(ProjectionMask::leaves(descr, [leaf]))
+        .with_row_groups(groups.clone())
+        .with_batch_size(KEY_BATCH_ROWS)
+        .build()
+        .map_err(perr)?;
+    let mut kept = Vec::new();
+    for batch in keys {
+        let batch = batch.map_err(|e| perr(ParquetError::from(e)))?;
+        kept.push(keep_rows(&batch, select.column, ids).map_err(|e| perr(e.into()))?);
+    }
+    let selection = RowSelection::from_filters(&kept);
+    if !selection.selects_any() {
+        return Ok(Vec::new());
+    }
+    // Then every column of those rows alone.
     let reader = builder
         .with_projection(projection)
         .with_row_groups(groups)
-        .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
+        .with_row_selection(selection)
         // Skip the rows the filter drops rather than decode them and mask them
         // out. The reader's default picks the mask for sparse selections, and
         // a mask batch spans as many rows as it takes to find `batch_size`
@@ -238,6 +261,46 @@ fn decode_where(
 
 /// Rows a filtered read decodes at a time.
 const BATCH_ROWS: usize = 64 * 1024;
+
+/// Key values a filtered read decodes at a time, to choose its rows: a raw
+/// row group, so that each batch of a bucketed table's key column holds one
+/// row group's, as indices into that group's dictionary
+/// ([`key_as_dictionary`]).
+const KEY_BATCH_ROWS: usize = super::parquet::RAW_ROW_GROUP_ROWS;
+
+/// The reader's schema with the key `column` decoded as a dictionary, when
+/// the file stores it as strings. Parquet writes a row group's strings as
+/// indices into that group's dictionary: the filter then looks each distinct
+/// id up once and maps the indices ([`keep_rows`]) rather than copying every
+/// row's id out first. A batch that spans two row groups (or a column chunk
+/// that fell back from its dictionary) comes out with a dictionary the
+/// reader rebuilt from the values, which gives the same rows. Only the
+/// choice of rows reads the key this way; the rows kept are read as strings.
+fn key_as_dictionary(
+    metadata: ArrowReaderMetadata,
+    column: &str,
+) -> Result<ArrowReaderMetadata, ParquetError> {
+    let schema = metadata.schema();
+    let Ok(key) = schema.index_of(column) else {
+        return Ok(metadata);
+    };
+    if schema.field(key).data_type() != &DataType::Utf8 {
+        return Ok(metadata);
+    }
+    let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+    let fields: Vec<FieldRef> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| match i == key {
+            true => Arc::new(f.as_ref().clone().with_data_type(dictionary.clone())),
+            false => f.clone(),
+        })
+        .collect();
+    let hinted = Schema::new_with_metadata(fields, schema.metadata().clone());
+    let options = ArrowReaderOptions::new().with_schema(Arc::new(hinted));
+    ArrowReaderMetadata::try_new(metadata.metadata().clone(), options)
+}
 
 /// `batch` with a column of nulls for each of `fields`, each a slice of one
 /// null column of [`BATCH_ROWS`] rows shared by every batch (of any read) that
@@ -280,21 +343,44 @@ fn compact(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
     arrow_select::take::take_record_batch(batch, &rows)
 }
 
-/// The row filter: whether each row's key is one of `keep`. Rows sorted by the
+/// Which rows to keep: whether each row's key is one of `keep`. Rows sorted by the
 /// key (the bucketed tables) repeat it, so a key equal to the row before is
 /// not looked up again. A null key is an error, as in a whole read.
+///
+/// A dictionary key column ([`key_as_dictionary`]) is looked up a value of
+/// its dictionary at a time, and each row takes its value's answer.
 fn keep_rows(batch: &RecordBatch, column: &str, keep: &IdSet) -> Result<BooleanArray, ArrowError> {
-    let values = batch.column(0).as_string_opt::<i32>().ok_or_else(|| {
-        ArrowError::SchemaError(format!("column {column} is not a string column"))
-    })?;
-    if values.null_count() > 0 {
+    let key = batch.column(0);
+    if key.null_count() > 0 {
         return Err(ArrowError::InvalidArgumentError(format!(
             "column {column} has {} null values but may not be null",
-            values.null_count()
+            key.null_count()
         )));
     }
+    let not_strings = || ArrowError::SchemaError(format!("column {column} is not a string column"));
+    if let Some(dictionary) = key.as_dictionary_opt::<arrow_array::types::Int32Type>() {
+        let values = dictionary
+            .values()
+            .as_string_opt::<i32>()
+            .ok_or_else(not_strings)?;
+        let kept = kept_values(values, keep);
+        let rows = dictionary.keys().values().iter();
+        // A key out of the dictionary's range is not kept (the reader makes
+        // none).
+        let kept = rows.map(|&k| usize::try_from(k).is_ok_and(|k| kept.get(k) == Some(&true)));
+        return Ok(BooleanArray::from_iter(kept.map(Some)));
+    }
+    let values = key.as_string_opt::<i32>().ok_or_else(not_strings)?;
+    Ok(BooleanArray::from_iter(
+        kept_values(values, keep).into_iter().map(Some),
+    ))
+}
+
+/// Whether each of `values` (none null) is one of `keep`. A value equal to
+/// the one before is not looked up again: rows sorted by the key repeat it.
+fn kept_values(values: &arrow_array::StringArray, keep: &IdSet) -> Vec<bool> {
     let mut last: Option<(&str, bool)> = None;
-    Ok(values
+    values
         .iter()
         .map(|v| {
             let v = v.unwrap_or_default();
@@ -303,15 +389,14 @@ fn keep_rows(batch: &RecordBatch, column: &str, keep: &IdSet) -> Result<BooleanA
                 _ => keep.contains(v),
             };
             last = Some((v, kept));
-            Some(kept)
+            kept
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::col;
     use crate::store::parquet::ParquetEncoder;
     use arrow_array::{StringArray, TimestampMicrosecondArray};
 
@@ -336,10 +421,15 @@ mod tests {
         )
         .expect("a favourites batch");
         let path = Path::from("raw/favorites/data.parquet");
-        let mut encoder = ParquetEncoder::new(&path, table).expect("an encoder");
-        encoder.write(&batch).expect("written");
-        let (bytes, _) = encoder.finish().expect("encoded");
+        let bytes = favorites_bytes(&path, &batch).expect("encoded");
         (bytes, path)
+    }
+
+    /// `batch` encoded as the bucketed raw tables are.
+    fn favorites_bytes(path: &Path, batch: &RecordBatch) -> Result<Bytes, StoreError> {
+        let mut encoder = ParquetEncoder::new(path, Table::Favorites)?;
+        encoder.write(batch)?;
+        Ok(encoder.finish()?.0)
     }
 
     /// A filtered read holds only what it keeps: 3 of 100 000 favourites, in
@@ -358,6 +448,80 @@ mod tests {
         assert_eq!(kept, keep);
         let held: usize = read.iter().map(|b| b.get_array_memory_size()).sum();
         assert!(held < 16 * 1024, "3 rows held in {held} bytes");
+    }
+
+    /// The rows kept are those a whole read gives with the filter applied
+    /// afterwards, however the file's row groups and key column were
+    /// written: the bucketed tables' row groups (a key batch each), groups
+    /// that key batches straddle (the reader then rebuilds each batch's
+    /// dictionary), one group, and keys stored without a dictionary.
+    #[test]
+    fn the_rows_kept_do_not_depend_on_row_groups_or_encoding()
+    -> Result<(), Box<dyn std::error::Error>> {
+        use parquet::arrow::ArrowWriter;
+        use parquet::file::properties::WriterProperties;
+        let table = Table::Favorites;
+        let rows = 60_000;
+        // 6 000 users with ten favourites each, stored sorted by user.
+        let user = |i: usize| format!("{}@N01", 10_000 + i / 10);
+        let photo = |i: usize| format!("{}", 53_000_000_000u64 + i as u64);
+        let batch = RecordBatch::try_new(
+            table.schema(),
+            vec![
+                Arc::new(StringArray::from_iter_values((0..rows).map(user))),
+                Arc::new(StringArray::from_iter_values((0..rows).map(photo))),
+                Arc::new(StringArray::from_iter_values(
+                    (0..rows).map(|i| user(i + 7)),
+                )),
+                Arc::new(
+                    TimestampMicrosecondArray::from_iter_values(0..rows as i64)
+                        .with_timezone("UTC"),
+                ),
+            ],
+        )?;
+        // Every seventh user, and ids no row holds.
+        let keep: Vec<String> = (0..rows)
+            .step_by(70)
+            .map(user)
+            .chain(["1@N01".into(), "99999@N01".into()])
+            .collect();
+        let want: Vec<(String, String)> = (0..rows)
+            .filter(|i| (i / 10) % 7 == 0)
+            .map(|i| (user(i), photo(i)))
+            .collect();
+        let path = Path::from("raw/favorites/data.parquet");
+        let mut files = vec![("bucketed", favorites_bytes(&path, &batch)?)];
+        let written = [
+            ("groups of 10 000 rows", Some(10_000), true),
+            ("one group", None, true),
+            ("no dictionary", Some(10_000), false),
+        ];
+        for (name, group_rows, dictionary) in written {
+            let props = WriterProperties::builder()
+                .set_max_row_group_row_count(group_rows)
+                .set_dictionary_enabled(dictionary)
+                .build();
+            let mut bytes = Vec::new();
+            let mut writer = ArrowWriter::try_new(&mut bytes, table.schema(), Some(props))?;
+            writer.write(&batch)?;
+            writer.close()?;
+            files.push((name, Bytes::from(bytes)));
+        }
+        let select = Select::new(col::USER_ID, Arc::new(IdSet::new(&keep)));
+        for (name, bytes) in files {
+            let read = decode_where(bytes, &path, table, &select)?;
+            let got: Vec<(String, String)> = read
+                .iter()
+                .flat_map(|b| {
+                    let users = b.column(0).as_string::<i32>().iter().flatten();
+                    let photos = b.column(1).as_string::<i32>().iter().flatten();
+                    users.zip(photos).map(|(u, p)| (u.to_owned(), p.to_owned()))
+                })
+                .collect();
+            assert_eq!(got.len(), 8_580, "{name}");
+            assert!(got == want, "{name}: the rows kept differ");
+        }
+        Ok(())
     }
 
     /// A skipped nullable column reads as nulls that every batch shares;
