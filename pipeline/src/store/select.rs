@@ -8,8 +8,9 @@
 //! - skips every row group whose column statistics (min/max of the key column)
 //!   hold none of the ids: the bucketed tables are sorted by user in row
 //!   groups of [`super::parquet::RAW_ROW_GROUP_ROWS`] rows;
-//! - decodes the key column first, as each row group's dictionary and the
-//!   rows' indices into it, so that each distinct id is looked up once;
+//! - decodes the key column first; a `user_id` as each row group's
+//!   dictionary and the rows' indices into it, so that each distinct user is
+//!   looked up once;
 //! - then decodes every column only for the rows kept (a Parquet row
 //!   selection), skipping the others rather than decoding them, and copies
 //!   the rows kept into buffers of their own size;
@@ -240,7 +241,7 @@ fn decode_where(
         .with_projection(projection)
         .with_row_groups(groups)
         .with_row_selection(selection)
-        // Skip the rows the filter drops rather than decode them and mask them
+        // Skip the rows not selected rather than decode them and mask them
         // out. The reader's default picks the mask for sparse selections, and
         // a mask batch spans as many rows as it takes to find `batch_size`
         // kept ones: for the 34 000 shown photos of the 8M community that is
