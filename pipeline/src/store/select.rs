@@ -485,24 +485,36 @@ mod tests {
     use crate::store::parquet::{ParquetEncoder, RAW_ROW_GROUP_ROWS};
     use arrow_array::{StringArray, TimestampMicrosecondArray};
 
-    /// A Parquet file of `rows` favourites, one per user `<i>@N01`, faved at
-    /// `i` microseconds.
-    fn favorites_file(rows: usize) -> (Bytes, Path) {
-        let table = Table::Favorites;
-        let users: Vec<String> = (0..rows).map(|i| format!("{i}@N01")).collect();
-        let batch = RecordBatch::try_new(
-            table.schema(),
+    /// A favourites batch of `rows` rows, row `i` holding `user(i)`,
+    /// `photo(i)` and `owner(i)`, faved at `i` microseconds.
+    fn favorites_batch(
+        rows: usize,
+        user: impl Fn(usize) -> String,
+        photo: impl Fn(usize) -> String,
+        owner: impl Fn(usize) -> String,
+    ) -> Result<RecordBatch, ArrowError> {
+        RecordBatch::try_new(
+            Table::Favorites.schema(),
             vec![
-                Arc::new(StringArray::from_iter_values(&users)),
-                Arc::new(StringArray::from_iter_values(
-                    (0..rows).map(|i| format!("{}", 53_000_000_000u64 + i as u64)),
-                )),
-                Arc::new(StringArray::from_iter_values(users.iter().rev())),
+                Arc::new(StringArray::from_iter_values((0..rows).map(user))),
+                Arc::new(StringArray::from_iter_values((0..rows).map(photo))),
+                Arc::new(StringArray::from_iter_values((0..rows).map(owner))),
                 Arc::new(
                     TimestampMicrosecondArray::from_iter_values(0..rows as i64)
                         .with_timezone("UTC"),
                 ),
             ],
+        )
+    }
+
+    /// A Parquet file of `rows` favourites, one per user `<i>@N01`, faved at
+    /// `i` microseconds.
+    fn favorites_file(rows: usize) -> (Bytes, Path) {
+        let batch = favorites_batch(
+            rows,
+            |i| format!("{i}@N01"),
+            |i| format!("{}", 53_000_000_000u64 + i as u64),
+            |i| format!("{}@N01", rows - 1 - i),
         )
         .expect("a favourites batch");
         let path = Path::from("raw/favorites/data.parquet");
@@ -550,20 +562,7 @@ mod tests {
         // 6 000 users with ten favourites each, stored sorted by user.
         let user = |i: usize| format!("{}@N01", 10_000 + i / 10);
         let photo = |i: usize| format!("{}", 53_000_000_000u64 + i as u64);
-        let batch = RecordBatch::try_new(
-            table.schema(),
-            vec![
-                Arc::new(StringArray::from_iter_values((0..rows).map(user))),
-                Arc::new(StringArray::from_iter_values((0..rows).map(photo))),
-                Arc::new(StringArray::from_iter_values(
-                    (0..rows).map(|i| user(i + 7)),
-                )),
-                Arc::new(
-                    TimestampMicrosecondArray::from_iter_values(0..rows as i64)
-                        .with_timezone("UTC"),
-                ),
-            ],
-        )?;
+        let batch = favorites_batch(rows, user, photo, |i| user(i + 7))?;
         // Every seventh user, and ids no row holds.
         let keep: Vec<String> = (0..rows)
             .step_by(70)
@@ -634,20 +633,7 @@ mod tests {
         let rows = 100_000;
         let user = |i: usize| format!("{i:06}@N01");
         let photo = |i: usize| format!("{}", 53_000_000_000u64 + i as u64);
-        let batch = RecordBatch::try_new(
-            table.schema(),
-            vec![
-                Arc::new(StringArray::from_iter_values((0..rows).map(user))),
-                Arc::new(StringArray::from_iter_values((0..rows).map(photo))),
-                Arc::new(StringArray::from_iter_values(
-                    (0..rows).map(|i| user(rows - i)),
-                )),
-                Arc::new(
-                    TimestampMicrosecondArray::from_iter_values(0..rows as i64)
-                        .with_timezone("UTC"),
-                ),
-            ],
-        )?;
+        let batch = favorites_batch(rows, user, photo, |i| user(rows - i))?;
         let path = Path::from("raw/favorites/bucket=0000/g.parquet");
         let bytes = favorites_bytes(&path, &batch)?;
         let kept_rows = [7, 50_000, 50_001];
