@@ -20,9 +20,8 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::schema::types::ColumnPath;
 
-use crate::model::{Table, col};
+use crate::model::Table;
 
 use super::conditional::Version;
 use super::error::{StoreError, encode_error};
@@ -33,26 +32,15 @@ use super::storage::Storage;
 /// row groups of users it does not need.
 pub const RAW_ROW_GROUP_ROWS: usize = 16 * 1024;
 
-/// Rows per data page of a bucketed raw table, whose page index holds the
-/// bounds of `user_id` on each page: a reader of a few users' rows (a run's
-/// targets) decompresses only the pages that may hold them, in every column
-/// (`super::select`). The writer cuts pages at batches of 1 024 rows, its
-/// default, so this is also the smallest page it makes.
-pub const RAW_PAGE_ROWS: usize = 1024;
-
 /// The writer settings of every table: zstd, and column-chunk statistics on
-/// every top-level column; for the bucketed raw tables, small row groups and
-/// pages, and `user_id`'s bounds on each page (the page index).
+/// every top-level column; small row groups for the bucketed raw tables.
 fn writer_properties(table: Table) -> Result<WriterProperties, ParquetError> {
     let schema = table.schema();
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_statistics_enabled(EnabledStatistics::Chunk);
     if table.bucketed() {
-        props = props
-            .set_max_row_group_row_count(Some(RAW_ROW_GROUP_ROWS))
-            .set_data_page_row_count_limit(RAW_PAGE_ROWS)
-            .set_column_statistics_enabled(ColumnPath::from(col::USER_ID), EnabledStatistics::Page);
+        props = props.set_max_row_group_row_count(Some(RAW_ROW_GROUP_ROWS));
     }
     // Min/max of list elements (`top_neighbors`, `similar_to`) prune nothing —
     // engines skip row groups on top-level columns — and computing them cost two

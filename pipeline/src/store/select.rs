@@ -8,10 +8,6 @@
 //! - skips every row group whose column statistics (min/max of the key column)
 //!   hold none of the ids: the bucketed tables are sorted by user in row
 //!   groups of [`super::parquet::RAW_ROW_GROUP_ROWS`] rows;
-//! - within a row group, skips every page whose bounds in the page index
-//!   hold none of the ids, without decompressing it: the bucketed tables
-//!   are written in pages of [`super::parquet::RAW_PAGE_ROWS`] rows with
-//!   `user_id`'s bounds for each ([`pages_that_may_hold`]);
 //! - decodes the key column first; a `user_id` as each row group's
 //!   dictionary and the rows' indices into it, so that each distinct user is
 //!   looked up once;
@@ -35,11 +31,9 @@ use object_store::path::Path;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
-    RowSelectionPolicy, RowSelector,
+    RowSelectionPolicy,
 };
 use parquet::errors::ParquetError;
-use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
-use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use polars::prelude::PlHashSet;
 
 use crate::model::{Table, col};
@@ -178,10 +172,7 @@ fn decode_where(
         path: path.to_string(),
         source,
     };
-    // The page index, when the file has one (the bucketed tables', written
-    // since it was added), bounds the key on each page.
-    let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
-    let metadata = ArrowReaderMetadata::load(&bytes, options).map_err(perr)?;
+    let metadata = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new()).map_err(perr)?;
     check_schema(metadata.schema(), table, path)?;
     // A user's id repeats on each of their rows, sorted together; a photo id
     // is on one row of `photos`, where a dictionary would only add work.
@@ -229,45 +220,19 @@ fn decode_where(
     });
     let projection = ProjectionMask::leaves(descr, decoded.map(|(i, _)| i));
     // First the key column alone, a row group at a time, as dictionary
-    // indices, and only on the pages whose bounds may hold an id: which rows
-    // to keep.
-    let mut selectors: Vec<RowSelector> = Vec::new();
-    for &group in &groups {
-        let rows = usize::try_from(keyed.metadata().row_group(group).num_rows()).unwrap_or(0);
-        let pages = pages_that_may_hold(keyed.metadata(), group, leaf, rows, ids);
-        if pages.as_ref().is_some_and(|p| !p.selects_any()) {
-            selectors.push(RowSelector::skip(rows));
-            continue;
-        }
-        let mut keys =
-            ParquetRecordBatchReaderBuilder::new_with_metadata(bytes.clone(), keyed.clone())
-                .with_projection(ProjectionMask::leaves(descr, [leaf]))
-                .with_row_groups(vec![group])
-                .with_row_selection_policy(RowSelectionPolicy::Selectors)
-                .with_batch_size(rows.clamp(1, KEY_BATCH_ROWS));
-        if let Some(pages) = &pages {
-            keys = keys.with_row_selection(pages.clone());
-        }
-        let mut kept = Vec::new();
-        for batch in keys.build().map_err(perr)? {
-            let batch = batch.map_err(|e| perr(ParquetError::from(e)))?;
-            kept.push(keep_rows(&batch, select.column, ids).map_err(|e| perr(e.into()))?);
-        }
-        let kept = RowSelection::from_filters(&kept);
-        let read = pages.as_ref().map_or(rows, RowSelection::row_count);
-        if kept.total_row_count() != read {
-            return Err(perr(ParquetError::General(format!(
-                "row group {group}: the key column gave {} rows, not {read}",
-                kept.total_row_count()
-            ))));
-        }
-        let kept = match &pages {
-            Some(pages) => pages.and_then(&kept),
-            None => kept,
-        };
-        selectors.extend(kept.iter().copied());
+    // indices: which rows to keep.
+    let keys = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, keyed)
+        .with_projection(ProjectionMask::leaves(descr, [leaf]))
+        .with_row_groups(groups.clone())
+        .with_batch_size(KEY_BATCH_ROWS)
+        .build()
+        .map_err(perr)?;
+    let mut kept = Vec::new();
+    for batch in keys {
+        let batch = batch.map_err(|e| perr(ParquetError::from(e)))?;
+        kept.push(keep_rows(&batch, select.column, ids).map_err(|e| perr(e.into()))?);
     }
-    let selection = RowSelection::from(selectors);
+    let selection = RowSelection::from_filters(&kept);
     if !selection.selects_any() {
         return Ok(Vec::new());
     }
@@ -298,60 +263,11 @@ fn decode_where(
 /// Rows a filtered read decodes at a time.
 const BATCH_ROWS: usize = 64 * 1024;
 
-/// Key values a filtered read decodes at a time, at most, to choose its rows:
-/// a raw row group. The key is read a row group at a time, so that each batch
-/// of a bucketed table's key column holds one row group's, as indices into
-/// that group's dictionary ([`key_as_dictionary`]); a batch that spanned two
-/// would make the reader build a dictionary of its own from the values.
+/// Key values a filtered read decodes at a time, to choose its rows: a raw
+/// row group, so that each batch of a bucketed table's key column holds one
+/// row group's, as indices into that group's dictionary
+/// ([`key_as_dictionary`]).
 const KEY_BATCH_ROWS: usize = super::parquet::RAW_ROW_GROUP_ROWS;
-
-/// The rows of row group `group` (of `rows` rows) on the pages of its key
-/// column (leaf `leaf`) whose bounds in the page index may hold one of
-/// `ids`; `None` when nothing is ruled out: no page index (a file written
-/// before the bucketed tables had one, or another table), one that does not
-/// describe the group's pages consistently, or every page may hold an id.
-/// A page whose bounds are missing (all nulls) is kept, so that a null key is
-/// found and refused as in a whole read.
-fn pages_that_may_hold(
-    metadata: &ParquetMetaData,
-    group: usize,
-    leaf: usize,
-    rows: usize,
-    ids: &IdSet,
-) -> Option<RowSelection> {
-    let index = metadata.page_index()?;
-    let Some(ColumnIndexMetaData::BYTE_ARRAY(bounds)) = index.column_index(group, leaf) else {
-        return None;
-    };
-    let pages = index.offset_index(group, leaf)?.page_locations();
-    let starts: Vec<usize> = pages
-        .iter()
-        .map(|p| usize::try_from(p.first_row_index).ok())
-        .collect::<Option<_>>()?;
-    // The first page starts the group, each starts after the one before, and
-    // the index has bounds for each.
-    let ordered = starts.first() == Some(&0)
-        && starts.windows(2).all(|w| w[0] < w[1])
-        && starts.last().is_some_and(|&s| s < rows)
-        && usize::try_from(bounds.num_pages()).ok() == Some(starts.len());
-    if !ordered {
-        return None;
-    }
-    let mut ruled_out = false;
-    let mut kept = Vec::with_capacity(starts.len());
-    for (page, &start) in starts.iter().enumerate() {
-        let end = starts.get(page + 1).copied().unwrap_or(rows);
-        let may_hold = match (bounds.min_value(page), bounds.max_value(page)) {
-            (Some(min), Some(max)) => ids.any_between(min, max),
-            _ => true,
-        };
-        match may_hold {
-            true => kept.push(start..end),
-            false => ruled_out = true,
-        }
-    }
-    ruled_out.then(|| RowSelection::from_consecutive_ranges(kept.into_iter(), rows))
-}
 
 /// The reader's schema with the key `column` decoded as a dictionary, when
 /// the file stores it as strings. Parquet writes a row group's strings as
@@ -482,7 +398,7 @@ fn kept_values(values: &arrow_array::StringArray, keep: &IdSet) -> Vec<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::parquet::{ParquetEncoder, RAW_ROW_GROUP_ROWS};
+    use crate::store::parquet::ParquetEncoder;
     use arrow_array::{StringArray, TimestampMicrosecondArray};
 
     /// A favourites batch of `rows` rows, row `i` holding `user(i)`,
@@ -591,114 +507,20 @@ mod tests {
             writer.close()?;
             files.push((name, Bytes::from(bytes)));
         }
-        // And a few users, so that the bucketed file's page index rules out
-        // most pages.
-        let few: Vec<String> = [25, 2_500, 5_999].map(|i| user(i * 10)).into();
-        let want_few: Vec<(String, String)> = (0..rows)
-            .filter(|i| [25, 2_500, 5_999].contains(&(i / 10)))
-            .map(|i| (user(i), photo(i)))
-            .collect();
-        let dense = Select::new(col::USER_ID, Arc::new(IdSet::new(&keep)));
-        let sparse = Select::new(col::USER_ID, Arc::new(IdSet::new(&few)));
-        for (name, bytes) in files {
-            for (select, want) in [(&dense, &want), (&sparse, &want_few)] {
-                let read = decode_where(bytes.clone(), &path, table, select)?;
-                let got: Vec<(String, String)> = read
-                    .iter()
-                    .flat_map(|b| {
-                        let users = b.column(0).as_string::<i32>().iter().flatten();
-                        let photos = b.column(1).as_string::<i32>().iter().flatten();
-                        users.zip(photos).map(|(u, p)| (u.to_owned(), p.to_owned()))
-                    })
-                    .collect();
-                assert_eq!(got.len(), want.len(), "{name}");
-                assert!(&got == want, "{name}: the rows kept differ");
-            }
-        }
-        assert_eq!(want.len(), 8_580);
-        assert_eq!(want_few.len(), 30);
-        Ok(())
-    }
-
-    /// A bucketed table's pages that hold none of the users read are not
-    /// decompressed, in any column: with every other page of the row groups
-    /// read overwritten, the read still gives the users' rows (and a whole
-    /// read of the same bytes fails, so a reader that decodes the pages sees
-    /// the overwriting).
-    #[test]
-    fn pages_without_a_wanted_user_are_not_decoded() -> Result<(), Box<dyn std::error::Error>> {
-        let table = Table::Favorites;
-        // 100 000 users with a favourite each, sorted: zero-padded ids sort
-        // as their numbers do.
-        let rows = 100_000;
-        let user = |i: usize| format!("{i:06}@N01");
-        let photo = |i: usize| format!("{}", 53_000_000_000u64 + i as u64);
-        let batch = favorites_batch(rows, user, photo, |i| user(rows - i))?;
-        let path = Path::from("raw/favorites/bucket=0000/g.parquet");
-        let bytes = favorites_bytes(&path, &batch)?;
-        let kept_rows = [7, 50_000, 50_001];
-        let keep = kept_rows.map(user);
         let select = Select::new(col::USER_ID, Arc::new(IdSet::new(&keep)));
-        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
-        let metadata = ArrowReaderMetadata::load(&bytes, options)?;
-        let metadata = metadata.metadata();
-        let index = metadata.page_index().ok_or("no page index")?;
-        let mut garbled = bytes.to_vec();
-        let (mut kept_pages, mut overwritten) = (0, 0);
-        for group in 0..metadata.num_row_groups() {
-            let rows = usize::try_from(metadata.row_group(group).num_rows())?;
-            // Row i holds user i: a page is wanted when it holds a kept row.
-            let offset = group * RAW_ROW_GROUP_ROWS;
-            let wanted = |first: usize, end: usize| {
-                kept_rows
-                    .iter()
-                    .any(|&r| (offset + first..offset + end).contains(&r))
-            };
-            // Only in the groups read: the others are skipped whole, by
-            // their statistics.
-            if !wanted(0, rows) {
-                continue;
-            }
-            for column in 0..metadata.row_group(group).num_columns() {
-                let pages = index.offset_index(group, column).ok_or("no offset index")?;
-                let pages = pages.page_locations();
-                for (p, page) in pages.iter().enumerate() {
-                    let first = usize::try_from(page.first_row_index)?;
-                    let end = pages
-                        .get(p + 1)
-                        .map_or(Ok(rows), |n| usize::try_from(n.first_row_index))?;
-                    if wanted(first, end) {
-                        kept_pages += 1;
-                        continue;
-                    }
-                    let at = usize::try_from(page.offset)?;
-                    let len = usize::try_from(page.compressed_page_size)?;
-                    garbled[at..at + len].fill(0xA5);
-                    overwritten += 1;
-                }
-            }
+        for (name, bytes) in files {
+            let read = decode_where(bytes, &path, table, &select)?;
+            let got: Vec<(String, String)> = read
+                .iter()
+                .flat_map(|b| {
+                    let users = b.column(0).as_string::<i32>().iter().flatten();
+                    let photos = b.column(1).as_string::<i32>().iter().flatten();
+                    users.zip(photos).map(|(u, p)| (u.to_owned(), p.to_owned()))
+                })
+                .collect();
+            assert_eq!(got.len(), 8_580, "{name}");
+            assert!(got == want, "{name}: the rows kept differ");
         }
-        assert_eq!(
-            (overwritten, kept_pages),
-            (120, 8),
-            "pages (overwritten, kept)"
-        );
-        let garbled = Bytes::from(garbled);
-        let read = decode_where(garbled.clone(), &path, table, &select)?;
-        let users: Vec<&str> = read
-            .iter()
-            .flat_map(|b| b.column(0).as_string::<i32>().iter().flatten())
-            .collect();
-        assert_eq!(users, keep);
-        let photos: Vec<&str> = read
-            .iter()
-            .flat_map(|b| b.column(1).as_string::<i32>().iter().flatten())
-            .collect();
-        assert_eq!(photos, kept_rows.map(photo));
-        let whole: Result<Vec<RecordBatch>, _> = ParquetRecordBatchReaderBuilder::try_new(garbled)?
-            .build()?
-            .collect();
-        assert!(whole.is_err(), "a whole read decoded the overwritten pages");
         Ok(())
     }
 
