@@ -20,17 +20,15 @@ use super::{failed, faverecs, ok};
 const RUN: &str = "20261130T020000Z-00aa01";
 
 /// Settings of the second case: Flexplore and explore only, no fallbacks
-/// (which would rank every target's neighbourhood), and no similar photos,
-/// tag lists or evaluation, so the photos step has nothing to do and
-/// `--finish` reads only the photos shown; and targets assigned to users
-/// shards by neighbourhood. The unsharded run then reads only
-/// the neighbourhood too; that this equals a whole read is
-/// `pipeline/tests/neighbourhood`'s test.
-const NEIGHBOURHOOD: [(&str, &str); 6] = [
+/// (which would rank every target's neighbourhood), and no similar photos or
+/// evaluation, so that of the photos step only shard 0 has work (the tag
+/// lists, at their default length) and the others read nothing; and targets
+/// assigned to users shards by neighbourhood. That a neighbourhood read
+/// equals a whole read is `pipeline/tests/neighbourhood`'s test.
+const NEIGHBOURHOOD: [(&str, &str); 5] = [
     ("FAVERECS__SCORE__ALGORITHMS", r#"["flexplore","explore"]"#),
     ("FAVERECS__SCORE__FALLBACK_BELOW", "0"),
     ("FAVERECS__SIMILAR__ENABLED", "false"),
-    ("FAVERECS__SCORE__TAG_PHOTOS_PER_TAG", "0"),
     ("FAVERECS__EVALUATE__ENABLED", "false"),
     ("FAVERECS__SCORE__SHARD_TARGETS_BY", "neighbourhood"),
 ];
@@ -89,37 +87,42 @@ fn users_shards_reading_only_their_neighbourhood_equal_one_process_reading_every
     sharded_run_equals_one_process(&NEIGHBOURHOOD);
 }
 
+/// The record of shard `i` of `n` of `step`.
+fn record(dir: &Path, step: &str, i: u32, n: u32) -> serde_json::Value {
+    let record = dir.join(format!(
+        "data/runs/{RUN}/shards/{step}-{i:04}-of-{n:04}.json"
+    ));
+    serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap()
+}
+
+/// Whether a shard's record has a note starting with `start`.
+fn noted(record: &serde_json::Value, start: &str) -> bool {
+    // A record without notes leaves the field out.
+    let notes = record["notes"].as_array().cloned().unwrap_or_default();
+    notes.iter().any(|n| n.as_str().unwrap().starts_with(start))
+}
+
 /// The favourite rows each users shard read, from its record, if it says it
 /// read only its targets' neighbourhood.
 fn neighbourhood_rows(dir: &Path, i: u32, n: u32) -> Option<u64> {
-    let record = dir.join(format!(
-        "data/runs/{RUN}/shards/users-{i:04}-of-{n:04}.json"
-    ));
-    let record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
-    // A record without notes leaves the field out.
-    let notes = record["notes"].as_array().cloned().unwrap_or_default();
-    notes
-        .iter()
-        .any(|n| {
-            n.as_str()
-                .unwrap()
-                .starts_with("read only the neighbourhood")
-        })
+    let record = record(dir, "users", i, n);
+    noted(&record, "read only the neighbourhood")
         .then(|| record["rows_in"]["favorites"].as_u64().unwrap())
 }
 
 /// The assignment of targets to shards a users shard's record names.
 fn assignment(dir: &Path, i: u32, n: u32) -> String {
-    let record = dir.join(format!(
-        "data/runs/{RUN}/shards/users-{i:04}-of-{n:04}.json"
-    ));
-    let record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
-    record["assignment"]
+    record(dir, "users", i, n)["assignment"]
         .as_str()
         .unwrap_or_default()
         .to_string()
+}
+
+/// Whether photos shard `i` of `n` says it read nothing.
+fn photos_idle(dir: &Path, i: u32, n: u32) -> bool {
+    let record = record(dir, "photos", i, n);
+    noted(&record, "similar photos are off")
+        && record["rows_in"]["favorites"].as_u64().unwrap_or(0) == 0
 }
 
 fn sharded_run_equals_one_process(extra: &[(&'static str, &str)]) {
@@ -219,6 +222,13 @@ fn sharded_run_equals_one_process(extra: &[(&'static str, &str)]) {
             "{assignments:?}"
         );
     }
+    // Without similar photos only photos shard 0 (the tag lists) reads.
+    let idle: Vec<bool> = (0..3).map(|i| photos_idle(dir, i, 3)).collect();
+    if extra.is_empty() {
+        assert_eq!(idle, [false, false, false]);
+    } else {
+        assert_eq!(idle, [false, true, true]);
+    }
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/compare_rows.py");
     let out = std::process::Command::new(python)
@@ -264,6 +274,12 @@ fn sharded_run_equals_one_process(extra: &[(&'static str, &str)]) {
         assert!(!line("photos").starts_with("photos: 0 vs"), "{stdout}");
         assert!(
             line("similar_photos").starts_with("similar_photos: 0 vs 0"),
+            "{stdout}"
+        );
+        // Photos shard 0 wrote the tag lists.
+        let tags = line("tag_photos");
+        assert!(
+            tags.starts_with("tag_photos: ") && !tags.starts_with("tag_photos: 0 vs"),
             "{stdout}"
         );
     }

@@ -31,8 +31,11 @@
 //! the run's start, from its id, the same in every shard.
 //!
 //! A users shard reads only its targets' neighbourhood when that suffices
-//! ([`super::load::neighbourhood_suffices`]: no `itemknn`); otherwise, and in
-//! the photos step, a shard reads every raw table.
+//! ([`super::load::neighbourhood_suffices`]: no `itemknn`); otherwise a
+//! shard reads every raw table. A photos shard reads every raw table when
+//! it writes rows: every shard with similar photos on; with them off, shard
+//! 0 alone when tag lists are on, and none when they are off too. The others
+//! read nothing.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -111,13 +114,26 @@ pub async fn run_shard(
         "score shard started"
     );
     // The photos step needs every user's recommendations, and has nothing to
-    // read when it writes no rows (similar photos and tag lists off).
-    let photos_idle = !settings.similar.enabled && settings.score.tag_photos_per_tag == 0;
+    // read when it writes no rows: with similar photos off, only shard 0
+    // writes rows (`tag_photos`), and none does when tag lists are off too.
+    let photos_idle = match (
+        settings.similar.enabled,
+        settings.score.tag_photos_per_tag,
+        shard,
+    ) {
+        (true, ..) | (false, 1.., 0) => None,
+        (false, 0, _) => Some(
+            "similar photos and tag lists are off: the photos step read nothing and wrote no rows",
+        ),
+        (false, 1.., 1..) => Some(
+            "similar photos are off and photos shard 0 writes the tag lists: this shard read nothing and wrote no rows",
+        ),
+    };
     let recommended = match step {
         ShardStep::Users => None,
         ShardStep::Photos => {
             complete_step(storage, run_id, ShardStep::Users).await?;
-            if photos_idle {
+            if photos_idle.is_some() {
                 None
             } else {
                 Some(recommended_photo_ids(storage, run_id).await?)
@@ -134,8 +150,8 @@ pub async fn run_shard(
         ShardStep::Users => {
             load_run_inputs(storage, settings, all_users, Scored::Shard(shard, shards)).await?
         }
-        ShardStep::Photos if photos_idle => Loaded {
-            note: Some("similar photos and tag lists are off: the photos step read nothing and wrote no rows".to_string()),
+        ShardStep::Photos if photos_idle.is_some() => Loaded {
+            note: photos_idle.map(str::to_string),
             ..Loaded::default()
         },
         ShardStep::Photos => Loaded {
@@ -154,7 +170,7 @@ pub async fn run_shard(
     let pool = pool(threads)?;
     let clock = Instant::now();
     let (graph, inputs, pool) = match step {
-        ShardStep::Photos if photos_idle => (Graph::default(), inputs, pool),
+        ShardStep::Photos if photos_idle.is_some() => (Graph::default(), inputs, pool),
         ShardStep::Photos => tokio::task::spawn_blocking(move || {
             let (graph, _) = pool.install(|| prepare::prepare(&inputs, all_users))?;
             Ok::<_, ScoreError>((graph, inputs, pool))
