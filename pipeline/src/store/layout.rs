@@ -106,7 +106,7 @@ pub fn layout_path(table: Table) -> Path {
 }
 
 /// How many times a reader starts again after the layout changed under it.
-const READ_ATTEMPTS: u32 = 5;
+pub(crate) const READ_ATTEMPTS: u32 = 5;
 
 impl Storage {
     /// `table`'s layout and the version it was read at, or `None` when the

@@ -4,7 +4,8 @@
 //! (Parquet writes, reads projected on the contract, footer checks),
 //! [`conditional`] (conditional writes and their lock-file emulation on a
 //! local directory), [`layout`] (the hash buckets of the large raw tables),
-//! [`select`] (reads of the rows of some users or photos), [`staged`] (large
+//! [`select`] (reads of the rows of some users or photos), [`scan`] (a
+//! function folded over a few columns of every object of a raw table), [`staged`] (large
 //! objects written from a file), [`error`].
 //!
 //! Every byte the pipeline reads or writes goes through one `Arc<dyn ObjectStore>`,
@@ -24,6 +25,7 @@ pub mod debris;
 pub mod error;
 pub mod layout;
 pub mod parquet;
+pub mod scan;
 pub mod select;
 pub mod staged;
 pub mod storage;
@@ -33,6 +35,7 @@ pub use debris::LOCK_SUFFIX;
 pub use error::StoreError;
 pub use layout::{DEFAULT_BUCKETS, Layout, MAX_BUCKETS};
 pub use parquet::ParquetEncoder;
+pub use scan::Batches;
 pub use select::{IdSet, Select};
 pub use staged::Staged;
 pub use storage::{Storage, json_bytes};

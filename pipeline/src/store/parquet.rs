@@ -167,42 +167,17 @@ impl Storage {
         };
         let builder = self.stream_builder(path).await?;
         check_schema(builder.schema(), table, path)?;
-        let descr = builder.parquet_schema();
-        let mut leaves = Vec::with_capacity(columns.len());
-        for &name in columns {
-            let leaf = descr.columns().iter().position(|c| {
-                c.max_rep_level() == 0 && c.path().parts().len() == 1 && c.name() == name
-            });
-            let in_contract = table.schema().field_with_name(name).is_ok();
-            match leaf {
-                Some(leaf) if in_contract => leaves.push(leaf),
-                _ => {
-                    return Err(StoreError::Schema {
-                        path: path.to_string(),
-                        table: table.name(),
-                        problem: format!("column {name} is missing"),
-                    });
-                }
-            }
-        }
-        let mask = parquet::arrow::ProjectionMask::leaves(descr, leaves);
+        let mask = columns_mask(builder.parquet_schema(), table, columns, path)?;
         let stream = builder
             .with_projection(mask)
             .with_batch_size(64 * 1024)
             .build()
             .map_err(perr)?;
         let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(perr)?;
-        // The projection keeps the file's column order: put them in the
-        // order asked for.
         batches
             .iter()
-            .map(|b| {
-                let picked: Result<Vec<usize>, _> =
-                    columns.iter().map(|c| b.schema().index_of(c)).collect();
-                b.project(&picked?)
-            })
-            .collect::<Result<_, _>>()
-            .map_err(|e| perr(ParquetError::from(e)))
+            .map(|b| in_order(b, columns).map_err(|e| perr(ParquetError::from(e))))
+            .collect()
     }
 
     /// Reads one Parquet object and projects it onto `table`'s schema. Extra columns
@@ -571,6 +546,45 @@ fn same_type(found: &arrow_schema::DataType, expected: &arrow_schema::DataType) 
         }
         (a, b) => a == b,
     }
+}
+
+/// The projection of `columns` (top-level columns of `table`'s contract) in
+/// a Parquet file's schema; a column missing from either is a
+/// [`StoreError::Schema`].
+pub(super) fn columns_mask(
+    descr: &parquet::schema::types::SchemaDescriptor,
+    table: Table,
+    columns: &[&str],
+    path: &Path,
+) -> Result<parquet::arrow::ProjectionMask, StoreError> {
+    let mut leaves = Vec::with_capacity(columns.len());
+    for &name in columns {
+        let leaf = descr.columns().iter().position(|c| {
+            c.max_rep_level() == 0 && c.path().parts().len() == 1 && c.name() == name
+        });
+        let in_contract = table.schema().field_with_name(name).is_ok();
+        match leaf {
+            Some(leaf) if in_contract => leaves.push(leaf),
+            _ => {
+                return Err(StoreError::Schema {
+                    path: path.to_string(),
+                    table: table.name(),
+                    problem: format!("column {name} is missing"),
+                });
+            }
+        }
+    }
+    Ok(parquet::arrow::ProjectionMask::leaves(descr, leaves))
+}
+
+/// `batch`'s `columns` in that order: a projection keeps the file's order.
+pub(super) fn in_order(
+    batch: &RecordBatch,
+    columns: &[&str],
+) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    let picked: Result<Vec<usize>, _> =
+        columns.iter().map(|c| batch.schema().index_of(c)).collect();
+    batch.project(&picked?)
 }
 
 /// Checks that a file's schema holds every column of `table`'s contract, by
