@@ -22,7 +22,8 @@ const RUN: &str = "20261130T020000Z-00aa01";
 /// Settings of the second case: Flexplore and explore only, no fallbacks
 /// (which would rank every target's neighbourhood), and no similar photos or
 /// evaluation, so that of the photos step only shard 0 has work (the tag
-/// lists, at their default length) and the others read nothing; and targets
+/// lists, at their default length, from a scan of the favourites' ids, as
+/// the unsharded run makes them) and the others read nothing; and targets
 /// assigned to users shards by neighbourhood. That a neighbourhood read
 /// equals a whole read is `pipeline/tests/neighbourhood`'s test.
 const NEIGHBOURHOOD: [(&str, &str); 5] = [
@@ -123,6 +124,18 @@ fn photos_idle(dir: &Path, i: u32, n: u32) -> bool {
     let record = record(dir, "photos", i, n);
     noted(&record, "similar photos are off")
         && record["rows_in"]["favorites"].as_u64().unwrap_or(0) == 0
+        && record["rows_in"]["favorites_scanned"].is_null()
+}
+
+/// The favourite rows photos shard `i` of `n` scanned for the tag lists, if
+/// it says it made them from a scan rather than a graph.
+fn photos_scanned(dir: &Path, i: u32, n: u32) -> Option<u64> {
+    let record = record(dir, "photos", i, n);
+    noted(
+        &record,
+        "similar photos are off: this shard made the tag lists from a scan",
+    )
+    .then(|| record["rows_in"]["favorites_scanned"].as_u64().unwrap())
 }
 
 fn sharded_run_equals_one_process(extra: &[(&'static str, &str)]) {
@@ -205,9 +218,14 @@ fn sharded_run_equals_one_process(extra: &[(&'static str, &str)]) {
         &std::fs::read(dir.join(format!("data/runs/{whole}/manifest.json"))).unwrap(),
     )
     .unwrap();
-    let total = manifest["rows_in"]["favorites"].as_u64().unwrap();
+    let rows_in = &manifest["rows_in"];
+    // Reading only its targets' neighbourhood, the unsharded run scans every
+    // favourite's ids for its tag lists.
+    let scanned = rows_in["favorites_scanned"].as_u64();
+    let total = scanned.or(rows_in["favorites"].as_u64()).unwrap();
     let assignments: Vec<String> = (0..3).map(|i| assignment(dir, i, 3)).collect();
     if extra.is_empty() {
+        assert_eq!(scanned, None, "the unsharded run read every favourite");
         assert_eq!(read, [None, None, None], "itemknn needs every favourite");
         assert_eq!(assignments, ["nsid", "nsid", "nsid"]);
     } else {
@@ -222,12 +240,17 @@ fn sharded_run_equals_one_process(extra: &[(&'static str, &str)]) {
             "{assignments:?}"
         );
     }
-    // Without similar photos only photos shard 0 (the tag lists) reads.
+    // Without similar photos only photos shard 0 reads: it scans every
+    // favourite's ids for the tag lists, as the unsharded run did.
     let idle: Vec<bool> = (0..3).map(|i| photos_idle(dir, i, 3)).collect();
+    let scans: Vec<Option<u64>> = (0..3).map(|i| photos_scanned(dir, i, 3)).collect();
     if extra.is_empty() {
         assert_eq!(idle, [false, false, false]);
+        assert_eq!(scans, [None, None, None]);
     } else {
         assert_eq!(idle, [false, true, true]);
+        assert!(rows_in["favorites"].as_u64().unwrap() < total);
+        assert_eq!(scans, [Some(total), None, None]);
     }
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/compare_rows.py");

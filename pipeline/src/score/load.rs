@@ -84,21 +84,17 @@ pub enum Scored {
 /// [`load_neighbourhood`] may replace the whole read. Not with `--all-users`
 /// (every favoriter is a target), nor with `itemknn` (it needs the
 /// favoriters of the targets' photos and their favourites: two hops). An
-/// unsharded run also writes `similar_photos` (two hops), `tag_photos`
-/// (every photo's favourites) and, when evaluating, `metrics` (a split of
-/// every favourite), so it needs `similar.enabled = false`,
-/// `score.tag_photos_per_tag = 0` and `evaluate.enabled = false`; a users
-/// shard writes none of those.
+/// unsharded run also writes `similar_photos` (two hops) and, when
+/// evaluating, `metrics` (a split of every favourite), so it needs
+/// `similar.enabled = false` and `evaluate.enabled = false`; a users shard
+/// writes neither. (Its `tag_photos` then comes from a scan of the
+/// favourites' ids, [`super::tags::scanned_tag_photos`].)
 pub fn neighbourhood_suffices(settings: &Settings, all_users: bool, scored: Scored) -> bool {
     let per_user_only = !all_users && !settings.score.algorithms.contains(&Algorithm::ItemKnn);
     per_user_only
         && match scored {
             Scored::Shard(..) => true,
-            Scored::All => {
-                !settings.similar.enabled
-                    && !settings.evaluate.enabled
-                    && settings.score.tag_photos_per_tag == 0
-            }
+            Scored::All => !settings.similar.enabled && !settings.evaluate.enabled,
         }
 }
 

@@ -61,6 +61,7 @@ pub use prepare::{Graph, Inputs, PrepareStats};
 use std::sync::Arc;
 
 use crate::model::col;
+use crate::model::columns::TagPhotosColumns;
 use crate::store::{IdSet, Select, Storage};
 
 /// Logs a stage's time, with the peak and current RSS, and returns it for a
@@ -144,11 +145,29 @@ async fn score_into(
     options: ScoreOptions,
     manifest: &mut Manifest,
 ) -> Result<(), ScoreError> {
+    // A run that may read only its targets' neighbourhood counts every
+    // photo's favourites for its tag lists first, from a scan of the
+    // favourites' ids: before anything else is held, so that the scan's
+    // counts and the neighbourhood's graph are never in memory together.
+    let scan_tags = settings.score.tag_photos_per_tag > 0
+        && load::neighbourhood_suffices(settings, options.all_users, load::Scored::All);
+    let mut scanned_tags = None;
+    if scan_tags {
+        let clock = Instant::now();
+        let (batch, rows) =
+            tags::scanned_tag_photos(storage, settings.score.tag_photos_per_tag).await?;
+        manifest.rows_in.insert("favorites_scanned".into(), rows);
+        scanned_tags = Some(batch);
+        record(manifest, "tag_photos", clock.elapsed().as_secs_f64());
+    }
     let clock = Instant::now();
     let load::Loaded {
         inputs, note: read, ..
     } = load::load_run_inputs(storage, settings, options.all_users, load::Scored::All).await?;
     let narrowed = read.is_some();
+    // Without a neighbourhood the run read every table: its graph gives the
+    // same lists.
+    let scanned_tags = scanned_tags.filter(|_| narrowed);
     manifest.notes.extend(read);
     for (name, batches) in [
         (Table::Favorites, &inputs.favorites),
@@ -209,11 +228,14 @@ async fn score_into(
         // A neighbourhood read holds `photos` rows only as owner claims; the
         // run's `photos` table is the rows of the photos it shows.
         let clock = Instant::now();
-        let shown = IdSet::new(output::shown_photo_ids(
-            &computed.graph,
-            &computed.recs,
-            computed.similar.as_ref(),
-        ));
+        let listed = scanned_tags
+            .as_ref()
+            .map(|t| TagPhotosColumns::new(t).map(|c| c.photo_id.clone()))
+            .transpose()?;
+        let shown = IdSet::new(
+            output::shown_photo_ids(&computed.graph, &computed.recs, computed.similar.as_ref())
+                .chain(listed.iter().flat_map(|ids| ids.iter().flatten())),
+        );
         inputs.photos = storage
             .read_raw_where(Table::Photos, &Select::new(col::PHOTO_ID, Arc::new(shown)))
             .await?
@@ -228,7 +250,15 @@ async fn score_into(
     let (stats, parts, encode_seconds) = tokio::task::spawn_blocking(move || {
         let clock = Instant::now();
         let parts = pool.install(|| {
-            parts::encode_tables(&inputs, &computed, &settings_, &previous, &run_id, started)
+            parts::encode_tables(
+                &inputs,
+                &computed,
+                scanned_tags,
+                &settings_,
+                &previous,
+                &run_id,
+                started,
+            )
         })?;
         let compute::Computed { stats, graph, .. } = computed;
         if !graph.has_owners() {

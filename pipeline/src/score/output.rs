@@ -229,9 +229,15 @@ pub fn recommended_photos(
 ) -> Result<Vec<RecordBatch>, ScoreError> {
     let mut shown = shown_photos(graph, recs, similar);
     let index = |id: &str| graph.photo_ids.position(id);
+    // Tag lists made from a scan may list photos outside a neighbourhood's
+    // graph: those are kept by id.
+    let mut listed_elsewhere = HashSet::new();
     for id in TagPhotosColumns::new(tag_photos)?.photo_id.iter().flatten() {
-        if let Some(p) = index(id) {
-            shown[p] = true;
+        match index(id) {
+            Some(p) => shown[p] = true,
+            None => {
+                listed_elsewhere.insert(id);
+            }
         }
     }
     let mut out = Vec::new();
@@ -239,7 +245,12 @@ pub fn recommended_photos(
         let photo_ids = PhotosColumns::new(batch)?.photo_id;
         let mask: arrow_array::BooleanArray = photo_ids
             .iter()
-            .map(|p| Some(p.and_then(index).is_some_and(|p| shown[p])))
+            .map(|p| {
+                Some(p.is_some_and(|p| match index(p) {
+                    Some(at) => shown[at],
+                    None => listed_elsewhere.contains(p),
+                }))
+            })
             .collect();
         out.push(arrow_select::filter::filter_record_batch(batch, &mask)?);
     }

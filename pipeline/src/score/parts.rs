@@ -91,6 +91,7 @@ pub type Job<'a> = (Table, usize, Build<'a>);
 pub fn encode_tables(
     inputs: &Inputs,
     computed: &Computed,
+    scanned_tags: Option<RecordBatch>,
     settings: &Settings,
     previous: &PreviousFirst,
     run_id: &str,
@@ -109,8 +110,13 @@ pub fn encode_tables(
 
     // The tables that need no per-user work, built while the parts above encode.
     let rest = || -> Result<Vec<Part>, ScoreError> {
-        let tag_photos =
-            tags::tag_photos_batch(graph, &inputs.photos, settings.score.tag_photos_per_tag)?;
+        // Scanned when the graph holds only the targets' neighbourhood.
+        let tag_photos = match scanned_tags {
+            Some(scanned) => scanned,
+            None => {
+                tags::tag_photos_batch(graph, &inputs.photos, settings.score.tag_photos_per_tag)?
+            }
+        };
         let photos = recommended_photos(inputs, graph, recs, similar.as_ref(), &tag_photos)?;
         let mut parts = Vec::new();
         for (table, batches) in [

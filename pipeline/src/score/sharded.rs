@@ -32,10 +32,12 @@
 //!
 //! A users shard reads only its targets' neighbourhood when that suffices
 //! ([`super::load::neighbourhood_suffices`]: no `itemknn`); otherwise a
-//! shard reads every raw table. A photos shard reads every raw table when
-//! it writes rows: every shard with similar photos on; with them off, shard
-//! 0 alone when tag lists are on, and none when they are off too. The others
-//! read nothing.
+//! shard reads every raw table. With similar photos on, every photos shard
+//! reads every raw table. With them off, photos shard 0 makes the tag lists
+//! (when on) from a scan of the favourites' two id columns and of `photos`
+//! ([`tags::scanned_tag_photos`]), bucket by bucket, holding a count per
+//! photo rather than the favourites, and the other photos shards read
+//! nothing.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -116,6 +118,9 @@ pub async fn run_shard(
     // The photos step needs every user's recommendations, and has nothing to
     // read when it writes no rows: with similar photos off, only shard 0
     // writes rows (`tag_photos`), and none does when tag lists are off too.
+    // Shard 0 then makes the tag lists from a scan of the favourites' ids
+    // (`tags::scanned_tag_photos`) and reads nothing else.
+    let tags_only = !settings.similar.enabled && settings.score.tag_photos_per_tag > 0;
     let photos_idle = match (
         settings.similar.enabled,
         settings.score.tag_photos_per_tag,
@@ -133,7 +138,7 @@ pub async fn run_shard(
         ShardStep::Users => None,
         ShardStep::Photos => {
             complete_step(storage, run_id, ShardStep::Users).await?;
-            if photos_idle.is_some() {
+            if photos_idle.is_some() || tags_only {
                 None
             } else {
                 Some(recommended_photo_ids(storage, run_id).await?)
@@ -141,6 +146,14 @@ pub async fn run_shard(
         }
     };
     let mut stages = Vec::new();
+    let scanned_tags = if step == ShardStep::Photos && tags_only && shard == 0 {
+        let clock = Instant::now();
+        let scanned = tags::scanned_tag_photos(storage, settings.score.tag_photos_per_tag).await?;
+        stages.push(timing("tag_photos", clock));
+        Some(scanned)
+    } else {
+        None
+    };
     let clock = Instant::now();
     let Loaded {
         inputs,
@@ -154,6 +167,12 @@ pub async fn run_shard(
             note: photos_idle.map(str::to_string),
             ..Loaded::default()
         },
+        ShardStep::Photos if scanned_tags.is_some() => Loaded {
+            note: Some(
+                "similar photos are off: this shard made the tag lists from a scan of the favourites' ids and built no graph".to_string(),
+            ),
+            ..Loaded::default()
+        },
         ShardStep::Photos => Loaded {
             inputs: load_inputs(storage).await?,
             ..Loaded::default()
@@ -165,12 +184,18 @@ pub async fn run_shard(
     let assignment = (step == ShardStep::Users).then(|| share.name());
     stages.push(timing("load", clock));
     let mut rows_in = input_rows(&inputs);
+    let scanned_tags = scanned_tags.map(|(batch, rows)| {
+        rows_in.insert("favorites_scanned".into(), rows);
+        batch
+    });
 
     let threads = settings.score.threads;
     let pool = pool(threads)?;
     let clock = Instant::now();
     let (graph, inputs, pool) = match step {
-        ShardStep::Photos if photos_idle.is_some() => (Graph::default(), inputs, pool),
+        ShardStep::Photos if photos_idle.is_some() || scanned_tags.is_some() => {
+            (Graph::default(), inputs, pool)
+        }
         ShardStep::Photos => tokio::task::spawn_blocking(move || {
             let (graph, _) = pool.install(|| prepare::prepare(&inputs, all_users))?;
             Ok::<_, ScoreError>((graph, inputs, pool))
@@ -273,11 +298,14 @@ pub async fn run_shard(
                 let jobs = similar_jobs(&graph, rows.as_ref(), &settings_);
                 let mut parts = pool.install(|| encode_jobs(&run, &prefix, &jobs))?;
                 if shard == 0 {
-                    let tag_photos = tags::tag_photos_batch(
-                        &graph,
-                        &inputs.photos,
-                        settings_.score.tag_photos_per_tag,
-                    )?;
+                    let tag_photos = match scanned_tags {
+                        Some(scanned) => scanned,
+                        None => tags::tag_photos_batch(
+                            &graph,
+                            &inputs.photos,
+                            settings_.score.tag_photos_per_tag,
+                        )?,
+                    };
                     parts.extend(encode_batches(
                         &run,
                         Table::TagPhotos,
