@@ -199,6 +199,7 @@ type ObjectCounts<K> = (u64, Result<Vec<(K, u32)>, <K as ScanKey>::Miss>);
 type Counts<K> = (u64, Result<PlHashMap<K, u32>, <K as ScanKey>::Miss>);
 
 fn count_object<K: ScanKey>(batches: Batches<'_>) -> Result<ObjectCounts<K>, ScoreError> {
+    // (user, photo) of every favourite.
     let mut pairs: Vec<(K, K)> = Vec::new();
     let mut rows = 0u64;
     for batch in batches {
@@ -207,21 +208,36 @@ fn count_object<K: ScanKey>(batches: Batches<'_>) -> Result<ObjectCounts<K>, Sco
         let users = column::<StringArray>(&batch, Table::Favorites, col::USER_ID)?;
         let photos = column::<StringArray>(&batch, Table::Favorites, col::PHOTO_ID)?;
         pairs.reserve(batch.num_rows());
+        // A user's rows are stored together: their key is made once.
+        let mut last: Option<(&str, K)> = None;
         for (user, photo) in users.iter().zip(photos.iter()) {
             // A row without either id is not a favourite (as in `prepare`).
             let (Some(user), Some(photo)) = (user, photo) else {
                 continue;
             };
-            match (K::of(photo), K::of(user)) {
-                (Ok(p), Ok(u)) => pairs.push((p, u)),
-                (Err(miss), _) | (_, Err(miss)) => return Ok((rows, Err(miss))),
+            let user = match &last {
+                Some((id, key)) if *id == user => key.clone(),
+                _ => match K::of(user) {
+                    Ok(key) => last.insert((user, key)).1.clone(),
+                    Err(miss) => return Ok((rows, Err(miss))),
+                },
+            };
+            match K::of(photo) {
+                Ok(photo) => pairs.push((user, photo)),
+                Err(miss) => return Ok((rows, Err(miss))),
             }
         }
     }
-    pairs.sort_unstable();
+    // Buckets are stored sorted by (user, photo): a repeated favourite is
+    // then next to its twin, and only another file needs the sort.
+    if !pairs.is_sorted() {
+        pairs.sort_unstable();
+    }
     pairs.dedup();
+    let mut photos: Vec<K> = pairs.into_iter().map(|(_, photo)| photo).collect();
+    photos.sort_unstable();
     let mut counts: Vec<(K, u32)> = Vec::new();
-    for (p, _) in pairs {
+    for p in photos {
         match counts.last_mut() {
             Some((last, n)) if *last == p => *n += 1,
             _ => counts.push((p, 1)),
