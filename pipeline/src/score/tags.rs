@@ -581,4 +581,104 @@ mod tests {
             .expect_err("no favourites");
         assert!(matches!(err, ScoreError::NoFavorites), "{err}");
     }
+
+    /// A scan racing rebuckets (each replaces every bucket object and
+    /// removes the old ones) counts each favourite once: it reads one
+    /// generation whole, or starts again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_scan_racing_rebuckets_counts_each_favourite_once() {
+        let per_tag = 3;
+        // Each GET takes a millisecond, as a remote store's would: a
+        // rebucket can then replace the generation a scan is reading.
+        let slow = object_store::throttle::ThrottledStore::new(
+            object_store::memory::InMemory::new(),
+            object_store::throttle::ThrottleConfig {
+                wait_get_per_call: std::time::Duration::from_millis(1),
+                ..Default::default()
+            },
+        );
+        let storage = Storage::from_store(Arc::new(slow), "memory").with_raw_buckets(4);
+        let (favorites, photos) = community(60, 300, None).expect("community");
+        merge_raw(&storage, Table::Favorites, vec![favorites.clone()])
+            .await
+            .expect("favorites");
+        merge_raw(&storage, Table::Photos, vec![photos])
+            .await
+            .expect("photos");
+        let (expected, _) = both(&storage, per_tag).await;
+        let (_, stored) = scanned_tag_photos(&storage, per_tag)
+            .await
+            .expect("scanned");
+        // One task: the two loops interleave at every await (the scan waits
+        // for its decoding tasks, the rebucket for its writes).
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let rebuckets = async {
+            for round in 0..30usize {
+                let buckets = [3, 7][round % 2];
+                crate::raw::rebucket(&storage.clone().with_raw_buckets(buckets), Table::Favorites)
+                    .await
+                    .expect("rebucketed");
+                tokio::task::yield_now().await;
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+        };
+        let scan = async {
+            let (mut scans, mut layouts) = (0, std::collections::BTreeSet::new());
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                match scanned_tag_photos(&storage, per_tag).await {
+                    Ok((got, rows)) => {
+                        assert_eq!(rows, stored);
+                        assert_eq!(got, expected);
+                        scans += 1;
+                    }
+                    // Five layouts in a row changed under it: it says so.
+                    Err(ScoreError::Store(e)) => {
+                        assert!(e.to_string().contains("while it was scanned"), "{e}")
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+                if let Some((layout, _)) =
+                    storage.raw_layout(Table::Favorites).await.expect("layout")
+                {
+                    layouts.insert(layout.generation);
+                }
+            }
+            (scans, layouts.len())
+        };
+        let ((), (scans, layouts)) = tokio::join!(rebuckets, scan);
+        // The scans ran while the layout changed under them.
+        assert!(layouts > 2, "{layouts} layouts seen");
+        assert!(scans > 0);
+    }
+
+    /// A bucket the layout names that stays missing is an error, not fewer
+    /// favourites.
+    #[tokio::test]
+    async fn a_missing_bucket_fails_the_scan() {
+        let storage = memory(4);
+        let (favorites, photos) = community(60, 300, None).expect("community");
+        merge_raw(&storage, Table::Favorites, vec![favorites])
+            .await
+            .expect("favorites");
+        merge_raw(&storage, Table::Photos, vec![photos])
+            .await
+            .expect("photos");
+        let (layout, _) = storage
+            .raw_layout(Table::Favorites)
+            .await
+            .expect("layout")
+            .expect("a bucketed table");
+        storage
+            .delete(&layout.bucket_path(Table::Favorites, 2))
+            .await
+            .expect("deleted");
+        let err = scanned_tag_photos(&storage, 3)
+            .await
+            .expect_err("a bucket is missing");
+        assert!(
+            err.to_string()
+                .contains("changed 5 times while it was scanned"),
+            "{err}"
+        );
+    }
 }
