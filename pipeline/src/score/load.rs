@@ -589,12 +589,7 @@ pub async fn previous_first_recommended(
             return storage.read_table_dir(&dir, table).await;
         };
         let select = Select::new(col::USER_ID, users);
-        let mut out = Vec::new();
-        for f in storage.table_files(&dir).await? {
-            let rows = storage.read_object_where(&f, table, &select).await?;
-            out.extend(rows.unwrap_or_default());
-        }
-        Ok(out)
+        storage.read_table_dir_where(&dir, table, &select).await
     };
     match read.await {
         Ok(batches) => Ok(batches),

@@ -8,8 +8,8 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use futures::FutureExt;
-use futures::TryStreamExt;
 use futures::future::BoxFuture;
+use futures::{StreamExt, TryStreamExt};
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, UpdateVersion};
@@ -225,11 +225,13 @@ impl Storage {
         dir: &Path,
         table: Table,
     ) -> Result<Vec<RecordBatch>, StoreError> {
-        let mut out = Vec::new();
-        for f in self.table_files(dir).await? {
-            out.extend(self.read_parquet(&f, table).await?);
-        }
-        Ok(out)
+        // Up to `CONCURRENCY` files fetched at a time, kept in name order.
+        let files: Vec<Vec<RecordBatch>> = futures::stream::iter(self.table_files(dir).await?)
+            .map(|f| async move { self.read_parquet(&f, table).await })
+            .buffered(super::layout::CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(files.into_iter().flatten().collect())
     }
 
     /// Encodes `batches` as one Parquet file of `table` in memory and writes it

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use arrow_array::{Array, BooleanArray, RecordBatch, cast::AsArray};
 use arrow_schema::{ArrowError, DataType, FieldRef, Schema};
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use parquet::arrow::ProjectionMask;
@@ -138,6 +139,24 @@ impl Storage {
         }
         self.read_object_where(&table.raw_path(), table, select)
             .await
+    }
+
+    /// Reads the rows chosen by `select` of every Parquet file of `table`
+    /// under `dir` (a run's table), up to [`super::layout::CONCURRENCY`]
+    /// files at a time, in name order.
+    pub async fn read_table_dir_where(
+        &self,
+        dir: &Path,
+        table: Table,
+        select: &Select,
+    ) -> Result<Vec<RecordBatch>, StoreError> {
+        let files: Vec<Option<Vec<RecordBatch>>> =
+            futures::stream::iter(self.table_files(dir).await?)
+                .map(|f| async move { self.read_object_where(&f, table, select).await })
+                .buffered(super::layout::CONCURRENCY)
+                .try_collect()
+                .await?;
+        Ok(files.into_iter().flatten().flatten().collect())
     }
 
     /// Reads the rows of one Parquet object of `table` chosen by `select`;
