@@ -13,9 +13,10 @@
 # BEFORE=path/to/an/older/faverecs also times that binary in the same runs (its
 # output is not compared), for before/after figures under the same conditions.
 # WHOLE=1 also times this binary with tag lists on (`score.tag_photos_per_tag`
-# 20, the default), which makes it read every favourite; the main side turns
-# them off (the baseline computes none), so with tracked users it reads only
-# their neighbourhood. BEFORE runs with its own default (it refuses 0).
+# 20, the default), for which it scans every favourite's ids (before
+# 2026-12-04 it read every favourite); the main side turns them off (the
+# baseline computes none), so with tracked users it reads only their
+# neighbourhood. BEFORE runs with its own default (it refuses 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -102,7 +103,7 @@ fi
 if [ -n "${WHOLE:-}" ]; then
   w_sec=$(cut -d' ' -f1 "$work/whole.times" | median)
   w_rss=$(cut -d' ' -f2 "$work/whole.times" | sort -n | tail -1)
-  echo "whole read (tag lists on): ${w_sec}s median (all runs: $(cut -d' ' -f1 "$work/whole.times" | tr '\n' ' ')), peak RSS $((w_rss / 1024)) MiB"
+  echo "tag lists on: ${w_sec}s median (all runs: $(cut -d' ' -f1 "$work/whole.times" | tr '\n' ' ')), peak RSS $((w_rss / 1024)) MiB"
   echo "speed-up (duckdb/whole):   $(awk -v a="$d_sec" -v b="$w_sec" 'BEGIN {printf "%.1fx", a/b}')"
 fi
 for side in before whole faverecs; do
