@@ -104,7 +104,7 @@ if [ -n "${WHOLE:-}" ]; then
   w_sec=$(cut -d' ' -f1 "$work/whole.times" | median)
   w_rss=$(cut -d' ' -f2 "$work/whole.times" | sort -n | tail -1)
   echo "tag lists on: ${w_sec}s median (all runs: $(cut -d' ' -f1 "$work/whole.times" | tr '\n' ' ')), peak RSS $((w_rss / 1024)) MiB"
-  echo "speed-up (duckdb/whole):   $(awk -v a="$d_sec" -v b="$w_sec" 'BEGIN {printf "%.1fx", a/b}')"
+  echo "speed-up (duckdb/tag lists on): $(awk -v a="$d_sec" -v b="$w_sec" 'BEGIN {printf "%.1fx", a/b}')"
 fi
 for side in before whole faverecs; do
   [ -s "$work/$side.times" ] || continue
