@@ -508,6 +508,16 @@ mod tests {
         })
     }
 
+    /// Merges `favorites` and `photos` into their raw tables, as an import does.
+    async fn store(storage: &Storage, favorites: RecordBatch, photos: RecordBatch) {
+        merge_raw(storage, Table::Favorites, vec![favorites])
+            .await
+            .expect("favorites");
+        merge_raw(storage, Table::Photos, vec![photos])
+            .await
+            .expect("photos");
+    }
+
     fn memory(buckets: u32) -> Storage {
         Storage::from_store(Arc::new(object_store::memory::InMemory::new()), "memory")
             .with_raw_buckets(buckets)
@@ -521,12 +531,7 @@ mod tests {
         // Bucketed, as folds and imports write them.
         let storage = memory(4);
         let (favorites, photos) = community(60, 300, None).expect("community");
-        merge_raw(&storage, Table::Favorites, vec![favorites.clone()])
-            .await
-            .expect("favorites");
-        merge_raw(&storage, Table::Photos, vec![photos.clone()])
-            .await
-            .expect("photos");
+        store(&storage, favorites.clone(), photos.clone()).await;
         assert_eq!(
             storage
                 .raw_layout(Table::Favorites)
@@ -562,12 +567,7 @@ mod tests {
         // A photo id that is not a Flickr id: both fall back to strings.
         let storage = memory(2);
         let (favorites, photos) = community(60, 300, Some("photo-x")).expect("community");
-        merge_raw(&storage, Table::Favorites, vec![favorites])
-            .await
-            .expect("favorites");
-        merge_raw(&storage, Table::Photos, vec![photos])
-            .await
-            .expect("photos");
+        store(&storage, favorites, photos).await;
         let (from_graph, scanned) = both(&storage, per_tag).await;
         assert_eq!(from_graph.num_rows(), 5 * per_tag);
         assert_eq!(scanned, from_graph);
@@ -599,12 +599,7 @@ mod tests {
         );
         let storage = Storage::from_store(Arc::new(slow), "memory").with_raw_buckets(4);
         let (favorites, photos) = community(60, 300, None).expect("community");
-        merge_raw(&storage, Table::Favorites, vec![favorites.clone()])
-            .await
-            .expect("favorites");
-        merge_raw(&storage, Table::Photos, vec![photos])
-            .await
-            .expect("photos");
+        store(&storage, favorites.clone(), photos).await;
         let (expected, _) = both(&storage, per_tag).await;
         let (_, stored) = scanned_tag_photos(&storage, per_tag)
             .await
@@ -657,12 +652,7 @@ mod tests {
     async fn a_missing_bucket_fails_the_scan() {
         let storage = memory(4);
         let (favorites, photos) = community(60, 300, None).expect("community");
-        merge_raw(&storage, Table::Favorites, vec![favorites])
-            .await
-            .expect("favorites");
-        merge_raw(&storage, Table::Photos, vec![photos])
-            .await
-            .expect("photos");
+        store(&storage, favorites, photos).await;
         let (layout, _) = storage
             .raw_layout(Table::Favorites)
             .await
