@@ -42,8 +42,7 @@ pub use crate::config::MAX_RAW_BUCKETS as MAX_BUCKETS;
 /// [`Storage::from_store`]).
 pub use crate::config::DEFAULT_RAW_BUCKETS as DEFAULT_BUCKETS;
 
-/// How many buckets are read or written at once.
-pub(crate) const CONCURRENCY: usize = 8;
+pub(crate) use super::storage::CONCURRENCY;
 
 /// What `_layout.json` holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

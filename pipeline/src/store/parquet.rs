@@ -228,7 +228,7 @@ impl Storage {
         // Up to `CONCURRENCY` files fetched at a time, kept in name order.
         let files: Vec<Vec<RecordBatch>> = futures::stream::iter(self.table_files(dir).await?)
             .map(|f| async move { self.read_parquet(&f, table).await })
-            .buffered(super::layout::CONCURRENCY)
+            .buffered(super::storage::CONCURRENCY)
             .try_collect()
             .await?;
         Ok(files.into_iter().flatten().collect())

@@ -21,9 +21,9 @@ use parquet::errors::ParquetError;
 use crate::model::Table;
 
 use super::error::StoreError;
-use super::layout::{CONCURRENCY, READ_ATTEMPTS, layout_path};
+use super::layout::{READ_ATTEMPTS, layout_path};
 use super::parquet::{check_schema, columns_mask, in_order};
-use super::storage::Storage;
+use super::storage::{CONCURRENCY, Storage};
 
 /// The batches of one object's scanned columns, in the order asked for,
 /// decoded one at a time as they are taken.

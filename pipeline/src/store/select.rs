@@ -142,7 +142,7 @@ impl Storage {
     }
 
     /// Reads the rows chosen by `select` of every Parquet file of `table`
-    /// under `dir` (a run's table), up to [`super::layout::CONCURRENCY`]
+    /// under `dir` (a run's table), up to [`super::storage::CONCURRENCY`]
     /// files at a time, in name order.
     pub async fn read_table_dir_where(
         &self,
@@ -153,7 +153,7 @@ impl Storage {
         let files: Vec<Option<Vec<RecordBatch>>> =
             futures::stream::iter(self.table_files(dir).await?)
                 .map(|f| async move { self.read_object_where(&f, table, select).await })
-                .buffered(super::layout::CONCURRENCY)
+                .buffered(super::storage::CONCURRENCY)
                 .try_collect()
                 .await?;
         Ok(files.into_iter().flatten().flatten().collect())

@@ -14,6 +14,9 @@ use crate::config::{StorageSettings, StorageUrl};
 
 use super::error::StoreError;
 
+/// How many objects (buckets, a run's files) are read or written at once.
+pub(crate) const CONCURRENCY: usize = 8;
+
 /// Objects a bucketed raw table's writer stores at once on S3
 /// ([`Storage::write_concurrency`]).
 const WRITES_IN_FLIGHT: usize = 8;
