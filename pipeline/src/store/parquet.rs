@@ -358,15 +358,7 @@ pub(crate) async fn decoding(
     path: &Path,
     decode: impl FnOnce(&Path) -> Result<Vec<RecordBatch>, StoreError> + Send + 'static,
 ) -> Result<Vec<RecordBatch>, StoreError> {
-    let owned = path.clone();
-    let batches = tokio::spawn(async move { decode(&owned) })
-        .await
-        .unwrap_or_else(|e| {
-            Err(StoreError::Parquet {
-                path: path.to_string(),
-                source: ParquetError::General(format!("the decoding task failed: {e}")),
-            })
-        })?;
+    let batches = on_a_task(path, decode).await?;
     batches
         .iter()
         .map(copied_here)
@@ -374,6 +366,27 @@ pub(crate) async fn decoding(
         .map_err(|e| StoreError::Parquet {
             path: path.to_string(),
             source: ParquetError::from(e),
+        })
+}
+
+/// Runs `work` on `path`'s object as a task of its own, on the runtime's
+/// workers; a task that died (a panic) fails naming the object.
+pub(crate) async fn on_a_task<T, E>(
+    path: &Path,
+    work: impl FnOnce(&Path) -> Result<T, E> + Send + 'static,
+) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<StoreError> + Send + 'static,
+{
+    let owned = path.clone();
+    tokio::spawn(async move { work(&owned) })
+        .await
+        .unwrap_or_else(|e| {
+            Err(E::from(StoreError::Parquet {
+                path: path.to_string(),
+                source: ParquetError::General(format!("the decoding task failed: {e}")),
+            }))
         })
 }
 

@@ -22,7 +22,7 @@ use crate::model::Table;
 
 use super::error::StoreError;
 use super::layout::{READ_ATTEMPTS, layout_path};
-use super::parquet::{check_schema, columns_mask, in_order};
+use super::parquet::{check_schema, columns_mask, in_order, on_a_task};
 use super::storage::{CONCURRENCY, Storage};
 
 /// The batches of one object's scanned columns, in the order asked for,
@@ -79,9 +79,6 @@ fn scan_object<T, E: From<StoreError>>(
     })
 }
 
-/// What one object of a scan gave: its result, or `None` when it was gone.
-type Scanned<T, E> = Result<Option<T>, E>;
-
 impl Storage {
     /// Folds `each` over `columns` (top-level columns of `table`'s contract)
     /// of every Parquet object of raw `table`: every bucket of a bucketed
@@ -114,18 +111,10 @@ impl Storage {
                     .bytes()
                     .await
                     .map_err(|e| E::from(StoreError::object(&path, e)))?;
-                let task = path.clone();
-                let scanned: Scanned<T, E> = tokio::spawn(async move {
-                    scan_object(bytes, &task, table, columns, each.as_ref()).map(Some)
+                on_a_task(&path, move |path| {
+                    scan_object(bytes, path, table, columns, each.as_ref()).map(Some)
                 })
                 .await
-                .unwrap_or_else(|e| {
-                    Err(E::from(StoreError::Parquet {
-                        path: path.to_string(),
-                        source: ParquetError::General(format!("the scanning task failed: {e}")),
-                    }))
-                });
-                scanned
             }
         };
         for _ in 0..READ_ATTEMPTS {
